@@ -1,0 +1,28 @@
+# The README's two commands: `make run` and `make test`. Each makes its own virtualenv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/golemd --app examples/agents.py
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check golemd golemctl tests examples bench
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check golemd golemctl tests examples bench
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info

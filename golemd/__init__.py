@@ -1,0 +1,6 @@
+"""golemd: durable, isolated, sequential Python agents on one machine."""
+
+from golemd.sdk import agent
+
+__version__ = "0.1.0"
+__all__ = ["agent", "__version__"]

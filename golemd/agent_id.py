@@ -1,0 +1,165 @@
+"""Parse and format agent IDs: `[ENV/]TypeName(arg, ...)`.
+
+Arguments are Python literals, read with `ast` and never evaluated. The
+canonical form uses double-quoted strings and ", " separators; the default
+environment is left out of it. `ast` is imported lazily so that golemctl,
+which uses this module, starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from golemd.errors import Code, GolemError
+
+DEFAULT_ENV = "default"
+MAX_ID_LENGTH = 64 * 1024
+MAX_LITERAL_LENGTH = 1024 * 1024
+_ENV_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
+_TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentId:
+    env: str
+    type: str
+    args: tuple[Any, ...]
+    canonical: str
+
+    def __str__(self) -> str:
+        return self.canonical
+
+
+def _bad(text: str, why: str) -> GolemError:
+    shown = text if len(text) <= 200 else text[:200] + "..."
+    return GolemError(Code.INVALID_AGENT_ID, f"invalid agent ID {shown!r}: {why}")
+
+
+def parse_agent_id(text: str) -> AgentId:
+    """Parse an agent ID; raise GolemError(INVALID_AGENT_ID) saying what is wrong."""
+    if not isinstance(text, str):
+        raise GolemError(Code.INVALID_AGENT_ID, "the agent ID must be a string")
+    if len(text) > MAX_ID_LENGTH:
+        raise _bad(text, f"longer than {MAX_ID_LENGTH} characters")
+    stripped = text.strip()
+    paren = stripped.find("(")
+    if paren < 0:
+        raise _bad(text, "expected TypeName(args...), e.g. CounterAgent(\"c1\"); "
+                         "a singleton is written TypeName()")
+    head, body = stripped[:paren], stripped[paren:]
+    env = DEFAULT_ENV
+    if "/" in head:
+        env, _, head = head.partition("/")
+        if not _ENV_RE.match(env):
+            raise _bad(text, f"environment {env!r} must match [A-Za-z0-9_-]+")
+    type_name = head.strip()
+    if not _TYPE_RE.match(type_name):
+        raise _bad(text, f"type name {type_name!r} is not a Python identifier")
+    if not body.endswith(")"):
+        raise _bad(text, "missing closing ')'")
+    args = _parse_call_args(text, body)
+    return make_agent_id(env, type_name, args)
+
+
+def make_agent_id(env: str, type_name: str, args: tuple[Any, ...] | list[Any]) -> AgentId:
+    args = tuple(args)
+    inner = ", ".join(format_literal(a) for a in args)
+    prefix = "" if env == DEFAULT_ENV else f"{env}/"
+    return AgentId(env, type_name, args, f"{prefix}{type_name}({inner})")
+
+
+def _parse_call_args(text: str, body: str) -> tuple[Any, ...]:
+    import ast
+
+    try:
+        tree = ast.parse("_" + body, mode="eval")
+    except SyntaxError as e:
+        col = (e.offset or 1) - 1
+        raise _bad(text, f"the arguments are not Python literals ({e.msg} at column {col})") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise _bad(text, "the arguments are nested too deeply") from None
+    call = tree.body
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+        raise _bad(text, "expected TypeName(args...)")
+    if call.keywords:
+        raise _bad(text, "keyword arguments are not allowed; give the arguments by position")
+    out = []
+    for i, node in enumerate(call.args, 1):
+        if isinstance(node, ast.Starred):
+            raise _bad(text, f"argument {i} uses *, which is not a literal")
+        out.append(_literal(node, lambda why, i=i: _bad(text, f"argument {i} {why}")))
+    return tuple(out)
+
+
+def _literal(node: Any, fail: Any) -> Any:
+    import ast
+
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        raise fail("is not a literal (strings must be quoted; names and calls are not allowed)") from None
+    except (RecursionError, MemoryError):
+        raise fail("is nested too deeply") from None
+    check_wire_value(value, fail)
+    return value
+
+
+def check_wire_value(value: Any, fail: Any, depth: int = 0) -> None:
+    """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits)."""
+    if depth > 100:
+        raise fail("is nested too deeply")
+    if value is None or isinstance(value, (bool, float, str, bytes)):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise fail("is an integer outside the 64-bit range")
+        return
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            check_wire_value(v, fail, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_wire_value(k, fail, depth + 1)
+            check_wire_value(v, fail, depth + 1)
+        return
+    raise fail(f"has a {type(value).__name__}, which cannot be sent (use a list, dict, str, number, bool or None)")
+
+
+def parse_literal(text: str, what: str = "argument") -> Any:
+    """Parse one command-line literal; raise GolemError(USAGE) on anything else."""
+    import ast
+
+    def fail(why: str) -> GolemError:
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        return GolemError(Code.USAGE, f"{what} {shown!r} {why}")
+
+    if len(text) > MAX_LITERAL_LENGTH:
+        raise fail(f"is longer than {MAX_LITERAL_LENGTH} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise fail("is not a Python literal (quote strings: '\"hello\"')") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise fail("is nested too deeply") from None
+    return _literal(tree.body, fail)
+
+
+def format_literal(value: Any) -> str:
+    """Canonical text of a literal: double-quoted strings, ", " separators."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, (bool, int, float, bytes)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(format_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        if len(value) == 1:
+            return "(" + format_literal(value[0]) + ",)"
+        return "(" + ", ".join(format_literal(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{format_literal(k)}: {format_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)

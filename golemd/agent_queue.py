@@ -1,0 +1,520 @@
+"""One agent: its pending FIFO, its running invocation, its worker, its history.
+
+The runner task exists only while the agent has work. It takes invocations
+from the head of the queue one at a time, makes sure a worker holds the
+agent (spawning one from the last snapshot if needed), sends the call and
+records the outcome together with the new snapshot in one transaction before
+any caller hears of it. Control operations (cancel, interrupt, delete) never
+wait for the runner: they change the facts, kill the worker if they must,
+and the runner reads `abort` to learn why its worker died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from golemd.agent_id import AgentId
+from golemd.errors import Code, GolemError
+from golemd.protocol import pack
+from golemd.states import AgentStatus, InvocationStatus, check_transition, derive_agent_status
+from golemd.workers import TemplateError, Worker, WorkerDied, describe_exit
+
+if TYPE_CHECKING:
+    from golemd.supervisor import Supervisor
+
+log = logging.getLogger("golemd.agent")
+S = InvocationStatus
+Listener = Callable[[dict[str, Any]], None]
+
+
+@dataclass(eq=False)
+class Invocation:
+    key: str
+    method: str
+    args: list[Any]
+    args_packed: bytes
+    seq: int
+    created_at: float
+    status: InvocationStatus
+    schedule_at: float | None = None
+    timeout: float | None = None
+    started_at: float | None = None
+    attempts: int = 0
+    waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
+
+    def move(self, new: InvocationStatus) -> None:
+        self.status = check_transition(self.status, new)
+
+    def public(self) -> dict[str, Any]:
+        return {"idempotency_key": self.key, "method": self.method, "args": self.args,
+                "status": self.status.value, "created_at": self.created_at,
+                "schedule_at": self.schedule_at}
+
+
+def resolve(futures: list[asyncio.Future[Any]], value: Any = None,
+            error: GolemError | None = None) -> None:
+    """Answer every awaiting caller; callers that went away are skipped."""
+    for fut in futures:
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)
+    futures.clear()
+
+
+class ConstructorFailed(Exception):
+    def __init__(self, error: dict[str, Any]):
+        super().__init__(error.get("message"))
+        self.error = error
+
+
+class Agent:
+    def __init__(self, sup: Supervisor, aid: AgentId, type_info: dict[str, Any] | None,
+                 row: dict[str, Any] | None = None):
+        self.sup = sup
+        self.id = aid
+        self.name = aid.canonical
+        self.type_info = type_info
+        now = time.time()
+        row = row or {}
+        self.created_at: float = row.get("created_at", now)
+        self.last_active_at: float = row.get("last_active_at", now)
+        self.completed_count: int = row.get("completed_count", 0)
+        self.failed_count: int = row.get("failed_count", 0)
+        self.retry_count: int = row.get("retry_count", 0)
+        self.last_error: str | None = row.get("last_error")
+        self.interrupted: bool = bool(row.get("interrupted", 0))
+        self.failed_error: dict[str, Any] | None = None
+        self.snapshot: bytes | None = row.get("snapshot")
+        self.next_seq: int = row.get("next_seq", 0)
+        self.queue: deque[Invocation] = deque()
+        self.scheduled: list[tuple[float, int, Invocation]] = []
+        self.active: dict[str, Invocation] = {}
+        self.current: Invocation | None = None
+        self.worker: Worker | None = None
+        self.retrying = False
+        self.deleted = False
+        self.abort: str | None = None
+        self.runner: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+        self.output: deque[dict[str, Any]] = deque(maxlen=sup.config.log_buffer_lines)
+        self.followers: set[Callable[[dict[str, Any] | None, str], None]] = set()
+        self._sched_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- facts -----------------------------------------------------------
+
+    @property
+    def durable(self) -> bool:
+        return bool(self.type_info and self.type_info["durable"])
+
+    @property
+    def status(self) -> AgentStatus:
+        return derive_agent_status(
+            failed=self.failed_error is not None, interrupted=self.interrupted,
+            retrying=self.retrying, running=self.current is not None,
+            worker_alive=self.worker is not None and self.worker.alive)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.queue) + len(self.scheduled)
+
+    def metadata(self) -> dict[str, Any]:
+        worker = self.worker if self.worker is not None and self.worker.alive else None
+        rss, cpu = worker.usage() if worker else (None, None)
+        cur = self.current
+        return {
+            "agent_id": self.name,
+            "type": self.id.type,
+            "env": self.id.env,
+            "args": list(self.id.args),
+            "status": self.status.value,
+            "pending_invocation_count": self.pending_count,
+            "current_invocation": {"idempotency_key": cur.key, "method": cur.method} if cur else None,
+            "pid": worker.pid if worker else None,
+            "created_at": self.created_at,
+            "last_active_at": self.last_active_at,
+            "completed_count": self.completed_count,
+            "failed_count": self.failed_count,
+            "retry_count": self.retry_count,
+            "last_error": self.last_error,
+            "memory_rss_bytes": rss,
+            "cpu_seconds": cpu,
+        }
+
+    def event(self, kind: str, inv: Invocation | None = None, detail: str | None = None) -> None:
+        if not self.deleted:
+            self.sup.store.event(self.name, time.time(), kind, inv.key if inv else None,
+                                 inv.method if inv else None, detail)
+
+    # -- the queue -------------------------------------------------------
+
+    def enqueue(self, inv: Invocation, restoring: bool = False) -> None:
+        self.active[inv.key] = inv
+        if inv.status == S.SCHEDULED:
+            bisect.insort(self.scheduled, (inv.schedule_at or 0.0, inv.seq, inv), key=lambda t: t[:2])
+            self._arm_schedule()
+        else:
+            self.queue.append(inv)
+            self.kick()
+
+    def take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def _arm_schedule(self) -> None:
+        if self._sched_timer is not None:
+            self._sched_timer.cancel()
+            self._sched_timer = None
+        if self.scheduled and not self.deleted:
+            delay = max(0.0, self.scheduled[0][0] - time.time())
+            self._sched_timer = asyncio.get_running_loop().call_later(delay, self._release_due)
+
+    def _release_due(self) -> None:
+        self._sched_timer = None
+        now = time.time()
+        while self.scheduled and self.scheduled[0][0] <= now:
+            _, _, inv = self.scheduled.pop(0)
+            inv.move(S.PENDING)
+            # A released invocation joins the FIFO now, so it takes a new
+            # place in the order that recovery will replay.
+            inv.seq = self.take_seq()
+            self.sup.store.update_invocation(self.name, inv.key, status=inv.status.value, seq=inv.seq)
+            self.sup.store.update_agent(self.name, next_seq=self.next_seq)
+            self.sup.store.commit()
+            self.queue.append(inv)
+        self._arm_schedule()
+        self.kick()
+
+    def kick(self) -> None:
+        if (self.runner is None and self.queue and not self.interrupted and not self.deleted
+                and self.failed_error is None and not self.sup.draining):
+            self.runner = asyncio.create_task(self._run(), name=f"agent {self.name}")
+
+    async def _run(self) -> None:
+        try:
+            while (self.queue and not self.interrupted and not self.deleted
+                   and self.failed_error is None and not self.sup.draining):
+                inv = self.queue.popleft()
+                try:
+                    await self._execute(inv)
+                except Exception as exc:
+                    log.exception("%s: internal error running %s", self.name, inv.key)
+                    if inv.status == S.RUNNING:
+                        self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
+        finally:
+            self.runner = None
+            self._arm_idle()
+
+    # -- running one invocation --------------------------------------------
+
+    async def _execute(self, inv: Invocation) -> None:
+        inv.move(S.RUNNING)
+        self.current = inv
+        inv.started_at = self.last_active_at = time.time()
+        self.sup.touch(self)
+        if not self.deleted:
+            self.sup.store.update_invocation(self.name, inv.key, status=S.RUNNING.value,
+                                             started_at=inv.started_at)
+        while True:
+            worker: Worker | None = None
+            try:
+                worker = await self._ensure_worker()
+                if self.abort is not None:
+                    raise WorkerDied("stopped before the call was sent")
+                call = worker.call(inv.method, inv.args)
+                timer = None
+                if inv.timeout is not None:
+                    timer = asyncio.get_running_loop().call_later(inv.timeout, self._time_out, worker)
+                try:
+                    reply = await call
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+            except ConstructorFailed as exc:
+                self._fail_agent(exc.error, inv)
+                return
+            except (WorkerDied, TemplateError) as exc:
+                code = await self._reap_worker(worker)
+                if await self._after_death(inv, str(exc), code):
+                    continue
+                return
+            self._complete(inv, reply)
+            return
+
+    async def _ensure_worker(self) -> Worker:
+        if self.worker is not None and self.worker.alive:
+            return self.worker
+        if self.worker is not None:
+            await self._reap_worker(self.worker)
+        worker = await self.sup.spawn_worker(self)
+        self.worker = worker
+        snapshot = self.snapshot if self.durable else None
+        reply = await worker.init(list(self.id.args), snapshot)
+        if not reply["ok"]:
+            worker.kill()
+            raise ConstructorFailed(reply["error"])
+        if snapshot is not None:
+            self.event("resumed_from_snapshot", detail=f"pid {worker.pid}")
+        return worker
+
+    async def _reap_worker(self, worker: Worker | None) -> int | None:
+        if worker is None:
+            return None
+        worker.kill()
+        code = await worker.wait()
+        if self.worker is worker:
+            self.worker = None
+        self.sup.worker_gone(self, worker)
+        return code
+
+    def _time_out(self, worker: Worker) -> None:
+        if self.abort is None:
+            self.abort = "timeout"
+        worker.kill()
+
+    async def _after_death(self, inv: Invocation, why: str, code: int | None) -> bool:
+        """The worker died during `inv`. Return True to run it again."""
+        reason, self.abort = self.abort, None
+        if reason is None and (self.deleted or self.interrupted or self.sup.draining):
+            reason = "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown"
+        if reason == "recover":
+            self.event("process_died", inv, "simulated crash; recovering at once")
+            return True
+        if reason == "timeout":
+            self._finish(inv, S.FAILED, error=GolemError(
+                Code.TIMEOUT, f"{inv.method}() ran longer than its timeout of {inv.timeout:g}s and was killed"))
+            return False
+        if reason is not None:
+            self._put_back(inv, reason)
+            return False
+        # It crashed by itself: retry under the policy.
+        died = describe_exit(code) if code is not None or "control" not in why else why
+        inv.attempts += 1
+        self.event("process_died", inv, died)
+        if inv.attempts >= self.sup.config.retry_attempts:
+            self._finish(inv, S.FAILED, error=GolemError(
+                Code.AGENT_DIED, f"the agent's process died during {inv.method}() on all "
+                f"{inv.attempts} attempts; last time {died}"))
+            return False
+        self.retry_count += 1
+        self.retrying = True
+        delay = min(self.sup.config.retry_backoff_initial * 2 ** (inv.attempts - 1),
+                    self.sup.config.retry_backoff_max)
+        self.event("retried", inv, f"attempt {inv.attempts + 1} after {delay:g}s")
+        if not self.deleted:
+            self.sup.store.update_agent(self.name, retry_count=self.retry_count)
+        self.wake.clear()
+        try:
+            await asyncio.wait_for(self.wake.wait(), delay)
+        except TimeoutError:
+            pass
+        self.retrying = False
+        reason, self.abort = self.abort, None
+        if self.deleted or self.interrupted or self.sup.draining:
+            self._put_back(inv, "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown")
+            return False
+        return True
+
+    def _put_back(self, inv: Invocation, reason: str) -> None:
+        """Stop `inv` without an outcome: interrupted, deleted or shut down."""
+        self.current = None
+        if reason == "delete":
+            resolve(inv.waiters, error=GolemError(Code.INTERRUPTED, "the agent was deleted while "
+                                                   f"{inv.method}() was running"))
+            return
+        inv.move(S.PENDING)
+        self.queue.appendleft(inv)
+        if not self.deleted:
+            self.sup.store.update_invocation(self.name, inv.key, status=S.PENDING.value)
+        if reason == "interrupt":
+            resolve(inv.waiters, error=GolemError(
+                Code.INTERRUPTED, f"{inv.method}() was interrupted; it runs again on resume"))
+        else:
+            resolve(inv.waiters, error=GolemError(
+                Code.SHUTTING_DOWN, "the daemon is stopping; the invocation stays queued and runs "
+                "after the restart"))
+
+    def _complete(self, inv: Invocation, reply: dict[str, Any]) -> None:
+        if reply.get("ok"):
+            if reply.get("snapshot") is not None:
+                self.snapshot = reply["snapshot"]
+            self._finish(inv, S.COMPLETED, result=reply.get("result"), snapshot_changed=True)
+            return
+        err = reply.get("error") or {}
+        code = reply.get("code", Code.INVOCATION_FAILED.value)
+        message = f"{err.get('type', 'Exception')}: {err.get('message', '')}"
+        if code != Code.INVOCATION_FAILED.value:
+            message = err.get("message", message)
+        self._finish(inv, S.FAILED, error=GolemError(code, message, details=err))
+
+    def _finish(self, inv: Invocation, status: InvocationStatus, result: Any = None,
+                error: GolemError | None = None, snapshot_changed: bool = False) -> None:
+        now = time.time()
+        inv.move(status)
+        self.current = None
+        self.active.pop(inv.key, None)
+        self.last_active_at = now
+        if status == S.COMPLETED:
+            self.completed_count += 1
+            outcome = {"result": result}
+        else:
+            assert error is not None
+            self.failed_count += 1
+            self.last_error = str(error)
+            outcome = {"error": error.to_wire()}
+        if not self.deleted:
+            store = self.sup.store
+            store.update_invocation(self.name, inv.key, status=status.value, outcome=pack(outcome),
+                                    finished_at=now, started_at=inv.started_at)
+            cols: dict[str, Any] = {"last_active_at": now, "completed_count": self.completed_count,
+                                    "failed_count": self.failed_count, "last_error": self.last_error}
+            if snapshot_changed and self.durable:
+                cols["snapshot"] = self.snapshot
+            store.update_agent(self.name, **cols)
+            self.sup.note_finished(self)
+        waiters = list(inv.waiters)
+        inv.waiters.clear()
+        committed = self.sup.store.commit()
+
+        def deliver(fut: asyncio.Future[None]) -> None:
+            exc = fut.exception()
+            if exc is not None:
+                resolve(waiters, error=exc if isinstance(exc, GolemError)
+                        else GolemError(Code.INTERNAL, str(exc)))
+            elif error is not None:
+                resolve(waiters, error=error)
+            else:
+                resolve(waiters, value=result)
+
+        committed.add_done_callback(deliver)
+
+    def _fail_agent(self, error: dict[str, Any], inv: Invocation | None) -> None:
+        """The constructor raised (or the state cannot be loaded): the agent is Failed."""
+        message = f"the constructor of {self.id.type} raised {error.get('type')}: {error.get('message')}"
+        self.failed_error = {"code": Code.AGENT_FAILED.value, "message": message, "details": error}
+        self.event("constructor_failed", inv, message)
+        err = GolemError(Code.AGENT_FAILED, message, details=error)
+        if inv is not None:
+            self._finish(inv, S.FAILED, error=err)
+        self.fail_all_pending(err)
+
+    def fail_all_pending(self, err: GolemError) -> None:
+        pending = list(self.queue) + [t[2] for t in self.scheduled]
+        self.queue.clear()
+        self.scheduled.clear()
+        self._arm_schedule()
+        for inv in pending:
+            self._finish(inv, S.FAILED, error=err)
+
+    # -- control operations ---------------------------------------------
+
+    def cancel(self, key: str) -> None:
+        inv = self.active.get(key)
+        if inv is None:
+            row = self.sup.store.get_invocation(self.name, key)
+            if row is None:
+                raise GolemError(Code.NOT_FOUND, f"no invocation with idempotency key {key!r} on {self.name}")
+            if row["status"] == S.CANCELED.value:
+                return
+            raise GolemError(Code.TOO_LATE, f"invocation {key!r} already completed")
+        if inv.status == S.RUNNING:
+            raise GolemError(Code.TOO_LATE, f"invocation {key!r} has already started")
+        if inv.status == S.SCHEDULED:
+            self.scheduled = [t for t in self.scheduled if t[2] is not inv]
+            self._arm_schedule()
+        else:
+            self.queue.remove(inv)
+        inv.move(S.CANCELED)
+        del self.active[key]
+        now = time.time()
+        self.sup.store.update_invocation(self.name, key, status=S.CANCELED.value, finished_at=now)
+        resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
+
+    def interrupt(self, recover: bool) -> None:
+        if recover:
+            if self.worker is not None and self.worker.alive:
+                if self.current is not None:
+                    self.abort = "recover"
+                self.worker.kill()
+            return
+        if not self.interrupted:
+            self.interrupted = True
+            self.event("interrupted", self.current)
+            self.sup.store.update_agent(self.name, interrupted=1)
+        if self.current is not None:
+            self.abort = self.abort or "interrupt"
+            if self.worker is not None:
+                self.worker.kill()
+            self.wake.set()
+
+    def resume(self) -> None:
+        if self.interrupted:
+            self.interrupted = False
+            self.event("resumed")
+            self.sup.store.update_agent(self.name, interrupted=0)
+            self.kick()
+
+    def delete(self) -> None:
+        self.deleted = True
+        if self._sched_timer is not None:
+            self._sched_timer.cancel()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self.current is not None:
+            self.abort = "delete"
+            self.wake.set()
+        if self.worker is not None:
+            self.worker.kill()
+            asyncio.create_task(self._reap_worker(self.worker))
+        pending = list(self.queue) + [t[2] for t in self.scheduled]
+        self.queue.clear()
+        self.scheduled.clear()
+        for inv in pending:
+            resolve(inv.waiters, error=GolemError(Code.CANCELED, f"the agent was deleted before {inv.key!r} ran"))
+        for follower in list(self.followers):
+            follower(None, "deleted")
+        self.followers.clear()
+
+    # -- workers and output ---------------------------------------------
+
+    def on_output(self, stream: str, line: str) -> None:
+        cur = self.current
+        entry = {"type": "output", "stream": stream, "line": line, "ts": time.time(),
+                 "idempotency_key": cur.key if cur else None}
+        self.output.append(entry)
+        log.info("%s %s: %s", self.name, stream, line)
+        if cur is not None:
+            for listener in cur.listeners:
+                listener(entry)
+        for follower in list(self.followers):
+            follower(entry, "")
+
+    def _arm_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.worker is not None and not self.deleted and self.sup.config.idle_timeout > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                self.sup.config.idle_timeout, self.suspend)
+
+    def suspend(self) -> bool:
+        """Stop an idle worker; the agent lives on in its snapshot. False if busy."""
+        self._idle_timer = None
+        if self.current is not None or self.runner is not None or self.worker is None:
+            return False
+        self.event("suspended")
+        self.sup.store.commit()
+        asyncio.create_task(self._reap_worker(self.worker))
+        return True

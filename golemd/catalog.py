@@ -1,0 +1,69 @@
+"""The loaded agent types as plain data, and the argument checks made with it.
+
+The supervisor refuses an unknown method or arguments that cannot fit the
+signature before anything is enqueued; it does so from the description the
+template process sent, without importing agent code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_SIMPLE: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "bytes": (bytes,),
+    "list": (list,),
+    "tuple": (list, tuple),
+    "dict": (dict,),
+    "None": (type(None),),
+    "NoneType": (type(None),),
+}
+
+
+def _allowed(annotation: str | None) -> tuple[type, ...] | None:
+    """Types an annotation admits, or None when we cannot tell (then anything goes)."""
+    if not annotation:
+        return None
+    text = annotation.strip()
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional["):-1] + " | None"
+    out: list[type] = []
+    for part in text.split("|"):
+        part = part.strip()
+        base = part.split("[", 1)[0].strip()
+        if base in ("List", "Dict", "Tuple"):
+            base = base.lower()
+        if base not in _SIMPLE:
+            return None
+        out.extend(_SIMPLE[base])
+    return tuple(out)
+
+
+def check_args(what: str, sig: dict[str, Any], args: list[Any]) -> str | None:
+    """Why `args` cannot be passed positionally to `sig`, or None if they can."""
+    positional = [p for p in sig["params"] if p["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
+    varargs = any(p["kind"] == "VAR_POSITIONAL" for p in sig["params"])
+    kwonly_required = [p["name"] for p in sig["params"]
+                       if p["kind"] == "KEYWORD_ONLY" and not p["has_default"]]
+    if kwonly_required:
+        return f"{what}{sig['signature']} needs keyword-only arguments ({', '.join(kwonly_required)}), which cannot be passed"
+    required = sum(1 for p in positional if not p["has_default"])
+    n = len(args)
+    if n < required or (not varargs and n > len(positional)):
+        if varargs:
+            want = f"at least {required}"
+        elif required == len(positional):
+            want = str(required)
+        else:
+            want = f"{required} to {len(positional)}"
+        return f"{what}{sig['signature']} takes {want} argument{'s' if want != '1' else ''}, {n} given"
+    for i, (p, value) in enumerate(zip(positional, args, strict=False), 1):
+        allowed = _allowed(p["annotation"])
+        if allowed is None or isinstance(value, allowed):
+            continue
+        return (f"{what}{sig['signature']}: argument {i} ({p['name']}) must be "
+                f"{p['annotation']}, got {type(value).__name__} {value!r:.60}")
+    return None

@@ -1,0 +1,72 @@
+"""`golemd`: run the daemon in the foreground, logging to stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+
+import click
+
+from golemd.config import load_config
+
+
+def _setup_logging(level: str) -> None:
+    # Under systemd, stderr is the journal, which adds its own timestamps.
+    journal = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s %(name)s: %(message)s" if journal else \
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--socket", "socket_", metavar="PATH", help="Unix socket to listen on (env GOLEMD_SOCKET).")
+@click.option("--state-dir", metavar="DIR", help="Where the store lives (env GOLEMD_STATE_DIR).")
+@click.option("--app", "apps", multiple=True, metavar="MODULE_OR_FILE",
+              help="An app to load: a .py file or a module name. Repeatable.")
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="TOML configuration file.")
+@click.option("--max-live-workers", type=int, help="Live worker processes before LRU suspension.")
+@click.option("--idle-timeout", type=float, help="Seconds before an idle agent is suspended.")
+@click.option("--drain-timeout", type=float, help="Seconds running invocations get at shutdown.")
+@click.option("--max-pending", type=int, help="Pending invocations per agent before QUEUE_FULL.")
+@click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
+              help="SQLite durability: NORMAL survives a daemon crash, FULL also power loss.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--check-config", is_flag=True, help="Validate and print the effective configuration, then exit.")
+def main(socket_: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
+         max_live_workers: int | None, idle_timeout: float | None, drain_timeout: float | None,
+         max_pending: int | None, synchronous: str | None, log_level: str | None,
+         check_config: bool) -> None:
+    """Run golemd in the foreground."""
+    try:
+        config = load_config(config_file, {
+            "socket": socket_, "state_dir": state_dir, "apps": apps,
+            "max_live_workers": max_live_workers, "idle_timeout": idle_timeout,
+            "drain_timeout": drain_timeout, "max_pending": max_pending,
+            "synchronous": synchronous.upper() if synchronous else None,
+            "log_level": log_level.upper() if log_level else None})
+    except (ValueError, OSError) as exc:
+        click.echo(f"golemd: error: configuration: {exc}", err=True)
+        sys.exit(2)
+    if check_config:
+        for field in dataclasses.fields(config):
+            click.echo(f"{field.name} = {getattr(config, field.name)!r}")
+        return
+    _setup_logging(config.log_level)
+    from golemd.daemon import Daemon, StartupError
+    from golemd.server import SocketPathError
+
+    try:
+        code = asyncio.run(Daemon(config).run())
+    except (StartupError, SocketPathError) as exc:
+        logging.getLogger("golemd").error("%s", exc)
+        click.echo(f"golemd: error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""One frozen Config: paths, limits, timeouts. Defaults, TOML file, validation.
+
+Precedence: command-line flags > environment (GOLEMD_SOCKET, GOLEMD_STATE_DIR)
+> the TOML file > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from golemctl.paths import default_socket_path
+
+
+def default_state_dir() -> str:
+    env = os.environ.get("GOLEMD_STATE_DIR")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/var/lib/golemd"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "golemd")
+
+
+def default_config_path() -> str:
+    if os.geteuid() == 0:
+        return "/etc/golemd/golemd.toml"
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "golemd", "golemd.toml")
+
+
+@dataclass(frozen=True)
+class Config:
+    socket: str = field(default_factory=default_socket_path)
+    state_dir: str = field(default_factory=default_state_dir)
+    apps: tuple[str, ...] = ()
+    # queue and retry policy
+    max_pending: int = 10_000
+    retry_attempts: int = 3
+    retry_backoff_initial: float = 0.1
+    retry_backoff_max: float = 2.0
+    # workers
+    idle_timeout: float = 60.0
+    max_live_workers: int = 256
+    stop_grace: float = 2.0
+    drain_timeout: float = 30.0
+    # store
+    synchronous: str = "NORMAL"
+    retention_count: int = 10_000
+    retention_seconds: float = 86_400.0
+    # logs
+    log_level: str = "INFO"
+    log_buffer_lines: int = 1000
+
+    def validate(self) -> Config:
+        problems = []
+        if self.synchronous.upper() not in ("NORMAL", "FULL"):
+            problems.append("synchronous must be NORMAL or FULL")
+        for name in ("max_pending", "retry_attempts", "max_live_workers", "retention_count",
+                     "log_buffer_lines"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
+                     "drain_timeout", "retention_seconds"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative")
+        if len(os.fsencode(self.socket)) >= 108:
+            problems.append(f"socket path {self.socket!r} is too long for a Unix socket (max 107 bytes)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.state_dir, "golemd.db")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """Build the Config from an optional TOML file plus non-None overrides."""
+    values: dict[str, Any] = {}
+    if path is not None or Path(default_config_path()).is_file():
+        import tomllib
+
+        file = path or default_config_path()
+        with open(file, "rb") as f:
+            data = tomllib.load(f)
+        data = data.get("golemd", data)
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS:
+                raise ValueError(f"{file}: unknown option {key!r}")
+            values[name] = tuple(value) if name == "apps" else value
+    for env, name in (("GOLEMD_SOCKET", "socket"), ("GOLEMD_STATE_DIR", "state_dir")):
+        if os.environ.get(env):
+            values[name] = os.environ[env]
+    values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+    for name, value in values.items():
+        want = type(getattr(Config(), name)) if name not in ("socket", "state_dir") else str
+        if want is float and isinstance(value, int):
+            values[name] = float(value)
+        elif not isinstance(values[name], want):
+            raise ValueError(f"option {name} must be {want.__name__}, got {value!r}")
+    return Config(**values).validate()

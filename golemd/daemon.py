@@ -1,0 +1,184 @@
+"""The daemon's lifecycle: lock -> recover -> bind -> ready -> serve -> drain -> exit.
+
+Signal handlers only record; the loop acts. The first SIGTERM/SIGINT drains
+(running invocations may finish within drain_timeout, the rest stay
+journaled), a second one stops the workers at once. SIGHUP reloads the apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from golemd import systemd
+from golemd.config import Config
+from golemd.server import Connection, bind_unix_socket
+from golemd.store import Store
+from golemd.supervisor import Supervisor
+from golemd.workers import Template
+
+log = logging.getLogger("golemd")
+
+
+class StartupError(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, config: Config):
+        self.config = config
+        self.stop_requested = asyncio.Event()
+        self.force = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+        self.supervisor: Supervisor = None  # type: ignore[assignment]
+        self.connections: set[asyncio.Task[Any]] = set()
+        self._lock: FileLock | None = None
+        self._owns_socket = False
+        self.retired: list[Template] = []
+
+    # -- start-up ----------------------------------------------------------
+
+    def _lock_state_dir(self) -> None:
+        os.makedirs(self.config.state_dir, mode=0o700, exist_ok=True)
+        lock_path = os.path.join(self.config.state_dir, "golemd.lock")
+        pid_path = os.path.join(self.config.state_dir, "golemd.pid")
+        self._lock = FileLock(lock_path)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                holder = open(pid_path).read().strip()
+            except OSError:
+                holder = "unknown"
+            raise StartupError(f"another golemd (pid {holder}) is running on state directory "
+                               f"{self.config.state_dir}") from None
+        with open(pid_path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def _listening_socket(self) -> socket.socket:
+        fds = systemd.listen_fds()
+        if fds:
+            log.info("using the socket passed by systemd (fd %d)", fds[0])
+            return socket.socket(fileno=fds[0])
+        self._owns_socket = True
+        return bind_unix_socket(self.config.socket)
+
+    async def run(self) -> int:
+        self._lock_state_dir()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        store = Store(self.config.db_path, self.config.synchronous)
+        template = Template(list(self.config.apps))
+        try:
+            types = await template.start()
+        except Exception as exc:
+            store.close()
+            raise StartupError(str(exc)) from exc
+        self.supervisor = Supervisor(self.config, store, template)
+        template.on_lost = self._template_lost
+        count = self.supervisor.recover()
+        log.info("loaded %d agent types (%s); recovered %d agents", len(types),
+                 ", ".join(sorted(types)) or "none", count)
+        try:
+            sock = self._listening_socket()
+        except Exception:
+            template.stop()
+            store.close()
+            raise
+        self.server = await asyncio.start_unix_server(self._on_connection, sock=sock)
+        log.info("golemd %d listening on %s, state in %s", os.getpid(), self.config.socket,
+                 self.config.state_dir)
+        systemd.notify(f"READY=1\nSTATUS=serving {count} agents\nMAINPID={os.getpid()}")
+        watchdog = asyncio.create_task(self._watchdog())
+        await self.stop_requested.wait()
+        watchdog.cancel()
+        await self.shutdown()
+        return 0
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            await Connection(self, reader, writer).serve()
+        finally:
+            self.connections.discard(task)
+
+    async def _watchdog(self) -> None:
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def _template_lost(self) -> None:
+        if not self.stop_requested.is_set():
+            log.error("the template process died; starting a new one")
+            asyncio.ensure_future(self.reload())
+
+    # -- reload and shutdown ---------------------------------------------
+
+    async def reload(self) -> None:
+        """Re-import the apps in a new template; new workers use the new code."""
+        old = self.supervisor.template
+        new = Template(list(self.config.apps))
+        try:
+            await new.start()
+        except Exception as exc:
+            log.error("reload failed, keeping the running code: %s", exc)
+            return
+        new.on_lost = self._template_lost
+        self.supervisor.template = new
+        old.on_lost = None
+        for agent in list(self.supervisor.agents.values()):
+            agent.type_info = new.types.get(agent.id.type, agent.type_info)
+            agent.suspend()  # idle workers restart on the new code; busy ones finish first
+        self.retired.append(old)
+        log.info("reloaded apps: %s", ", ".join(sorted(new.types)) or "none")
+
+    def request_stop(self) -> None:
+        if self.stop_requested.is_set():
+            log.warning("second stop request: stopping workers now")
+            self.force.set()
+            return
+        log.info("stopping: no new connections; running invocations may finish")
+        systemd.notify("STOPPING=1")
+        self.stop_requested.set()
+
+    async def shutdown(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        sup = self.supervisor
+        drain = asyncio.ensure_future(sup.drain(self.config.drain_timeout))
+        forced = asyncio.ensure_future(self.force.wait())
+        await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        await sup.stop_all()
+        # Let connections write their final replies, then close them.
+        await asyncio.sleep(0)
+        for task in list(self.connections):
+            task.cancel()
+        if self.connections:
+            await asyncio.wait(list(self.connections), timeout=2)
+        sup.store.commit_now()
+        sup.store.close()
+        sup.template.stop()
+        for old in self.retired:
+            old.stop()
+        if self._owns_socket:
+            try:
+                os.unlink(self.config.socket)
+            except FileNotFoundError:
+                pass
+        if self._lock is not None:
+            self._lock.release()
+        log.info("stopped")

@@ -1,0 +1,133 @@
+"""The client wire protocol: version, limits, and the shape of every request.
+
+msgpack maps, back to back on a Unix stream socket. Import-safe: no asyncio,
+no side effects, so golemctl can import it and still start fast.
+docs/protocol.md is the prose version of this module; keep them together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from golemd.errors import Code, GolemError
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_IDEMPOTENCY_KEY = 256
+MAX_NAME = 256
+
+_NUM = (int, float)
+_OPT = object()  # marker: the field may be absent or nil
+
+# op -> {field: (types, required)}; "v", "id" and "op" are checked for every op.
+OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "invoke": {
+        "agent": ((str,), True),
+        "method": ((str,), True),
+        "args": ((list,), False),
+        "idempotency_key": ((str, type(None)), False),
+        "mode": ((str,), False),
+        "schedule_at": ((*_NUM, type(None)), False),
+        "timeout": ((*_NUM, type(None)), False),
+        "stream": ((bool,), False),
+    },
+    "get": {"agent": ((str,), True)},
+    "list": {
+        "env": ((str, type(None)), False),
+        "type": ((str, type(None)), False),
+        "status": ((str, type(None)), False),
+    },
+    "cancel": {"agent": ((str,), True), "idempotency_key": ((str,), True)},
+    "interrupt": {"agent": ((str,), True), "recover": ((bool,), False)},
+    "simulate_crash": {"agent": ((str,), True)},
+    "resume": {"agent": ((str,), True)},
+    "delete": {"agent": ((str,), True)},
+    "invocations": {"agent": ((str,), True)},
+    "oplog": {"agent": ((str,), True), "last": ((int, type(None)), False)},
+    "stream": {"agent": ((str,), True), "follow": ((bool,), False), "last": ((int, type(None)), False)},
+    "status": {},
+    "types": {},
+    "reload": {},
+    "stop": {},
+}
+
+MODES = ("await", "trigger")
+
+
+def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
+    """Check a decoded request; return (id, op, msg) or raise GolemError.
+
+    The id is returned even when the rest is wrong, so the error reply can
+    echo it; the exception carries it as `.request_id`.
+    """
+    if not isinstance(msg, dict):
+        raise _bad(None, f"a request must be a map, got {type(msg).__name__}")
+    rid = msg.get("id")
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        raise _bad(None, "the request needs an integer 'id'")
+    if "v" not in msg:
+        raise _bad(rid, "the request needs 'v' (the protocol version, 1)")
+    if msg["v"] != PROTOCOL_VERSION:
+        e = GolemError(Code.UNSUPPORTED_VERSION,
+                       f"protocol version {msg['v']!r} is not supported; this daemon speaks {PROTOCOL_VERSION}")
+        e.request_id = rid  # type: ignore[attr-defined]
+        raise e
+    op = msg.get("op")
+    if not isinstance(op, str) or op not in OPS:
+        raise _bad(rid, f"unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
+    schema = OPS[op]
+    for field, value in msg.items():
+        if field in ("v", "id", "op"):
+            continue
+        if field not in schema:
+            raise _bad(rid, f"op {op!r} has no field {field!r}")
+        types, _ = schema[field]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
+            raise _bad(rid, f"field {field!r} of op {op!r} must be {names}")
+    for field, (_, required) in schema.items():
+        if required and field not in msg:
+            raise _bad(rid, f"op {op!r} needs the field {field!r}")
+    if op == "invoke":
+        if msg.get("mode", "await") not in MODES:
+            raise _bad(rid, "field 'mode' must be \"await\" or \"trigger\"")
+        key = msg.get("idempotency_key")
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise _bad(rid, f"an idempotency key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        t = msg.get("timeout")
+        if t is not None and not t > 0:
+            raise _bad(rid, "field 'timeout' must be a positive number of seconds")
+    for field in ("last",):
+        if msg.get(field) is not None and msg[field] < 0:
+            raise _bad(rid, f"field {field!r} must not be negative")
+    return rid, op, msg
+
+
+def _bad(rid: int | None, message: str) -> GolemError:
+    e = GolemError(Code.BAD_REQUEST, message)
+    e.request_id = rid  # type: ignore[attr-defined]
+    return e
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def make_unpacker(max_buffer_size: int = MAX_MESSAGE_BYTES, strict_map_key: bool = True) -> msgpack.Unpacker:
+    """An Unpacker whose limits bound what one message can make us allocate."""
+    return msgpack.Unpacker(
+        raw=False,
+        max_buffer_size=max_buffer_size,
+        strict_map_key=strict_map_key,
+        max_str_len=max_buffer_size,
+        max_bin_len=max_buffer_size,
+        max_array_len=1_000_000,
+        max_map_len=1_000_000,
+        max_ext_len=0,
+    )
+
+
+def error_reply(rid: int | None, err: GolemError) -> dict[str, Any]:
+    return {"id": rid, "error": err.to_wire()}

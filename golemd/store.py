@@ -1,0 +1,233 @@
+"""SQLite store: agents, invocations (queue + stored outcomes), snapshots, events.
+
+One connection, owned by the event loop. Writes go into an open transaction
+and are committed together once the loop has run everything that was ready
+(group commit): `await store.commit()` returns when this caller's writes are
+durable, and concurrent requests share the transaction. With WAL and
+synchronous=NORMAL a commit survives a crash of the daemon; FULL also
+survives power loss, at the cost of an fsync per group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from typing import Any
+
+from golemd.errors import Code, GolemError
+
+log = logging.getLogger("golemd.store")
+
+SCHEMA_VERSION = 1
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)""",
+    """CREATE TABLE IF NOT EXISTS agents(
+        agent_id TEXT PRIMARY KEY, env TEXT NOT NULL, type TEXT NOT NULL, args BLOB NOT NULL,
+        created_at REAL NOT NULL, last_active_at REAL NOT NULL,
+        completed_count INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0,
+        retry_count INTEGER NOT NULL DEFAULT 0, last_error TEXT, interrupted INTEGER NOT NULL DEFAULT 0,
+        failed_error BLOB, snapshot BLOB, next_seq INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS invocations(
+        agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, method TEXT NOT NULL,
+        args BLOB NOT NULL, status TEXT NOT NULL, outcome BLOB, created_at REAL NOT NULL,
+        started_at REAL, finished_at REAL, schedule_at REAL, timeout REAL,
+        PRIMARY KEY(agent_id, key)) WITHOUT ROWID""",
+    """CREATE INDEX IF NOT EXISTS invocations_active ON invocations(agent_id, seq)
+        WHERE status IN ('pending', 'running', 'scheduled')""",
+    """CREATE INDEX IF NOT EXISTS invocations_finished ON invocations(agent_id, finished_at)
+        WHERE finished_at IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS events(
+        id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
+        key TEXT, method TEXT, detail TEXT)""",
+    """CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, id)""",
+]
+
+_AGENT_COLS = ("agent_id", "env", "type", "args", "created_at", "last_active_at", "completed_count",
+               "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
+               "snapshot", "next_seq")
+_INV_COLS = ("agent_id", "key", "seq", "method", "args", "status", "outcome", "created_at",
+             "started_at", "finished_at", "schedule_at", "timeout")
+
+
+def _storage_error(exc: sqlite3.Error) -> GolemError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk" in text):
+        return GolemError(Code.STORAGE_FULL, f"the journal cannot be written: {text}")
+    return GolemError(Code.INTERNAL, f"the journal failed: {text}")
+
+
+class Store:
+    def __init__(self, path: str, synchronous: str = "NORMAL"):
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        self._migrate()
+        self._in_txn = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer golemd (schema {version}; "
+                               f"this one knows {SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            self.db.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA:
+                self.db.execute(stmt)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------
+
+    def _exec(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> None:
+        try:
+            if not self._in_txn:
+                self.db.execute("BEGIN")
+                self._in_txn = True
+            self.db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+
+    def insert_agent(self, row: dict[str, Any]) -> None:
+        cols = [c for c in _AGENT_COLS if c in row]
+        self._exec(f"INSERT OR REPLACE INTO agents({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                   [row[c] for c in cols])
+
+    def update_agent(self, agent_id: str, **cols: Any) -> None:
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        self._exec(f"UPDATE agents SET {sets} WHERE agent_id = ?", [*cols.values(), agent_id])
+
+    def insert_invocation(self, row: dict[str, Any]) -> None:
+        cols = [c for c in _INV_COLS if c in row]
+        self._exec(f"INSERT OR REPLACE INTO invocations({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                   [row[c] for c in cols])
+
+    def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        self._exec(f"UPDATE invocations SET {sets} WHERE agent_id = ? AND key = ?",
+                   [*cols.values(), agent_id, key])
+
+    def event(self, agent_id: str, ts: float, kind: str, key: str | None = None,
+              method: str | None = None, detail: str | None = None) -> None:
+        self._exec("INSERT INTO events(agent_id, ts, kind, key, method, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                   (agent_id, ts, kind, key, method, detail))
+
+    def delete_agent(self, agent_id: str) -> None:
+        for table in ("invocations", "events", "agents"):
+            self._exec(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
+
+    def prune(self, agent_id: str, keep: int, older_than: float) -> int:
+        """Drop finished invocations beyond the newest `keep` that finished before `older_than`."""
+        cur = self.db.execute(
+            "SELECT finished_at FROM invocations WHERE agent_id = ? AND finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC LIMIT 1 OFFSET ?", (agent_id, keep))
+        row = cur.fetchone()
+        if row is None:
+            return 0
+        cutoff = min(row[0], older_than)
+        before = self.db.total_changes
+        self._exec("DELETE FROM invocations WHERE agent_id = ? AND finished_at IS NOT NULL "
+                   "AND finished_at <= ? AND status IN ('completed', 'failed', 'canceled')",
+                   (agent_id, cutoff))
+        self._exec("DELETE FROM events WHERE agent_id = ? AND ts <= ?", (agent_id, cutoff))
+        return self.db.total_changes - before
+
+    # -- committing ------------------------------------------------------
+
+    def commit(self) -> asyncio.Future[None]:
+        """A future resolved once everything written so far is committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        if not self._in_txn:
+            fut.set_result(None)
+            return fut
+        self._waiters.append(fut)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        waiters, self._waiters = self._waiters, []
+        error: GolemError | None = None
+        if self._in_txn:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                error = _storage_error(exc)
+                log.error("commit failed, rolling back: %s", exc)
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            self._in_txn = False
+        for fut in waiters:
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+    def commit_now(self) -> None:
+        """Commit synchronously (start-up and shutdown, outside the group commit)."""
+        self._flush()
+
+    # -- reading ---------------------------------------------------------
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        cur = self.db.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]  # type: ignore[misc]
+
+    def get_invocation(self, agent_id: str, key: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND key = ?", (agent_id, key))
+        return rows[0] if rows else None  # type: ignore[return-value]
+
+    def load_agents(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM agents")  # type: ignore[return-value]
+
+    def load_active(self, agent_id: str) -> list[dict[str, Any]]:
+        return self._rows(  # type: ignore[return-value]
+            "SELECT * FROM invocations WHERE agent_id = ? AND status IN ('pending', 'running', 'scheduled') "
+            "ORDER BY seq", (agent_id,))
+
+    def oplog(self, agent_id: str, last: int | None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        for e in self._rows("SELECT ts, kind, key, method, detail FROM events WHERE agent_id = ? ORDER BY id",
+                            (agent_id,)):
+            entries.append(e)  # type: ignore[arg-type]
+        for inv in self._rows("SELECT key, method, status, created_at, started_at, finished_at, outcome "
+                              "FROM invocations WHERE agent_id = ?", (agent_id,)):
+            base = {"key": inv["key"], "method": inv["method"], "detail": None}  # type: ignore[index]
+            entries.append({**base, "ts": inv["created_at"], "kind": "enqueued"})  # type: ignore[index]
+            if inv["started_at"] is not None:  # type: ignore[index]
+                entries.append({**base, "ts": inv["started_at"], "kind": "started"})  # type: ignore[index]
+            if inv["finished_at"] is not None:  # type: ignore[index]
+                entries.append({**base, "ts": inv["finished_at"], "kind": inv["status"]})  # type: ignore[index]
+        order = {"created": 0, "enqueued": 1, "started": 2}
+        entries.sort(key=lambda e: (e["ts"], order.get(e["kind"], 3)))
+        out = []
+        for i, e in enumerate(entries, 1):
+            entry = {"index": i, "ts": e["ts"], "kind": e["kind"]}
+            if e.get("key") is not None:
+                entry["idempotency_key"] = e["key"]
+            if e.get("method") is not None:
+                entry["method"] = e["method"]
+            if e.get("detail") is not None:
+                entry["detail"] = e["detail"]
+            out.append(entry)
+        return out[-last:] if last else out
+
+    def close(self) -> None:
+        if self._in_txn:
+            self._flush()
+        self.db.close()

@@ -1,0 +1,296 @@
+"""All agents: lookup, invoke (validation, idempotency, enqueue), worker budget,
+recovery from the store at start-up, and draining at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from golemd.agent_id import AgentId, make_agent_id, parse_agent_id
+from golemd.agent_queue import Agent, Invocation, Listener
+from golemd.catalog import check_args
+from golemd.config import Config
+from golemd.errors import Code, GolemError
+from golemd.protocol import pack
+from golemd.states import InvocationStatus as S
+from golemd.store import Store
+from golemd.workers import Template, Worker
+
+log = logging.getLogger("golemd.supervisor")
+
+
+class Supervisor:
+    def __init__(self, config: Config, store: Store, template: Template):
+        self.config = config
+        self.store = store
+        self.template = template
+        self.agents: dict[str, Agent] = {}
+        self.live: OrderedDict[str, Agent] = OrderedDict()  # agents with a worker, least recent first
+        self.draining = False
+        self.started = time.time()
+
+    @property
+    def types(self) -> dict[str, dict[str, Any]]:
+        return self.template.types
+
+    # -- lookup ------------------------------------------------------------
+
+    def find(self, agent: str) -> Agent:
+        aid = parse_agent_id(agent)
+        found = self.agents.get(aid.canonical)
+        if found is None:
+            raise GolemError(Code.AGENT_NOT_FOUND, f"agent {aid.canonical} does not exist")
+        return found
+
+    def _type_info(self, aid: AgentId) -> dict[str, Any]:
+        info = self.types.get(aid.type)
+        if info is None:
+            known = ", ".join(sorted(self.types)) or "none"
+            raise GolemError(Code.UNKNOWN_TYPE, f"no agent type {aid.type!r} is loaded (loaded: {known})")
+        return info
+
+    # -- invoke ------------------------------------------------------------
+
+    async def invoke(self, req: dict[str, Any], listener: Listener | None = None) -> dict[str, Any]:
+        if self.draining:
+            raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and accepts no new invocations")
+        aid = parse_agent_id(req["agent"])
+        info = self._type_info(aid)
+        method, args = req["method"], req.get("args") or []
+        methods = {m["name"]: m for m in info["methods"]}
+        if method not in methods:
+            raise GolemError(Code.UNKNOWN_METHOD, f"{aid.type} has no method {method!r} "
+                             f"(methods: {', '.join(methods) or 'none'})")
+        problem = check_args(f"{aid.type}.{method}", methods[method], args)
+        if problem:
+            raise GolemError(Code.INVALID_ARGUMENTS, problem)
+        agent = self.agents.get(aid.canonical)
+        if agent is None:
+            problem = check_args(aid.type, info["constructor"], list(aid.args))
+            if problem:
+                raise GolemError(Code.INVALID_AGENT_ID, f"{aid.canonical} does not fit the constructor: {problem}")
+        mode = req.get("mode") or "await"
+        key = req.get("idempotency_key") or str(uuid.uuid4())
+        args_packed = pack([method, args])
+        if agent is not None:
+            existing = self._existing(agent, key, args_packed, mode, listener)
+            if existing is not None:
+                return await existing
+            if agent.failed_error is not None:
+                raise GolemError.from_wire(agent.failed_error)
+            if agent.pending_count >= self.config.max_pending:
+                raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {agent.pending_count} "
+                                 f"pending invocations (max_pending = {self.config.max_pending})")
+        else:
+            agent = self._create(aid, info)
+        now = time.time()
+        schedule_at = req.get("schedule_at")
+        inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
+                         seq=agent.take_seq(), created_at=now,
+                         status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
+                         schedule_at=schedule_at, timeout=req.get("timeout"))
+        self.store.insert_invocation({
+            "agent_id": agent.name, "key": key, "seq": inv.seq, "method": method, "args": args_packed,
+            "status": inv.status.value, "created_at": now, "schedule_at": schedule_at,
+            "timeout": inv.timeout})
+        self.store.update_agent(agent.name, next_seq=agent.next_seq)
+        ahead = len(agent.queue) + (1 if agent.current else 0)
+        waiter = self._attach(inv, mode, listener)
+        agent.enqueue(inv)
+        await self.store.commit()
+        if waiter is None:
+            return {"idempotency_key": key, "status": "pending"}
+        if listener is not None and ahead and inv.status == S.PENDING:
+            listener({"type": "queued", "ahead": ahead})
+        return {"idempotency_key": key, "result": await waiter}
+
+    def _attach(self, inv: Invocation, mode: str, listener: Listener | None) -> asyncio.Future[Any] | None:
+        if mode != "await":
+            return None
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        inv.waiters.append(fut)
+        if listener is not None:
+            inv.listeners.append(listener)
+            # A finished invocation must not keep a dead connection's callback alive.
+            fut.add_done_callback(lambda _f: inv.listeners.remove(listener)
+                                  if listener in inv.listeners else None)
+        return fut
+
+    def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
+                  listener: Listener | None) -> asyncio.Future[dict[str, Any]] | None:
+        """The answer for a key this agent has seen, or None for a new key."""
+        inv = agent.active.get(key)
+        if inv is not None:
+            if inv.args_packed != args_packed:
+                raise self._conflict(agent, key, inv.method)
+            waiter = self._attach(inv, mode, listener)
+            return asyncio.ensure_future(self._answer_active(key, inv, waiter))
+        row = self.store.get_invocation(agent.name, key)
+        if row is None:
+            return None
+        if bytes(row["args"]) != args_packed:
+            raise self._conflict(agent, key, row["method"])
+        status = row["status"]
+        if status == S.CANCELED.value:
+            raise GolemError(Code.CANCELED, f"invocation {key!r} was canceled")
+        outcome = msgpack.unpackb(row["outcome"], raw=False, strict_map_key=False) if row["outcome"] else {}
+        if "error" in outcome:
+            raise GolemError.from_wire(outcome["error"])
+        reply: dict[str, Any] = {"idempotency_key": key, "result": outcome.get("result")}
+        if mode != "await":
+            reply = {"idempotency_key": key, "status": "completed", "result": outcome.get("result")}
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut.set_result(reply)
+        return fut
+
+    async def _answer_active(self, key: str, inv: Invocation,
+                             waiter: asyncio.Future[Any] | None) -> dict[str, Any]:
+        if waiter is None:
+            status = "running" if inv.status == S.RUNNING else "pending"
+            return {"idempotency_key": key, "status": status}
+        return {"idempotency_key": key, "result": await waiter}
+
+    @staticmethod
+    def _conflict(agent: Agent, key: str, method: str) -> GolemError:
+        return GolemError(Code.IDEMPOTENCY_CONFLICT,
+                          f"idempotency key {key!r} was already used on {agent.name} for {method}() "
+                          "with other arguments (or another method); nothing was enqueued")
+
+    def _create(self, aid: AgentId, info: dict[str, Any]) -> Agent:
+        agent = Agent(self, aid, info)
+        self.agents[agent.name] = agent
+        self.store.insert_agent({
+            "agent_id": agent.name, "env": aid.env, "type": aid.type, "args": pack(list(aid.args)),
+            "created_at": agent.created_at, "last_active_at": agent.last_active_at, "next_seq": 0})
+        agent.event("created")
+        return agent
+
+    # -- control -----------------------------------------------------------
+
+    async def delete(self, agent: Agent) -> dict[str, Any]:
+        meta = agent.metadata()
+        agent.delete()
+        self.agents.pop(agent.name, None)
+        self.live.pop(agent.name, None)
+        self.store.delete_agent(agent.name)
+        await self.store.commit()
+        return meta
+
+    def list(self, env: str | None, type_: str | None, status: str | None) -> list[dict[str, Any]]:
+        out = []
+        for name in sorted(self.agents):
+            a = self.agents[name]
+            if env is not None and a.id.env != env:
+                continue
+            if type_ is not None and a.id.type != type_:
+                continue
+            if status is not None and a.status.value.lower() != status.lower():
+                continue
+            out.append(a.metadata())
+        return out
+
+    # -- workers -----------------------------------------------------------
+
+    async def spawn_worker(self, agent: Agent) -> Worker:
+        while len(self.live) >= self.config.max_live_workers:
+            victim = next((a for a in self.live.values() if a is not agent and a.suspend()), None)
+            if victim is None:
+                break  # every live agent is busy: go over budget rather than wait
+            self.live.pop(victim.name, None)
+        worker = await self.template.spawn(agent.id.type, agent.on_output)
+        self.live[agent.name] = agent
+        return worker
+
+    def touch(self, agent: Agent) -> None:
+        if agent.name in self.live:
+            self.live.move_to_end(agent.name)
+
+    def worker_gone(self, agent: Agent, worker: Worker) -> None:
+        if agent.worker is None and self.live.get(agent.name) is agent:
+            del self.live[agent.name]
+
+    def note_finished(self, agent: Agent) -> None:
+        """Keep stored outcomes bounded: prune now and then, not on every call."""
+        if agent.completed_count % 1000 == 0:
+            self.store.prune(agent.name, self.config.retention_count,
+                             time.time() - self.config.retention_seconds)
+
+    # -- recovery and shutdown ---------------------------------------------
+
+    def recover(self) -> int:
+        """Rebuild agents and queues from the store. Returns the number of agents."""
+        for row in self.store.load_agents():
+            args = msgpack.unpackb(row["args"], raw=False, strict_map_key=False)
+            aid = make_agent_id(row["env"], row["type"], args)
+            info = self.types.get(aid.type)
+            agent = Agent(self, aid, info, row)
+            self.agents[agent.name] = agent
+            if row["failed_error"]:
+                agent.failed_error = msgpack.unpackb(row["failed_error"], raw=False)
+            if info is None:
+                agent.failed_error = {"code": Code.AGENT_FAILED.value,
+                                      "message": f"agent type {aid.type!r} is not loaded"}
+                agent.last_error = f"AGENT_FAILED: agent type {aid.type!r} is not loaded"
+            for inv_row in self.store.load_active(agent.name):
+                status = S(inv_row["status"])
+                if status == S.RUNNING:
+                    status = S.PENDING  # it was running when we stopped: run it again
+                    self.store.update_invocation(agent.name, inv_row["key"], status=status.value)
+                method, args = msgpack.unpackb(inv_row["args"], raw=False, strict_map_key=False)
+                inv = Invocation(key=inv_row["key"], method=method, args=args,
+                                 args_packed=bytes(inv_row["args"]), seq=inv_row["seq"],
+                                 created_at=inv_row["created_at"], status=status,
+                                 schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"])
+                agent.enqueue(inv, restoring=True)
+            if agent.failed_error is not None and agent.pending_count:
+                agent.fail_all_pending(GolemError.from_wire(agent.failed_error))
+        self.store.commit_now()
+        return len(self.agents)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop starting invocations; let running ones finish for `timeout` seconds."""
+        self.draining = True
+        runners = [a.runner for a in self.agents.values() if a.runner is not None]
+        if runners:
+            await asyncio.wait(runners, timeout=timeout)
+
+    async def stop_all(self) -> None:
+        """Kill every worker; answer every waiting caller. Pending work stays journaled."""
+        self.draining = True
+        for agent in self.agents.values():
+            if agent.current is not None:
+                agent.abort = "shutdown"
+                agent.wake.set()
+            if agent.worker is not None:
+                agent.worker.kill()
+        runners = [a.runner for a in self.agents.values() if a.runner is not None]
+        if runners:
+            await asyncio.wait(runners, timeout=10)
+        shutting = GolemError(Code.SHUTTING_DOWN, "the daemon is stopping; the invocation stays "
+                              "queued and runs after the restart")
+        for agent in self.agents.values():
+            for inv in list(agent.queue) + [t[2] for t in agent.scheduled]:
+                for fut in inv.waiters:
+                    if not fut.done():
+                        fut.set_exception(shutting)
+            for follower in list(agent.followers):
+                follower(None, "shutdown")
+        waits = [a.worker.wait(2.0) for a in self.agents.values() if a.worker is not None]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in self.agents.values():
+            counts[a.status.value] = counts.get(a.status.value, 0) + 1
+        return counts
+
+    def add_follower(self, agent: Agent, fn: Callable[[dict[str, Any] | None, str], None]) -> None:
+        agent.followers.add(fn)

@@ -1,0 +1,153 @@
+"""Runs inside a worker process: build one agent, run its calls one at a time.
+
+Control frames (msgpack maps) come and go on a private socket; stdout and
+stderr are the agent's own and go to the supervisor as its log. A call that
+raises leaves the agent as it was before the call: the instance is rebuilt
+from the last good snapshot (or from its constructor when it has none).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+import traceback
+from typing import Any, NoReturn
+
+from golemd.protocol import make_unpacker, pack
+from golemd.sdk import spec_of
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__qualname__ if type(exc).__module__ == "builtins"
+        else f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class AgentHost:
+    """One agent instance and its last good snapshot."""
+
+    def __init__(self, cls: type, args: list[Any]):
+        self.cls = cls
+        self.args = args
+        self.durable = spec_of(cls).durable
+        self.custom = callable(getattr(cls, "save_snapshot", None)) and callable(
+            getattr(cls, "load_snapshot", None))
+        self.snapshot: bytes | None = None
+        self.instance: Any = None
+        self.fresh = False
+
+    def build(self, snapshot: bytes | None) -> None:
+        self.snapshot = snapshot if self.durable else None
+        self.instance = self._restore(self.snapshot)
+        self.fresh = True
+
+    def _restore(self, snapshot: bytes | None) -> Any:
+        if snapshot is None:
+            return self.cls(*self.args)
+        if self.custom:
+            instance = self.cls(*self.args)
+            instance.load_snapshot(snapshot)
+            return instance
+        return pickle.loads(snapshot)
+
+    def _take_snapshot(self) -> bytes:
+        if self.custom:
+            data = self.instance.save_snapshot()
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"save_snapshot() returned {type(data).__name__}, not bytes")
+            return bytes(data)
+        return pickle.dumps(self.instance, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def call(self, method: str, args: list[Any]) -> dict[str, Any]:
+        if not self.durable and not self.fresh:
+            self.instance = self.cls(*self.args)
+        self.fresh = False
+        try:
+            result = getattr(self.instance, method)(*args)
+        except BaseException as exc:  # noqa: B036 - SystemExit in agent code is an error too
+            self._rollback()
+            return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc)}
+        try:
+            packed_result = pack(result)
+        except Exception as exc:
+            self._rollback()
+            return {"ok": False, "code": "SNAPSHOT_FAILED",
+                    "error": {**error_info(exc), "message":
+                              f"the result of {method}() cannot be sent: {exc}"}}
+        snapshot = None
+        if self.durable:
+            try:
+                snapshot = self._take_snapshot()
+            except Exception as exc:
+                self._rollback()
+                return {"ok": False, "code": "SNAPSHOT_FAILED",
+                        "error": {**error_info(exc), "message":
+                                  f"the agent's state cannot be saved after {method}(): {exc}"}}
+            self.snapshot = snapshot
+        return {"ok": True, "packed_result": packed_result, "snapshot": snapshot}
+
+    def _rollback(self) -> None:
+        if self.durable:
+            self.instance = self._restore(self.snapshot)
+
+
+def serve(ctl: socket.socket, cls: type) -> NoReturn:
+    unpacker = make_unpacker(strict_map_key=False)
+    host: AgentHost | None = None
+    while True:
+        data = ctl.recv(1 << 16)
+        if not data:
+            os._exit(0)
+        unpacker.feed(data)
+        for msg in unpacker:
+            op = msg.get("op")
+            if op == "init":
+                try:
+                    host = AgentHost(cls, msg["args"])
+                    host.build(msg.get("snapshot"))
+                    reply: dict[str, Any] = {"op": "init", "ok": True}
+                except BaseException as exc:  # noqa: B036 - report anything the constructor raises
+                    reply = {"op": "init", "ok": False, "error": error_info(exc)}
+                _flush_output()
+                ctl.sendall(pack(reply))
+            elif op == "call" and host is not None:
+                out = host.call(msg["method"], msg["args"])
+                _flush_output()
+                packed = out.pop("packed_result", None)
+                if packed is not None:
+                    # The result is already packed: splice it in rather than pack it twice.
+                    ctl.sendall(_reply_with_packed(msg["id"], out["snapshot"], packed))
+                else:
+                    ctl.sendall(pack({"op": "result", "id": msg["id"], **out}))
+
+
+def _reply_with_packed(call_id: int, snapshot: bytes | None, packed_result: bytes) -> bytes:
+    head = pack({"op": "result", "id": call_id, "ok": True, "snapshot": snapshot})
+    # A fixmap header is 0x80 | n with n < 16: add one entry, then the key and value.
+    n = head[0] & 0x0F
+    return bytes([0x80 | (n + 1)]) + head[1:] + pack("result") + packed_result
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def run(ctl_fd: int, cls: type) -> NoReturn:
+    """Entry of a freshly forked worker; never returns."""
+    ctl = socket.socket(fileno=ctl_fd)
+    ctl.setblocking(True)
+    try:
+        serve(ctl, cls)
+    except BaseException:  # noqa: B036 - a broken control channel ends the worker
+        traceback.print_exc()
+        _flush_output()
+        os._exit(70)

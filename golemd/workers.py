@@ -1,0 +1,324 @@
+"""Start, talk to, stop and reap worker processes, through the template process.
+
+`Template` owns the fork server; `Worker` is the supervisor's handle on one
+worker: its control channel (msgpack frames on a socketpair), its stdout and
+stderr pipes, and its exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from golemd.protocol import make_unpacker, pack
+
+log = logging.getLogger("golemd.workers")
+
+_SCRUBBED_ENV = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC",
+                 "WATCHDOG_PID")
+MAX_WORKER_MESSAGE = 256 * 1024 * 1024
+MAX_LINE = 64 * 1024
+
+
+class WorkerDied(Exception):
+    """The worker's control channel closed: the process died or was killed."""
+
+
+class TemplateError(Exception):
+    pass
+
+
+def agent_environment() -> dict[str, str]:
+    """The environment agents get: ours, minus systemd's per-service variables."""
+    return {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+
+
+class Template:
+    """The fork server. `start()` imports the apps there and returns the catalog."""
+
+    def __init__(self, apps: list[str]):
+        self.apps = apps
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.types: dict[str, dict[str, Any]] = {}
+        self._req = itertools.count(1)
+        self._spawns: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.on_lost: Callable[[], None] | None = None
+
+    async def start(self) -> dict[str, dict[str, Any]]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        env = agent_environment()
+        # The template must import golemd from where we were imported.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "golemd.zygote", str(theirs.fileno()), *self.apps],
+            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.sock = ours
+        loop = asyncio.get_running_loop()
+        data = await loop.sock_recv(ours, 1 << 24)
+        msg = msgpack.unpackb(data, raw=False) if data else {"op": "load_failed", "error": "template exited"}
+        if msg.get("op") != "ready":
+            self.proc.wait()
+            raise TemplateError(f"the apps could not be loaded:\n{msg.get('error')}")
+        self.types = msg["types"]
+        self._reader = asyncio.create_task(self._read())
+        return self.types
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.sock is not None
+        try:
+            while True:
+                data = await loop.sock_recv(self.sock, 1 << 16)
+                if not data:
+                    break
+                msg = msgpack.unpackb(data, raw=False)
+                op = msg.get("op")
+                if op == "spawned":
+                    fut = self._spawns.pop(msg["req"], None)
+                    if fut and not fut.done():
+                        fut.set_result(msg["pid"])
+                elif op == "spawn_failed":
+                    fut = self._spawns.pop(msg["req"], None)
+                    if fut and not fut.done():
+                        fut.set_exception(TemplateError(msg["error"]))
+                elif op == "exited":
+                    fut = self._exits.setdefault(msg["pid"], loop.create_future())
+                    if not fut.done():
+                        fut.set_result(msg["code"])
+        except (OSError, ValueError) as exc:
+            log.error("template channel broke: %s", exc)
+        finally:
+            for fut in self._spawns.values():
+                if not fut.done():
+                    fut.set_exception(TemplateError("the template process exited"))
+            self._spawns.clear()
+            if self.proc is not None and self.proc.poll() is None:
+                log.error("template process stopped answering")
+            if self.on_lost is not None:
+                self.on_lost()
+
+    async def spawn(self, type_name: str, on_line: Callable[[str, str], None]) -> Worker:
+        if self.sock is None or self._reader is None or self._reader.done():
+            raise TemplateError("the template process is not running")
+        loop = asyncio.get_running_loop()
+        ctl_ours, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        req = next(self._req)
+        fut: asyncio.Future[int] = loop.create_future()
+        self._spawns[req] = fut
+        try:
+            _send_fds(self.sock, pack({"op": "spawn", "req": req, "type": type_name}),
+                      [ctl_theirs.fileno(), out_w, err_w])
+        finally:
+            ctl_theirs.close()
+            os.close(out_w)
+            os.close(err_w)
+        try:
+            pid = await fut
+        except BaseException:
+            ctl_ours.close()
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        exit_fut = self._exits.setdefault(pid, loop.create_future())
+        worker = Worker(pid, ctl_ours, exit_fut, lambda: self._exits.pop(pid, None))
+        await worker.attach(out_r, err_r, on_line)
+        return worker
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+def _send_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    # A spawn request is a few dozen bytes and the template reads promptly;
+    # a full socket buffer would mean the template is wedged.
+    try:
+        socket.send_fds(sock, [data], fds)
+    except BlockingIOError as exc:
+        raise TemplateError("the template process is not reading its requests") from exc
+
+
+class _Lines(asyncio.Protocol):
+    """Splits a worker's output pipe into lines, bounding each line's size."""
+
+    def __init__(self, name: str, on_line: Callable[[str, str], None], done: asyncio.Future[None]):
+        self.name = name
+        self.on_line = on_line
+        self.buf = b""
+        self.done = done
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            self.on_line(self.name, line.decode("utf-8", "replace"))
+        while len(self.buf) > MAX_LINE:
+            chunk, self.buf = self.buf[:MAX_LINE], self.buf[MAX_LINE:]
+            self.on_line(self.name, chunk.decode("utf-8", "replace"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buf:
+            self.on_line(self.name, self.buf.decode("utf-8", "replace"))
+            self.buf = b""
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class Worker:
+    """One worker process as the supervisor sees it."""
+
+    def __init__(self, pid: int, ctl: socket.socket, exit_fut: asyncio.Future[int],
+                 forget: Callable[[], Any]):
+        self.pid = pid
+        self.ctl = ctl
+        self.exit_fut = exit_fut
+        self._forget = forget
+        self.alive = True
+        self.killed = False
+        self._calls = itertools.count(1)
+        self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._outputs: list[asyncio.Future[None]] = []
+        self.death_reason: str | None = None
+        self._psutil: Any = None
+
+    async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        reader, self._writer = await asyncio.open_unix_connection(sock=self.ctl, limit=1 << 20)
+        for name, fd in (("stdout", out_r), ("stderr", err_r)):
+            done: asyncio.Future[None] = loop.create_future()
+            self._outputs.append(done)
+            pipe = os.fdopen(fd, "rb", buffering=0)
+            await loop.connect_read_pipe(lambda n=name, d=done: _Lines(n, on_line, d), pipe)
+        self._reader = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    self.death_reason = self.death_reason or "its control channel closed"
+                    break
+                unpacker.feed(data)
+                for msg in unpacker:
+                    key = msg.get("id", "init") if isinstance(msg, dict) else None
+                    fut = self._pending.pop(key, None)
+                    if fut is None:
+                        raise ValueError(f"unexpected control message {str(msg)[:100]}")
+                    if not fut.done():
+                        fut.set_result(msg)
+        except (ValueError, msgpack.UnpackException, TypeError) as exc:
+            self.death_reason = f"it broke the control protocol ({exc})"
+            self.kill()
+        except (ConnectionError, OSError) as exc:
+            self.death_reason = f"its control channel failed ({exc})"
+        finally:
+            self.alive = False
+            err = WorkerDied(self.death_reason)
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(err)
+            self._pending.clear()
+            if self._writer is not None:
+                self._writer.close()
+
+    def _request(self, key: Any, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not self.alive or self._writer is None:
+            fut.set_exception(WorkerDied(self.death_reason or "it is not running"))
+            return fut
+        self._pending[key] = fut
+        self._writer.write(pack(msg))
+        return fut
+
+    def init(self, args: list[Any], snapshot: bytes | None) -> asyncio.Future[dict[str, Any]]:
+        return self._request("init", {"op": "init", "args": args, "snapshot": snapshot})
+
+    def call(self, method: str, args: list[Any]) -> asyncio.Future[dict[str, Any]]:
+        call_id = next(self._calls)
+        return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker's whole process group (its children included)."""
+        if self.exit_fut.done():
+            return
+        self.killed = True
+        for target in (lambda: os.killpg(self.pid, sig), lambda: os.kill(self.pid, sig)):
+            try:
+                target()
+            except OSError as exc:
+                if exc.errno not in (errno.ESRCH, errno.EPERM):
+                    raise
+
+    async def wait(self, timeout: float = 5.0) -> int | None:
+        """Wait for the process to be reaped and its output drained; its exit code."""
+        try:
+            code = await asyncio.wait_for(asyncio.shield(self.exit_fut), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            if self.exit_fut.done():
+                self._forget()
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._outputs), 1.0)
+        except TimeoutError:
+            pass  # a grandchild may hold the pipe open; don't wait on it
+        return code
+
+    def usage(self) -> tuple[int | None, float | None]:
+        """RSS bytes and CPU seconds of the process, or (None, None)."""
+        if not self.alive:
+            return None, None
+        try:
+            import psutil
+
+            if self._psutil is None:
+                self._psutil = psutil.Process(self.pid)
+            with self._psutil.oneshot():
+                mem = self._psutil.memory_info().rss
+                cpu = self._psutil.cpu_times()
+            return int(mem), float(cpu.user + cpu.system)
+        except Exception:
+            return None, None
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it died (exit status unknown)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"it was killed by {name}"
+    return f"it exited with status {code}"

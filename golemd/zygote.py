@@ -1,0 +1,137 @@
+"""The template process: imports the apps once, then forks workers on request.
+
+    python -m golemd.zygote CTL_FD APP...
+
+A fork costs about a millisecond where a new interpreter plus the apps'
+imports cost tens, and the supervisor never forks from its own large heap.
+Control is a SOCK_SEQPACKET socket: one msgpack map per message, with the
+new worker's three fds (control, stdout, stderr) attached to a spawn request.
+The template reaps its children and reports each exit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import socket
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import msgpack
+
+from golemd import apps as apps_mod
+from golemd.protocol import pack
+
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Die with our parent: prctl(PR_SET_PDEATHSIG). No stdlib wrapper exists."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
+    sock.send(pack(msg))
+
+
+def _child(ctl_fd: int, out_fd: int, err_fd: int, cls: type, parent: int) -> NoReturn:
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setsid()  # its own process group, so stopping it stops its children too
+        set_parent_death_signal()
+        if os.getppid() != parent:
+            os._exit(1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.dup2(ctl_fd, 3)
+        os.closerange(4, 1 << 16)  # only 0, 1, 2 and the control fd stay open
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        from golemd import worker
+
+        worker.run(3, cls)
+    except BaseException:  # noqa: B036
+        traceback.print_exc()
+    os._exit(70)
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    me = os.getpid()
+    while True:
+        try:
+            ready, _, _ = select.select([sock, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+            _reap(sock)
+        if sock not in ready:
+            continue
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 8)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            os._exit(0)  # the supervisor went away
+        msg = msgpack.unpackb(data, raw=False)
+        if msg.get("op") != "spawn":
+            continue
+        cls = types.get(msg["type"])
+        if cls is None or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            _send(sock, {"op": "spawn_failed", "req": msg["req"],
+                         "error": f"type {msg['type']!r} is not loaded"})
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(fds[0], fds[1], fds[2], cls, me)
+        for fd in fds:
+            os.close(fd)
+        _send(sock, {"op": "spawned", "req": msg["req"], "pid": pid})
+
+
+def main(argv: list[str]) -> NoReturn:
+    sock = socket.socket(fileno=int(argv[0]))
+    set_parent_death_signal()
+    try:
+        catalog = apps_mod.load_apps(argv[1:])
+    except BaseException as exc:  # noqa: B036 - report any import failure, then exit
+        _send(sock, {"op": "load_failed", "error": "".join(traceback.format_exception(exc))})
+        os._exit(1)
+    from golemd.sdk import registered_types
+
+    _send(sock, {"op": "ready", "types": catalog})
+    serve(sock, registered_types())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

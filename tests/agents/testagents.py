@@ -1,0 +1,130 @@
+"""Agents that misbehave on purpose, for the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from golemd import agent
+
+
+@agent
+class Journal:
+    """Appends each entry to its state: the audit of exactly-once, in order."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.entries: list[str] = []
+
+    def append(self, entry: str) -> int:
+        self.entries.append(entry)
+        return len(self.entries)
+
+    def slow_append(self, entry: str, seconds: float) -> int:
+        time.sleep(seconds)
+        self.entries.append(entry)
+        return len(self.entries)
+
+    def all(self) -> list[str]:
+        return list(self.entries)
+
+
+@agent
+class Crashy:
+    """Dies in the middle of a call, a given number of times."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.value = 0
+
+    def add_then_die(self, n: int, marker: str) -> int:
+        # The marker file counts attempts across process deaths.
+        with open(marker, "a") as f:
+            f.write("x")
+        attempts = len(open(marker).read())
+        self.value += n
+        if attempts <= self.die_times(marker):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.value
+
+    @staticmethod
+    def die_times(marker: str) -> int:
+        try:
+            return int(open(marker + ".die").read())
+        except OSError:
+            return 0
+
+    def always_die(self) -> None:
+        os._exit(3)
+
+    def value_now(self) -> int:
+        return self.value
+
+    def sleep(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "slept"
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@agent
+class BadInit:
+    def __init__(self, why: str):
+        raise RuntimeError(f"cannot start: {why}")
+
+    def hello(self) -> str:
+        return "hello"
+
+
+@agent(name="Snap")
+class CustomSnapshot:
+    """Keeps its state with its own snapshot hooks."""
+
+    def __init__(self, name: str):
+        self.items: list[str] = []
+        self.loaded = 0
+
+    def add(self, item: str) -> list[str]:
+        self.items.append(item)
+        return self.items
+
+    def loads(self) -> int:
+        return self.loaded
+
+    def save_snapshot(self) -> bytes:
+        return "\n".join(self.items).encode()
+
+    def load_snapshot(self, data: bytes) -> None:
+        self.items = data.decode().split("\n") if data else []
+        self.loaded += 1
+
+
+@agent
+class Unpicklable:
+    def __init__(self) -> None:
+        self.ok = 1
+
+    def grab_lock(self) -> str:
+        import threading
+
+        self.lock = threading.Lock()
+        return "locked"
+
+    def ok_value(self) -> int:
+        return self.ok
+
+    def bad_result(self) -> object:
+        return {1, 2}
+
+
+@agent
+class Printer:
+    def __init__(self) -> None:
+        pass
+
+    def say(self, text: str, times: int = 1) -> int:
+        for i in range(times):
+            print(f"{text} {i}", flush=True)
+        return times

@@ -1,0 +1,203 @@
+"""A real golemd for the tests: started as a subprocess, ready when it says
+READY=1 on a notify socket (as systemd would see it), stopped with signals,
+and checked for stray processes afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = str(ROOT / "examples" / "agents.py")
+TEST_AGENTS = str(ROOT / "tests" / "agents" / "testagents.py")
+MARKER_VAR = "GOLEMD_TEST_MARKER"
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns a truthy value; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class RawConn:
+    """A client written from docs/protocol.md alone: msgpack maps on a socket."""
+
+    def __init__(self, path: str, timeout: float = 30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.next_id = 0
+        self.inbox: list[dict[str, Any]] = []
+
+    def send(self, **fields: Any) -> int:
+        self.next_id += 1
+        self.sock.sendall(msgpack.packb({"v": 1, "id": self.next_id, **fields}, use_bin_type=True))
+        return self.next_id
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self) -> dict[str, Any]:
+        while True:
+            for msg in self.unpacker:
+                return msg
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the daemon closed the connection")
+            self.unpacker.feed(data)
+
+    def reply(self, rid: int, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The final reply for `rid`; its events go to `events`; others wait in the inbox."""
+        for i, msg in enumerate(self.inbox):
+            if msg.get("id") == rid and "event" not in msg:
+                return self.inbox.pop(i)
+        while True:
+            msg = self.recv()
+            if msg.get("id") == rid:
+                if "event" in msg:
+                    if events is not None:
+                        events.append(msg["event"])
+                    continue
+                return msg
+            self.inbox.append(msg)
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        return self.reply(self.send(op=op, **fields))
+
+    def ok(self, op: str, **fields: Any) -> dict[str, Any]:
+        r = self.call(op, **fields)
+        assert "error" not in r, r
+        return r
+
+    def meta(self, agent: str) -> dict[str, Any]:
+        """The agent's metadata, or {} while it does not exist (yet)."""
+        r = self.call("get", agent=agent)
+        return r.get("agent") or {}
+
+    def err(self, op: str, **fields: Any) -> str:
+        r = self.call(op, **fields)
+        assert "error" in r, r
+        return str(r["error"]["code"])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DaemonProc:
+    def __init__(self, apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS), args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None, base: str | None = None):
+        self.base = base or tempfile.mkdtemp(prefix="gd", dir="/tmp")
+        self.socket = os.path.join(self.base, "golemd.sock")
+        self.state_dir = os.path.join(self.base, "state")
+        self.log_path = os.path.join(self.base, "golemd.log")
+        self.apps = apps
+        self.args = args
+        self.marker = uuid.uuid4().hex
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "golemd.cli", "--socket", self.socket, "--state-dir", self.state_dir,
+               "--log-level", "DEBUG", "--drain-timeout", "2"]
+        for app in self.apps:
+            cmd += ["--app", app]
+        return cmd + list(self.args)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLEMD_", "LISTEN_", "NOTIFY_"))}
+        env[MARKER_VAR] = self.marker
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 30.0) -> DaemonProc:
+        notify_path = os.path.join(self.base, "notify")
+        if os.path.exists(notify_path):
+            os.unlink(notify_path)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        env = self.env()
+        env["NOTIFY_SOCKET"] = notify_path
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"golemd did not become ready in {timeout}s:\n{self.log()}")
+                notify.settimeout(min(left, 0.2))
+                try:
+                    if b"READY=1" in notify.recv(4096):
+                        return self
+                except TimeoutError:
+                    if self.proc.poll() is not None:
+                        raise AssertionError(f"golemd exited with {self.proc.returncode}:\n{self.log()}") from None
+        finally:
+            notify.close()
+
+    def log(self) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")[-6000:]
+        except OSError:
+            return ""
+
+    def conn(self) -> RawConn:
+        return RawConn(self.socket)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"golemd did not stop within {timeout}s:\n{self.log()}") from None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def strays(self) -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["environ", "status"]):
+            try:
+                if (p.info["environ"] or {}).get(MARKER_VAR) == self.marker:
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    def assert_no_strays(self, timeout: float = 5.0) -> None:
+        """Every process of this daemon (workers, template, grandchildren) is gone."""
+        try:
+            wait_for(lambda: not self.strays(), timeout, what="the daemon's processes to exit")
+        except AssertionError:
+            survivors = self.strays()
+            for p in survivors:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            raise AssertionError(f"stray processes: {[(p.pid, p.info.get('status')) for p in survivors]}") from None
