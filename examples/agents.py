@@ -30,6 +30,12 @@ class CounterAgent:
     def get(self) -> int:
         return self.value
 
+    def busy(self, seconds: float = 30.0) -> int:
+        """Keeps the agent busy, so that further invocations wait in its queue."""
+        print(f"{self.name}: busy for {seconds}s", flush=True)
+        time.sleep(seconds)
+        return self.value
+
     def fail_after_add(self, n: int) -> int:
         """Adds n, then raises: the addition is rolled back."""
         self.value += n

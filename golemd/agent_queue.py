@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from golemd.agent_id import AgentId
 from golemd.errors import Code, GolemError
+from golemd.faults import crash_point
 from golemd.protocol import pack
 from golemd.states import AgentStatus, InvocationStatus, check_transition, derive_agent_status
 from golemd.workers import TemplateError, Worker, WorkerDied, describe_exit
@@ -159,7 +160,7 @@ class Agent:
 
     # -- the queue -------------------------------------------------------
 
-    def enqueue(self, inv: Invocation, restoring: bool = False) -> None:
+    def enqueue(self, inv: Invocation) -> None:
         self.active[inv.key] = inv
         if inv.status == S.SCHEDULED:
             bisect.insort(self.scheduled, (inv.schedule_at or 0.0, inv.seq, inv), key=lambda t: t[:2])
@@ -347,6 +348,7 @@ class Agent:
                 "after the restart"))
 
     def _complete(self, inv: Invocation, reply: dict[str, Any]) -> None:
+        crash_point("result")
         if reply.get("ok"):
             if reply.get("snapshot") is not None:
                 self.snapshot = reply["snapshot"]
@@ -389,6 +391,7 @@ class Agent:
         committed = self.sup.store.commit()
 
         def deliver(fut: asyncio.Future[None]) -> None:
+            crash_point("finished")
             exc = fut.exception()
             if exc is not None:
                 resolve(waiters, error=exc if isinstance(exc, GolemError)
@@ -441,6 +444,16 @@ class Agent:
         now = time.time()
         self.sup.store.update_invocation(self.name, key, status=S.CANCELED.value, finished_at=now)
         resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
+
+    def withdraw(self, inv: Invocation, err: GolemError) -> None:
+        """Forget an invocation whose enqueue was never committed."""
+        if self.active.get(inv.key) is not inv or inv.status == S.RUNNING:
+            return  # already started: it runs, and its outcome will be journaled
+        self.active.pop(inv.key)
+        if inv in self.queue:
+            self.queue.remove(inv)
+        self.scheduled = [t for t in self.scheduled if t[2] is not inv]
+        resolve(inv.waiters, error=err)
 
     def interrupt(self, recover: bool) -> None:
         if recover:

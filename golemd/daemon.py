@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -37,7 +36,7 @@ class Daemon:
         self.force = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
         self.supervisor: Supervisor = None  # type: ignore[assignment]
-        self.connections: set[asyncio.Task[Any]] = set()
+        self.connections: set[Connection] = set()
         self._lock: FileLock | None = None
         self._owns_socket = False
         self.retired: list[Template] = []
@@ -104,13 +103,12 @@ class Daemon:
         return 0
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.connections.add(task)
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
         try:
-            await Connection(self, reader, writer).serve()
+            await conn.serve()
         finally:
-            self.connections.discard(task)
+            self.connections.discard(conn)
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()
@@ -163,12 +161,14 @@ class Daemon:
         await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
         await sup.stop_all()
-        # Let connections write their final replies, then close them.
+        # Let connections write their final replies, then close them: their
+        # read ends with EOF and each handler finishes in its own `finally`.
         await asyncio.sleep(0)
-        for task in list(self.connections):
-            task.cancel()
-        if self.connections:
-            await asyncio.wait(list(self.connections), timeout=2)
+        for conn in list(self.connections):
+            conn.close()
+        deadline = asyncio.get_running_loop().time() + 2
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         sup.store.commit_now()
         sup.store.close()
         sup.template.stop()

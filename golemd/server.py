@@ -85,6 +85,9 @@ class Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
+    def close(self) -> None:
+        self.writer.transport.close()
+
     def send(self, obj: dict[str, Any]) -> None:
         if self.closed or self.writer.is_closing():
             return

@@ -18,6 +18,7 @@ from golemd.agent_queue import Agent, Invocation, Listener
 from golemd.catalog import check_args
 from golemd.config import Config
 from golemd.errors import Code, GolemError
+from golemd.faults import crash_point
 from golemd.protocol import pack
 from golemd.states import InvocationStatus as S
 from golemd.store import Store
@@ -104,7 +105,14 @@ class Supervisor:
         ahead = len(agent.queue) + (1 if agent.current else 0)
         waiter = self._attach(inv, mode, listener)
         agent.enqueue(inv)
-        await self.store.commit()
+        crash_point("enqueued")
+        try:
+            await self.store.commit()
+        except GolemError as err:
+            # Not journaled, so not accepted: it must not run either.
+            agent.withdraw(inv, err)
+            raise
+        crash_point("acked")
         if waiter is None:
             return {"idempotency_key": key, "status": "pending"}
         if listener is not None and ahead and inv.status == S.PENDING:
@@ -248,7 +256,7 @@ class Supervisor:
                                  args_packed=bytes(inv_row["args"]), seq=inv_row["seq"],
                                  created_at=inv_row["created_at"], status=status,
                                  schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"])
-                agent.enqueue(inv, restoring=True)
+                agent.enqueue(inv)
             if agent.failed_error is not None and agent.pending_count:
                 agent.fail_all_pending(GolemError.from_wire(agent.failed_error))
         self.store.commit_now()

@@ -1,0 +1,105 @@
+"""Suspension (idle timeout, live-worker budget), scheduled invocations, the oplog."""
+
+from __future__ import annotations
+
+import time
+
+from tests.helpers import DaemonProc, wait_for
+
+
+def test_idle_agents_are_suspended_and_resume_transparently():
+    d = DaemonProc(args=("--idle-timeout", "0.3")).start()
+    try:
+        c = d.conn()
+        a = 'CounterAgent("sleepy")'
+        c.ok("invoke", agent=a, method="add", args=[7])
+        wait_for(lambda: c.meta(a)["status"] == "Suspended", 10, what="suspension")
+        assert c.meta(a)["pid"] is None
+        assert c.ok("invoke", agent=a, method="increment")["result"] == 8
+        kinds = [e["kind"] for e in c.ok("oplog", agent=a)["entries"]]
+        assert "suspended" in kinds and "resumed_from_snapshot" in kinds
+        c.close()
+    finally:
+        d.stop()
+        d.assert_no_strays()
+
+
+def test_live_worker_budget_suspends_least_recently_used():
+    d = DaemonProc(args=("--max-live-workers", "2")).start()
+    try:
+        c = d.conn()
+        names = [f'CounterAgent("lru{i}")' for i in range(5)]
+        for i, a in enumerate(names):
+            c.ok("invoke", agent=a, method="add", args=[i])
+        wait_for(lambda: c.ok("status")["live_workers"] <= 2, 10, what="the budget to hold")
+        statuses = [c.meta(a)["status"] for a in names]
+        assert statuses[-1] == "Idle" and statuses[:3] == ["Suspended"] * 3
+        # Every agent still has its state.
+        assert [c.ok("invoke", agent=a, method="get")["result"] for a in names] == [0, 1, 2, 3, 4]
+        c.close()
+    finally:
+        d.stop()
+        d.assert_no_strays()
+
+
+def test_scheduled_invocation_waits_counts_as_pending_and_can_be_canceled(conn):
+    a = 'Journal("sched")'
+    at = time.time() + 0.8
+    conn.ok("invoke", agent=a, method="append", args=["later"], mode="trigger", idempotency_key="later",
+            schedule_at=at)
+    conn.ok("invoke", agent=a, method="append", args=["never"], mode="trigger", idempotency_key="never",
+            schedule_at=time.time() + 60)
+    conn.ok("invoke", agent=a, method="append", args=["now"])
+    meta = conn.meta(a)
+    assert meta["pending_invocation_count"] == 2
+    items = conn.ok("invocations", agent=a)["invocations"]
+    assert [(i["idempotency_key"], i["status"]) for i in items] == [("later", "scheduled"), ("never", "scheduled")]
+    conn.ok("cancel", agent=a, idempotency_key="never")
+    r = conn.ok("invoke", agent=a, method="append", args=["later"], idempotency_key="later")
+    assert time.time() >= at and r["result"] == 2
+    assert conn.ok("invoke", agent=a, method="all")["result"] == ["now", "later"]
+
+
+def test_scheduled_invocation_keeps_its_time_across_restart(daemon: DaemonProc):
+    c = daemon.conn()
+    a = 'Journal("sched2")'
+    at = time.time() + 1.5
+    c.ok("invoke", agent=a, method="append", args=["x"], mode="trigger", idempotency_key="x", schedule_at=at)
+    c.close()
+    daemon.kill9()
+    daemon.assert_no_strays()
+    daemon.start()
+    c = daemon.conn()
+    assert c.meta(a)["pending_invocation_count"] == 1
+    assert c.ok("invoke", agent=a, method="append", args=["x"], idempotency_key="x")["result"] == 1
+    assert time.time() >= at
+    c.close()
+
+
+def test_delete_drops_scheduled_invocations(conn):
+    a = 'Journal("sched3")'
+    conn.ok("invoke", agent=a, method="append", args=["x"], mode="trigger", idempotency_key="x",
+            schedule_at=time.time() + 60)
+    conn.ok("delete", agent=a)
+    assert conn.err("get", agent=a) == "AGENT_NOT_FOUND"
+
+
+def test_oplog_records_the_agents_history(conn, tmp_path):
+    a = 'Crashy("hist")'
+    marker = str(tmp_path / "m")
+    open(marker + ".die", "w").write("1")
+    conn.ok("invoke", agent=a, method="value_now")
+    conn.ok("invoke", agent=a, method="add_then_die", args=[1, marker])
+    conn.ok("interrupt", agent=a)
+    conn.ok("invoke", agent=a, method="value_now", mode="trigger", idempotency_key="c")
+    conn.ok("cancel", agent=a, idempotency_key="c")
+    conn.ok("resume", agent=a)
+    entries = conn.ok("oplog", agent=a)["entries"]
+    kinds = [e["kind"] for e in entries]
+    for kind in ("created", "enqueued", "started", "completed", "process_died", "retried",
+                 "interrupted", "canceled", "resumed"):
+        assert kind in kinds, kind
+    assert [e["index"] for e in entries] == list(range(1, len(entries) + 1))
+    assert kinds[0] == "created"
+    last3 = conn.ok("oplog", agent=a, last=3)["entries"]
+    assert last3 == entries[-3:]
