@@ -19,7 +19,13 @@ from golemd.protocol import make_unpacker, pack
 from golemd.sdk import spec_of
 
 
-def error_info(exc: BaseException) -> dict[str, Any]:
+def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
+    """Type, message and traceback; `skip_frames` drops our own frames from its top."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    exc = exc.with_traceback(tb)
     return {
         "type": type(exc).__qualname__ if type(exc).__module__ == "builtins"
         else f"{type(exc).__module__}.{type(exc).__qualname__}",
@@ -71,7 +77,7 @@ class AgentHost:
             result = getattr(self.instance, method)(*args)
         except BaseException as exc:  # noqa: B036 - SystemExit in agent code is an error too
             self._rollback()
-            return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc)}
+            return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc, skip_frames=1)}
         try:
             packed_result = pack(result)
         except Exception as exc:
