@@ -111,7 +111,17 @@ def check_wire_value(value: Any, fail: Any, depth: int = 0) -> None:
     """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits)."""
     if depth > 100:
         raise fail("is nested too deeply")
-    if value is None or isinstance(value, (bool, float, str, bytes)):
+    if value is None or isinstance(value, (bool, bytes)):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise fail("is not a finite number")
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise fail("has a string that is not valid Unicode (a lone surrogate)") from None
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:

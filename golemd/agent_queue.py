@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from golemd.agent_id import AgentId
+from golemd.agentlog import AgentLog, log_path
 from golemd.errors import Code, GolemError
 from golemd.faults import crash_point
 from golemd.protocol import pack
@@ -109,6 +110,7 @@ class Agent:
         self.runner: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self.output: deque[dict[str, Any]] = deque(maxlen=sup.config.log_buffer_lines)
+        self.logfile = AgentLog(log_path(sup.logs_dir, self.name), sup.config.agent_log_bytes)
         self.followers: set[Callable[[dict[str, Any] | None, str], None]] = set()
         self._sched_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -260,6 +262,7 @@ class Agent:
         if self.worker is not None:
             await self._reap_worker(self.worker)
         worker = await self.sup.spawn_worker(self)
+        worker.on_dead = self._worker_died
         self.worker = worker
         snapshot = self.snapshot if self.durable else None
         reply = await worker.init(list(self.id.args), snapshot)
@@ -277,8 +280,17 @@ class Agent:
         code = await worker.wait()
         if self.worker is worker:
             self.worker = None
+            if not self.deleted:
+                self.logfile.close()  # reopened by the next line; suspended agents hold no fd
         self.sup.worker_gone(self, worker)
         return code
+
+    def _worker_died(self, worker: Worker) -> None:
+        """A worker died. During an invocation the runner handles it; otherwise reap it here."""
+        if self.worker is worker and self.current is None and self.runner is None:
+            if not worker.killed:
+                self.event("process_died", detail=f"while idle: {worker.death_reason}")
+            asyncio.ensure_future(self._reap_worker(worker))
 
     def _time_out(self, worker: Worker) -> None:
         if self.abort is None:
@@ -499,6 +511,7 @@ class Agent:
         for follower in list(self.followers):
             follower(None, "deleted")
         self.followers.clear()
+        self.logfile.remove()
 
     # -- workers and output ---------------------------------------------
 
@@ -507,6 +520,7 @@ class Agent:
         entry = {"type": "output", "stream": stream, "line": line, "ts": time.time(),
                  "idempotency_key": cur.key if cur else None}
         self.output.append(entry)
+        self.logfile.write(stream, line, entry["ts"])
         log.info("%s %s: %s", self.name, stream, line)
         if cur is not None:
             for listener in cur.listeners:

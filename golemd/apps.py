@@ -69,7 +69,11 @@ def _annotation(ann: Any) -> str | None:
 def _render(params: list[inspect.Parameter], returns: Any) -> str:
     """The signature as source would write it (string annotations unquoted)."""
     parts = []
-    for p in params:
+    kinds = [p.kind for p in params]
+    for i, p in enumerate(params):
+        if p.kind == p.KEYWORD_ONLY and inspect.Parameter.VAR_POSITIONAL not in kinds \
+                and (i == 0 or params[i - 1].kind != p.KEYWORD_ONLY):
+            parts.append("*")
         text = {"VAR_POSITIONAL": "*", "VAR_KEYWORD": "**"}.get(p.kind.name, "") + p.name
         ann = _annotation(p.annotation)
         if ann:
@@ -77,6 +81,8 @@ def _render(params: list[inspect.Parameter], returns: Any) -> str:
         if p.default is not inspect.Parameter.empty:
             text += f" = {p.default!r}" if ann else f"={p.default!r}"
         parts.append(text)
+        if p.kind == p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind != p.POSITIONAL_ONLY):
+            parts.append("/")
     ret = _annotation(returns)
     return f"({', '.join(parts)})" + (f" -> {ret}" if ret else "")
 
@@ -104,6 +110,10 @@ def describe_type(cls: type) -> dict[str, Any]:
             member, drop = getattr(cls, name), False
         elif inspect.isfunction(raw):
             member, drop = raw, True
+        elif callable(raw) and not isinstance(raw, type):
+            # A decorated method (functools.cache and the like): describe what
+            # an instance would call.
+            member, drop = getattr(raw, "__wrapped__", raw), inspect.isfunction(getattr(raw, "__wrapped__", None))
         else:
             continue
         methods.append({"name": name, "doc": inspect.getdoc(member), **_signature(member, drop)})

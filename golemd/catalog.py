@@ -27,7 +27,7 @@ def _allowed(annotation: str | None) -> tuple[type, ...] | None:
     """Types an annotation admits, or None when we cannot tell (then anything goes)."""
     if not annotation:
         return None
-    text = annotation.strip()
+    text = annotation.strip().replace("typing.", "")
     if text.startswith("Optional[") and text.endswith("]"):
         text = text[len("Optional["):-1] + " | None"
     out: list[type] = []

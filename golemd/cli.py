@@ -24,6 +24,8 @@ def _setup_logging(level: str) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--socket", "socket_", metavar="PATH", help="Unix socket to listen on (env GOLEMD_SOCKET).")
 @click.option("--state-dir", metavar="DIR", help="Where the store lives (env GOLEMD_STATE_DIR).")
+@click.option("--socket-group", metavar="GROUP",
+              help="Make the socket 0660 and owned by GROUP (else 0600: only our user).")
 @click.option("--app", "apps", multiple=True, metavar="MODULE_OR_FILE",
               help="An app to load: a .py file or a module name. Repeatable.")
 @click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
@@ -34,19 +36,21 @@ def _setup_logging(level: str) -> None:
 @click.option("--max-pending", type=int, help="Pending invocations per agent before QUEUE_FULL.")
 @click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
               help="SQLite durability: NORMAL survives a daemon crash, FULL also power loss.")
+@click.option("--journal", type=click.Choice(["disk", "memory"]),
+              help="memory: keep the store in memory, nothing survives a restart (benchmarks).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--check-config", is_flag=True, help="Validate and print the effective configuration, then exit.")
-def main(socket_: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
+def main(socket_: str | None, socket_group: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
          max_live_workers: int | None, idle_timeout: float | None, drain_timeout: float | None,
-         max_pending: int | None, synchronous: str | None, log_level: str | None,
+         max_pending: int | None, synchronous: str | None, journal: str | None, log_level: str | None,
          check_config: bool) -> None:
     """Run golemd in the foreground."""
     try:
         config = load_config(config_file, {
-            "socket": socket_, "state_dir": state_dir, "apps": apps,
+            "socket": socket_, "socket_group": socket_group, "state_dir": state_dir, "apps": apps,
             "max_live_workers": max_live_workers, "idle_timeout": idle_timeout,
             "drain_timeout": drain_timeout, "max_pending": max_pending,
-            "synchronous": synchronous.upper() if synchronous else None,
+            "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
             "log_level": log_level.upper() if log_level else None})
     except (ValueError, OSError) as exc:
         click.echo(f"golemd: error: configuration: {exc}", err=True)
@@ -56,6 +60,7 @@ def main(socket_: str | None, state_dir: str | None, apps: tuple[str, ...], conf
             click.echo(f"{field.name} = {getattr(config, field.name)!r}")
         return
     _setup_logging(config.log_level)
+    os.umask(0o077)  # the store, its WAL and the agents' logs are ours alone
     from golemd.daemon import Daemon, StartupError
     from golemd.server import SocketPathError
 

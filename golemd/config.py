@@ -37,6 +37,7 @@ class Config:
     socket: str = field(default_factory=default_socket_path)
     state_dir: str = field(default_factory=default_state_dir)
     apps: tuple[str, ...] = ()
+    socket_group: str | None = None  # the socket is 0660 and owned by this group; else 0600
     # queue and retry policy
     max_pending: int = 10_000
     retry_attempts: int = 3
@@ -48,19 +49,23 @@ class Config:
     stop_grace: float = 2.0
     drain_timeout: float = 30.0
     # store
+    journal: str = "disk"  # "memory": nothing survives a restart (benchmarks only)
     synchronous: str = "NORMAL"
     retention_count: int = 10_000
     retention_seconds: float = 86_400.0
     # logs
     log_level: str = "INFO"
     log_buffer_lines: int = 1000
+    agent_log_bytes: int = 1024 * 1024  # per agent file in STATE_DIR/logs, one rotation kept
 
     def validate(self) -> Config:
         problems = []
+        if self.journal not in ("disk", "memory"):
+            problems.append("journal must be disk or memory")
         if self.synchronous.upper() not in ("NORMAL", "FULL"):
             problems.append("synchronous must be NORMAL or FULL")
         for name in ("max_pending", "retry_attempts", "max_live_workers", "retention_count",
-                     "log_buffer_lines"):
+                     "log_buffer_lines", "agent_log_bytes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
@@ -69,12 +74,21 @@ class Config:
                 problems.append(f"{name} must not be negative")
         if len(os.fsencode(self.socket)) >= 108:
             problems.append(f"socket path {self.socket!r} is too long for a Unix socket (max 107 bytes)")
+        if self.socket_group is not None:
+            import grp
+
+            try:
+                grp.getgrnam(self.socket_group)
+            except KeyError:
+                problems.append(f"socket_group {self.socket_group!r} does not exist")
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     @property
     def db_path(self) -> str:
+        if self.journal == "memory":
+            return ":memory:"
         return os.path.join(self.state_dir, "golemd.db")
 
 
@@ -101,7 +115,7 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
             values[name] = os.environ[env]
     values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
     for name, value in values.items():
-        want = type(getattr(Config(), name)) if name not in ("socket", "state_dir") else str
+        want = type(getattr(Config(), name)) if name not in ("socket", "state_dir", "socket_group") else str
         if want is float and isinstance(value, int):
             values[name] = float(value)
         elif not isinstance(values[name], want):

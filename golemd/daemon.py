@@ -17,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from golemd import systemd
 from golemd.config import Config
+from golemd.errors import Code, GolemError
 from golemd.server import Connection, bind_unix_socket
 from golemd.store import Store
 from golemd.supervisor import Supervisor
@@ -66,14 +67,14 @@ class Daemon:
             log.info("using the socket passed by systemd (fd %d)", fds[0])
             return socket.socket(fileno=fds[0])
         self._owns_socket = True
-        return bind_unix_socket(self.config.socket)
+        return bind_unix_socket(self.config.socket, self.config.socket_group)
 
     async def run(self) -> int:
         self._lock_state_dir()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
         store = Store(self.config.db_path, self.config.synchronous)
         template = Template(list(self.config.apps))
         try:
@@ -83,6 +84,8 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         self.supervisor = Supervisor(self.config, store, template)
         template.on_lost = self._template_lost
+        # Recovery reads the whole store; give systemd's start timeout room for it.
+        systemd.notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=recovering agents from the store")
         count = self.supervisor.recover()
         log.info("loaded %d agent types (%s); recovered %d agents", len(types),
                  ", ".join(sorted(types)) or "none", count)
@@ -118,22 +121,34 @@ class Daemon:
             systemd.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 
+    def _reload_in_background(self) -> None:
+        async def run() -> None:
+            try:
+                await self.reload()
+            except GolemError:
+                pass  # already logged; the running code stays
+
+        asyncio.ensure_future(run())
+
     def _template_lost(self) -> None:
         if not self.stop_requested.is_set():
             log.error("the template process died; starting a new one")
-            asyncio.ensure_future(self.reload())
+            self._reload_in_background()
 
     # -- reload and shutdown ---------------------------------------------
 
     async def reload(self) -> None:
-        """Re-import the apps in a new template; new workers use the new code."""
+        """Re-import the apps in a new template; new workers use the new code.
+
+        Raises GolemError(LOAD_FAILED) and keeps the running code when the
+        new code cannot be imported."""
         old = self.supervisor.template
         new = Template(list(self.config.apps))
         try:
             await new.start()
         except Exception as exc:
             log.error("reload failed, keeping the running code: %s", exc)
-            return
+            raise GolemError(Code.LOAD_FAILED, f"reload failed, the running code stays: {exc}") from exc
         new.on_lost = self._template_lost
         self.supervisor.template = new
         old.on_lost = None
@@ -149,7 +164,7 @@ class Daemon:
             self.force.set()
             return
         log.info("stopping: no new connections; running invocations may finish")
-        systemd.notify("STOPPING=1")
+        systemd.notify("STOPPING=1\nSTATUS=draining running invocations")
         self.stop_requested.set()
 
     async def shutdown(self) -> None:

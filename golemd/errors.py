@@ -34,6 +34,7 @@ class Code(StrEnum):
     INTERRUPTED = "INTERRUPTED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     STORAGE_FULL = "STORAGE_FULL"
+    LOAD_FAILED = "LOAD_FAILED"
     INTERNAL = "INTERNAL"
     # Only golemctl produces these; they never come from the daemon.
     DAEMON_UNREACHABLE = "DAEMON_UNREACHABLE"

@@ -69,7 +69,7 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
         raise _bad(None, "the request needs an integer 'id'")
     if "v" not in msg:
         raise _bad(rid, "the request needs 'v' (the protocol version, 1)")
-    if msg["v"] != PROTOCOL_VERSION:
+    if type(msg["v"]) is not int or msg["v"] != PROTOCOL_VERSION:
         e = GolemError(Code.UNSUPPORTED_VERSION,
                        f"protocol version {msg['v']!r} is not supported; this daemon speaks {PROTOCOL_VERSION}")
         e.request_id = rid  # type: ignore[attr-defined]
@@ -83,7 +83,9 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
             continue
         if field not in schema:
             raise _bad(rid, f"op {op!r} has no field {field!r}")
-        types, _ = schema[field]
+        types, required = schema[field]
+        if value is None and not required:
+            continue  # an optional field may be nil: the same as absent
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
             raise _bad(rid, f"field {field!r} of op {op!r} must be {names}")
@@ -91,7 +93,7 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
         if required and field not in msg:
             raise _bad(rid, f"op {op!r} needs the field {field!r}")
     if op == "invoke":
-        if msg.get("mode", "await") not in MODES:
+        if msg.get("mode") is not None and msg["mode"] not in MODES:
             raise _bad(rid, "field 'mode' must be \"await\" or \"trigger\"")
         key = msg.get("idempotency_key")
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:

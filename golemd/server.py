@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -32,7 +33,7 @@ class SocketPathError(Exception):
     pass
 
 
-def bind_unix_socket(path: str, mode: int = 0o600) -> socket.socket:
+def bind_unix_socket(path: str, group: str | None = None) -> socket.socket:
     """Bind `path` so that it never exists with a wider mode than `mode`.
 
     A socket file left by a dead daemon is replaced after a connect probe
@@ -40,7 +41,15 @@ def bind_unix_socket(path: str, mode: int = 0o600) -> socket.socket:
     symlink) is refused and left alone.
     """
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    gid = -1
+    if group is not None:
+        import grp
+
+        gid = grp.getgrnam(group).gr_gid
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o750 if group else 0o700, exist_ok=True)
+        if group is not None:
+            os.chown(directory, -1, gid)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -71,10 +80,26 @@ def bind_unix_socket(path: str, mode: int = 0o600) -> socket.socket:
         sock.bind(tmp)
     finally:
         os.umask(old)
-    os.chmod(tmp, mode)
+    if group is not None:
+        os.chown(tmp, -1, gid)
+    os.chmod(tmp, 0o660 if group else 0o600)
     os.rename(tmp, path)
     sock.listen(1024)
     return sock
+
+
+MUTATING = frozenset({"invoke", "cancel", "interrupt", "simulate_crash", "resume", "delete",
+                      "reload", "stop"})
+
+
+def peer_credentials(sock: Any) -> str:
+    """'pid N uid N gid N' of the connected process (SO_PEERCRED)."""
+    try:
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return "unknown peer"
+    return f"pid {pid} uid {uid} gid {gid}"
 
 
 class Connection:
@@ -84,6 +109,7 @@ class Connection:
         self.writer = writer
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        self.peer = peer_credentials(writer.get_extra_info("socket"))
 
     def close(self) -> None:
         self.writer.transport.close()
@@ -141,6 +167,10 @@ class Connection:
         task.add_done_callback(self.tasks.discard)
 
     async def run(self, rid: int | None, op: str, req: dict[str, Any]) -> None:
+        if op in MUTATING:
+            # Who changed what: operators ask this after the fact.
+            log.log(logging.DEBUG if op == "invoke" else logging.INFO, "%s %s by %s",
+                    op, req.get("agent", ""), self.peer)
         def emit(event: dict[str, Any]) -> None:
             self.send({"id": rid, "event": event})
 

@@ -61,8 +61,9 @@ def _storage_error(exc: sqlite3.Error) -> GolemError:
 class Store:
     def __init__(self, path: str, synchronous: str = "NORMAL"):
         self.path = path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        if path != ":memory:":
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -124,19 +125,20 @@ class Store:
             self._exec(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
 
     def prune(self, agent_id: str, keep: int, older_than: float) -> int:
-        """Drop finished invocations beyond the newest `keep` that finished before `older_than`."""
-        cur = self.db.execute(
+        """Drop finished invocations that are neither among the newest `keep`
+        nor finished after `older_than`; and events older than both."""
+        newest = self.db.execute(
             "SELECT finished_at FROM invocations WHERE agent_id = ? AND finished_at IS NOT NULL "
-            "ORDER BY finished_at DESC LIMIT 1 OFFSET ?", (agent_id, keep))
-        row = cur.fetchone()
-        if row is None:
+            "ORDER BY finished_at DESC LIMIT 1 OFFSET ?", (agent_id, max(keep - 1, 0))).fetchone()
+        if newest is None:
             return 0
-        cutoff = min(row[0], older_than)
         before = self.db.total_changes
         self._exec("DELETE FROM invocations WHERE agent_id = ? AND finished_at IS NOT NULL "
-                   "AND finished_at <= ? AND status IN ('completed', 'failed', 'canceled')",
-                   (agent_id, cutoff))
-        self._exec("DELETE FROM events WHERE agent_id = ? AND ts <= ?", (agent_id, cutoff))
+                   "AND finished_at <= ? AND status IN ('completed', 'failed', 'canceled') "
+                   "AND key NOT IN (SELECT key FROM invocations WHERE agent_id = ? AND finished_at IS NOT NULL "
+                   "ORDER BY finished_at DESC LIMIT ?)", (agent_id, older_than, agent_id, keep))
+        self._exec("DELETE FROM events WHERE agent_id = ? AND ts < ? AND ts < ?",
+                   (agent_id, older_than, newest[0]))
         return self.db.total_changes - before
 
     # -- committing ------------------------------------------------------
@@ -225,7 +227,9 @@ class Store:
             if e.get("detail") is not None:
                 entry["detail"] = e["detail"]
             out.append(entry)
-        return out[-last:] if last else out
+        if last is None:
+            return out
+        return out[len(out) - last:] if last else []
 
     def close(self) -> None:
         if self._in_txn:

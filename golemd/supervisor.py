@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -36,6 +37,7 @@ class Supervisor:
         self.live: OrderedDict[str, Agent] = OrderedDict()  # agents with a worker, least recent first
         self.draining = False
         self.started = time.time()
+        self.logs_dir = os.path.join(config.state_dir, "logs")
 
     @property
     def types(self) -> dict[str, dict[str, Any]]:

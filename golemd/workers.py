@@ -209,6 +209,7 @@ class Worker:
         self._writer: asyncio.StreamWriter | None = None
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
+        self.on_dead: Callable[[Worker], None] | None = None
         self._psutil: Any = None
 
     async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
@@ -251,6 +252,8 @@ class Worker:
             self._pending.clear()
             if self._writer is not None:
                 self._writer.close()
+            if self.on_dead is not None:
+                self.on_dead(self)
 
     def _request(self, key: Any, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

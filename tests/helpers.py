@@ -113,6 +113,8 @@ class DaemonProc:
         self.marker = uuid.uuid4().hex
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.notify: socket.socket | None = None
+        self.notes: list[str] = []
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "golemd.cli", "--socket", self.socket, "--state-dir", self.state_dir,
@@ -131,28 +133,41 @@ class DaemonProc:
         notify_path = os.path.join(self.base, "notify")
         if os.path.exists(notify_path):
             os.unlink(notify_path)
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(notify_path)
+        if self.notify is not None:
+            self.notify.close()
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(notify_path)
+        self.notes = []
         env = self.env()
         env["NOTIFY_SOCKET"] = notify_path
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        deadline = time.monotonic() + timeout
         try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"golemd did not become ready in {timeout}s:\n{self.log()}")
-                notify.settimeout(min(left, 0.2))
-                try:
-                    if b"READY=1" in notify.recv(4096):
-                        return self
-                except TimeoutError:
-                    if self.proc.poll() is not None:
-                        raise AssertionError(f"golemd exited with {self.proc.returncode}:\n{self.log()}") from None
-        finally:
-            notify.close()
+            self.wait_note("READY=1", timeout)
+        except AssertionError:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"golemd exited with {self.proc.returncode}:\n{self.log()}") from None
+            raise AssertionError(f"golemd did not become ready in {timeout}s:\n{self.log()}") from None
+        return self
+
+    def wait_note(self, text: str, timeout: float = 10.0) -> str:
+        """Wait until golemd sends an sd_notify datagram containing `text`; return it."""
+        assert self.notify is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            for note in self.notes:
+                if text in note:
+                    return note
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {text!r} from golemd in {timeout}s; got {self.notes}")
+            self.notify.settimeout(min(left, 0.2))
+            try:
+                self.notes.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise AssertionError(f"golemd exited before sending {text!r}; got {self.notes}") from None
 
     def log(self) -> str:
         try:

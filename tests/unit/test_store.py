@@ -1,0 +1,406 @@
+"""golemd.store.Store against a real SQLite file: schema, rows, group commit,
+delete, retention and the oplog."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from golemd.store import SCHEMA_VERSION, Store
+
+A = 'CounterAgent("a")'
+B = 'CounterAgent("b")'
+
+
+@pytest.fixture
+def path(tmp_path) -> str:
+    return str(tmp_path / "golemd.db")
+
+
+@pytest.fixture
+def store(path) -> Iterator[Store]:
+    s = Store(path)
+    yield s
+    s.close()
+
+
+def raw(path: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read through an independent connection: what is durably committed."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def agent_row(agent_id: str = A, **over: Any) -> dict[str, Any]:
+    row = {"agent_id": agent_id, "env": "default", "type": "CounterAgent",
+           "args": msgpack.packb(["a"]), "created_at": 100.0, "last_active_at": 100.0}
+    row.update(over)
+    return row
+
+
+def inv_row(key: str, agent_id: str = A, seq: int = 0, status: str = "pending", **over: Any) -> dict[str, Any]:
+    row = {"agent_id": agent_id, "key": key, "seq": seq, "method": "increment",
+           "args": msgpack.packb([]), "status": status, "created_at": 100.0 + seq}
+    row.update(over)
+    return row
+
+
+# -- schema ------------------------------------------------------------------
+
+def test_schema_is_created(store, path):
+    assert SCHEMA_VERSION == 1
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"agents", "invocations", "events"} <= tables
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_reopening_keeps_data_and_version(path):
+    s = Store(path)
+    s.insert_agent(agent_row())
+    s.commit_now()
+    s.close()
+    s = Store(path)
+    try:
+        assert [r["agent_id"] for r in s.load_agents()] == [A]
+    finally:
+        s.close()
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_newer_schema_is_refused(path):
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Store(path)
+
+
+# -- rows --------------------------------------------------------------------
+
+def test_agent_rows(store):
+    store.insert_agent(agent_row())
+    store.update_agent(A, completed_count=3, last_error="TIMEOUT: slow", snapshot=b"\x00state")
+    (row,) = store.load_agents()
+    assert row["agent_id"] == A
+    assert row["env"] == "default" and row["type"] == "CounterAgent"
+    assert msgpack.unpackb(row["args"]) == ["a"]
+    assert row["completed_count"] == 3
+    assert row["failed_count"] == 0 and row["retry_count"] == 0 and row["interrupted"] == 0
+    assert row["last_error"] == "TIMEOUT: slow"
+    assert row["snapshot"] == b"\x00state"
+
+
+def test_invocation_rows(store):
+    store.insert_agent(agent_row())
+    assert store.get_invocation(A, "k1") is None
+    store.insert_invocation(inv_row("k1", args=msgpack.packb([1, "x"]), schedule_at=500.0, timeout=2.5))
+    got = store.get_invocation(A, "k1")
+    assert got is not None
+    assert (got["agent_id"], got["key"], got["method"], got["status"]) == (A, "k1", "increment", "pending")
+    assert msgpack.unpackb(got["args"]) == [1, "x"]
+    assert (got["schedule_at"], got["timeout"]) == (500.0, 2.5)
+    assert got["outcome"] is None and got["started_at"] is None and got["finished_at"] is None
+
+    store.update_invocation(A, "k1", status="running", started_at=101.0)
+    store.update_invocation(A, "k1", status="completed", finished_at=102.0,
+                            outcome=msgpack.packb({"result": 7}))
+    got = store.get_invocation(A, "k1")
+    assert got["status"] == "completed"
+    assert (got["started_at"], got["finished_at"]) == (101.0, 102.0)
+    assert msgpack.unpackb(got["outcome"]) == {"result": 7}
+    # keys are scoped to one agent
+    assert store.get_invocation(B, "k1") is None
+    store.insert_invocation(inv_row("k1", agent_id=B))
+    assert store.get_invocation(B, "k1")["status"] == "pending"
+    assert store.get_invocation(A, "k1")["status"] == "completed"
+
+
+def test_update_of_one_invocation_leaves_the_others(store):
+    for i in range(3):
+        store.insert_invocation(inv_row(f"k{i}", seq=i))
+    store.update_invocation(A, "k1", status="canceled", finished_at=5.0)
+    assert [store.get_invocation(A, f"k{i}")["status"] for i in range(3)] == ["pending", "canceled", "pending"]
+
+
+def test_load_active_in_queue_order(store):
+    statuses = ["completed", "pending", "running", "scheduled", "failed", "canceled", "pending"]
+    for seq, status in reversed(list(enumerate(statuses))):
+        store.insert_invocation(inv_row(f"k{seq}", seq=seq, status=status))
+    store.insert_invocation(inv_row("other", agent_id=B, seq=0))
+    active = store.load_active(A)
+    assert [(r["key"], r["status"]) for r in active] == [
+        ("k1", "pending"), ("k2", "running"), ("k3", "scheduled"), ("k6", "pending")]
+
+
+# -- group commit ------------------------------------------------------------------
+
+def test_group_commit(path):
+    async def main() -> None:
+        s = Store(path)
+        other = Store(path)
+        try:
+            s.insert_agent(agent_row())
+            s.insert_invocation(inv_row("k1"))
+            s.event(A, 100.0, "created")
+            # written but not committed: another connection does not see it
+            assert other.load_agents() == []
+            assert other.get_invocation(A, "k1") is None
+            assert raw(path, "SELECT count(*) FROM events") == [(0,)]
+            await asyncio.wait_for(s.commit(), 5)
+            # committed: another connection sees all of it
+            assert [r["agent_id"] for r in other.load_agents()] == [A]
+            assert other.get_invocation(A, "k1")["status"] == "pending"
+            assert raw(path, "SELECT kind FROM events") == [("created",)]
+        finally:
+            other.close()
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_concurrent_writers_share_one_commit(path):
+    async def main() -> None:
+        s = Store(path)
+        commits: list[str] = []
+        s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+
+        async def writer(i: int) -> None:
+            s.insert_invocation(inv_row(f"k{i}", seq=i))
+            await s.commit()
+            # when this caller's commit resolves, its write is durable
+            assert raw(path, "SELECT status FROM invocations WHERE key = ?", (f"k{i}",)) == [("pending",)]
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(writer(i) for i in range(10))), 5)
+            assert len(commits) == 1
+            assert raw(path, "SELECT count(*) FROM invocations") == [(10,)]
+            # a second round gets a second commit
+            s.insert_agent(agent_row())
+            await asyncio.wait_for(asyncio.gather(s.commit(), s.commit()), 5)
+            assert len(commits) == 2
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_commit_with_nothing_written_resolves_at_once(path):
+    async def main() -> None:
+        s = Store(path)
+        try:
+            fut = s.commit()
+            assert fut.done() and fut.result() is None
+            s.insert_agent(agent_row())
+            await s.commit()
+            again = s.commit()
+            assert again.done()
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_commit_now_and_close_commit_pending_writes(path):
+    s = Store(path)
+    s.insert_agent(agent_row())
+    assert raw(path, "SELECT count(*) FROM agents") == [(0,)]
+    s.commit_now()
+    assert raw(path, "SELECT count(*) FROM agents") == [(1,)]
+    s.insert_agent(agent_row(B))
+    s.close()
+    assert raw(path, "SELECT count(*) FROM agents") == [(2,)]
+
+
+# -- delete and prune -----------------------------------------------------------------
+
+def _fill(store: Store, agent_id: str) -> None:
+    store.insert_agent(agent_row(agent_id))
+    store.insert_invocation(inv_row("k1", agent_id=agent_id))
+    store.insert_invocation(inv_row("k2", agent_id=agent_id, seq=1, status="completed", finished_at=120.0))
+    store.event(agent_id, 100.0, "created")
+    store.event(agent_id, 110.0, "suspended")
+
+
+def _counts(path: str, agent_id: str) -> tuple[int, int, int]:
+    return tuple(raw(path, f"SELECT count(*) FROM {t} WHERE agent_id = ?", (agent_id,))[0][0]  # type: ignore[return-value]
+                 for t in ("agents", "invocations", "events"))
+
+
+def test_delete_agent(store, path):
+    _fill(store, A)
+    _fill(store, B)
+    store.commit_now()
+    assert _counts(path, A) == (1, 2, 2)
+    store.delete_agent(A)
+    store.commit_now()
+    assert _counts(path, A) == (0, 0, 0)
+    assert _counts(path, B) == (1, 2, 2)
+    assert [r["agent_id"] for r in store.load_agents()] == [B]
+    assert store.get_invocation(A, "k1") is None
+    assert store.oplog(A, None) == []
+    # deleting an unknown agent is harmless
+    store.delete_agent("Nobody()")
+    store.commit_now()
+    assert _counts(path, B) == (1, 2, 2)
+
+
+def _prune_fixture(store: Store) -> None:
+    """Ten finished invocations f1..f10 finished at t=1..10, plus active ones."""
+    finished = ["completed", "failed", "canceled"]
+    for t in range(1, 11):
+        store.insert_invocation(inv_row(f"f{t}", seq=t, status=finished[t % 3], finished_at=float(t)))
+    store.insert_invocation(inv_row("pending", seq=11, status="pending"))
+    store.insert_invocation(inv_row("running", seq=12, status="running", started_at=0.5))
+    store.insert_invocation(inv_row("scheduled", seq=13, status="scheduled", schedule_at=10_000.0))
+    # another agent's outcomes are never touched
+    for t in range(1, 11):
+        store.insert_invocation(inv_row(f"f{t}", agent_id=B, seq=t, status="completed", finished_at=float(t)))
+
+
+def _keys(store: Store, agent_id: str = A) -> set[str]:
+    return {r[0] for r in store.db.execute("SELECT key FROM invocations WHERE agent_id = ?", (agent_id,))}
+
+
+ACTIVE_KEYS = {"pending", "running", "scheduled"}
+
+
+@pytest.mark.parametrize(("keep", "older_than", "kept"), [
+    (3, 100.0, {8, 9, 10}),           # old ones beyond the newest 3 go
+    (3, 5.5, {6, 7, 8, 9, 10}),       # newer than the cutoff stay even beyond 3
+    (3, 0.0, set(range(1, 11))),      # everything is newer than the cutoff
+    (0, 100.0, set()),                # keep none of the old ones
+    (0, 7.0, {8, 9, 10}),             # the cutoff itself is not newer
+    (10, 100.0, set(range(1, 11))),   # exactly `keep` finished ones
+    (50, 100.0, set(range(1, 11))),
+])
+def test_prune(store, path, keep, older_than, kept):
+    _prune_fixture(store)
+    store.commit_now()
+    store.prune(A, keep, older_than)
+    store.commit_now()
+    assert _keys(store) == {f"f{t}" for t in kept} | ACTIVE_KEYS
+    assert _keys(store, B) == {f"f{t}" for t in range(1, 11)}
+    # durable, not only in this connection
+    assert {r[0] for r in raw(path, "SELECT key FROM invocations WHERE agent_id = ?", (A,))} == _keys(store)
+
+
+def test_prune_returns_a_count(store):
+    _prune_fixture(store)
+    assert store.prune(A, 50, 100.0) == 0
+    assert store.prune(A, 3, 100.0) >= 7
+    assert store.prune(A, 3, 100.0) == 0
+
+
+def test_prune_never_deletes_active_invocations(store):
+    # even active ones carrying an old finished_at (e.g. retried after a finish was recorded)
+    for i, status in enumerate(["pending", "running", "scheduled"]):
+        store.insert_invocation(inv_row(status, seq=i, status=status, finished_at=0.1))
+    for t in range(1, 4):
+        store.insert_invocation(inv_row(f"f{t}", seq=10 + t, status="completed", finished_at=float(t)))
+    store.prune(A, 0, 1000.0)
+    assert _keys(store) == ACTIVE_KEYS
+
+
+def test_prune_drops_old_events_only(store):
+    _prune_fixture(store)
+    store.event(A, 1.0, "created")
+    store.event(A, 9.5, "suspended")
+    store.prune(A, 3, 100.0)
+    kinds = [e["kind"] for e in store.oplog(A, None) if "idempotency_key" not in e]
+    assert kinds == ["suspended"]
+
+
+def test_prune_keeps_newest_n_with_ties(store):
+    for i, t in enumerate([1.0, 2.0, 2.0, 3.0]):
+        store.insert_invocation(inv_row(f"f{i}", seq=i, status="completed", finished_at=t))
+    store.prune(A, 2, 100.0)
+    assert len(_keys(store)) >= 2
+
+
+# -- oplog ----------------------------------------------------------------------------
+
+def _oplog_fixture(store: Store) -> None:
+    store.insert_agent(agent_row())
+    store.event(A, 10.0, "created")
+    # k1: enqueued at 10 (same ts as "created"), started 11, completed 12
+    store.insert_invocation(inv_row("k1", seq=0, status="completed", created_at=10.0,
+                                    started_at=11.0, finished_at=12.0))
+    store.event(A, 12.5, "suspended", detail="idle")
+    store.event(A, 12.8, "resumed_from_snapshot")
+    # k2: enqueued at 11.5 (before k1 finished), started 13, failed 14
+    store.insert_invocation(inv_row("k2", seq=1, status="failed", created_at=11.5, started_at=13.0,
+                                    finished_at=14.0))
+    # k3: still pending
+    store.insert_invocation(inv_row("k3", seq=2, status="pending", created_at=15.0))
+    store.event(A, 16.0, "interrupted", key="k3", method="increment", detail="by the user")
+    store.event(B, 11.0, "created")  # another agent
+
+
+EXPECTED_OPLOG = [
+    (10.0, "created", None),
+    (10.0, "enqueued", "k1"),
+    (11.0, "started", "k1"),
+    (11.5, "enqueued", "k2"),
+    (12.0, "completed", "k1"),
+    (12.5, "suspended", None),
+    (12.8, "resumed_from_snapshot", None),
+    (13.0, "started", "k2"),
+    (14.0, "failed", "k2"),
+    (15.0, "enqueued", "k3"),
+    (16.0, "interrupted", "k3"),
+]
+
+
+def test_oplog_merges_in_time_order(store):
+    _oplog_fixture(store)
+    entries = store.oplog(A, None)
+    assert [(e["ts"], e["kind"], e.get("idempotency_key")) for e in entries] == EXPECTED_OPLOG
+    assert [e["index"] for e in entries] == list(range(1, len(EXPECTED_OPLOG) + 1))
+    started = entries[2]
+    assert started == {"index": 3, "ts": 11.0, "kind": "started", "idempotency_key": "k1",
+                       "method": "increment"}
+    assert entries[0] == {"index": 1, "ts": 10.0, "kind": "created"}
+    assert entries[5] == {"index": 6, "ts": 12.5, "kind": "suspended", "detail": "idle"}
+    assert entries[-1] == {"index": 11, "ts": 16.0, "kind": "interrupted", "idempotency_key": "k3",
+                           "method": "increment", "detail": "by the user"}
+    assert [e["kind"] for e in store.oplog(B, None)] == ["created"]
+    assert store.oplog("Nobody()", None) == []
+
+
+def test_oplog_same_timestamp_keeps_lifecycle_order(store):
+    # a fast call on a coarse clock: everything at one instant
+    store.event(A, 5.0, "created")
+    store.insert_invocation(inv_row("z", seq=0, status="completed", created_at=5.0, started_at=5.0,
+                                    finished_at=5.0))
+    store.insert_invocation(inv_row("a", seq=1, status="canceled", created_at=5.0, finished_at=5.0))
+    entries = store.oplog(A, None)
+    kinds = [(e["kind"], e.get("idempotency_key")) for e in entries]
+    assert kinds[0] == ("created", None)
+    for key, lifecycle in (("z", ["enqueued", "started", "completed"]), ("a", ["enqueued", "canceled"])):
+        assert [k for k, ik in kinds if ik == key] == lifecycle
+    assert [e["index"] for e in entries] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("last", [1, 3, 11, 100])
+def test_oplog_last(store, last):
+    _oplog_fixture(store)
+    full = store.oplog(A, None)
+    tail = store.oplog(A, last)
+    assert tail == full[-last:]
+    # the newest N keep their indexes in the whole log
+    assert tail[-1]["index"] == len(full)
+    assert [e["index"] for e in tail] == list(range(len(full) - len(tail) + 1, len(full) + 1))
+
+
+def test_oplog_last_zero(store):
+    _oplog_fixture(store)
+    assert store.oplog(A, 0) == []
