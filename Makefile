@@ -15,11 +15,11 @@ run: $(BIN)/.installed
 	$(BIN)/golemd --app examples/agents.py
 
 test: $(BIN)/.installed
-	$(BIN)/ruff check golemd golemctl tests examples bench
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check golemd golemctl tests examples bench
+	$(BIN)/ruff check .
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run

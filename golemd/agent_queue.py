@@ -112,6 +112,7 @@ class Agent:
         self.output: deque[dict[str, Any]] = deque(maxlen=sup.config.log_buffer_lines)
         self.logfile = AgentLog(log_path(sup.logs_dir, self.name), sup.config.agent_log_bytes)
         self.followers: set[Callable[[dict[str, Any] | None, str], None]] = set()
+        self.listened = 0  # how many queued invocations have streaming callers
         self._sched_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -222,9 +223,19 @@ class Agent:
 
     # -- running one invocation --------------------------------------------
 
+    def _tell_positions(self, started: Invocation) -> None:
+        """Tell streaming callers where they stand: the one starting, then those waiting."""
+        for listener in started.listeners:
+            listener({"type": "started"})
+        for ahead, waiting in enumerate(self.queue, 1):
+            for listener in waiting.listeners:
+                listener({"type": "queued", "ahead": ahead})
+
     async def _execute(self, inv: Invocation) -> None:
         inv.move(S.RUNNING)
         self.current = inv
+        if self.listened:
+            self._tell_positions(inv)
         inv.started_at = self.last_active_at = time.time()
         self.sup.touch(self)
         if not self.deleted:

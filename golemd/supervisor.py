@@ -105,7 +105,7 @@ class Supervisor:
             "timeout": inv.timeout})
         self.store.update_agent(agent.name, next_seq=agent.next_seq)
         ahead = len(agent.queue) + (1 if agent.current else 0)
-        waiter = self._attach(inv, mode, listener)
+        waiter = self._attach(agent, inv, mode, listener)
         agent.enqueue(inv)
         crash_point("enqueued")
         try:
@@ -121,16 +121,23 @@ class Supervisor:
             listener({"type": "queued", "ahead": ahead})
         return {"idempotency_key": key, "result": await waiter}
 
-    def _attach(self, inv: Invocation, mode: str, listener: Listener | None) -> asyncio.Future[Any] | None:
+    def _attach(self, agent: Agent, inv: Invocation, mode: str,
+                listener: Listener | None) -> asyncio.Future[Any] | None:
         if mode != "await":
             return None
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         inv.waiters.append(fut)
         if listener is not None:
             inv.listeners.append(listener)
-            # A finished invocation must not keep a dead connection's callback alive.
-            fut.add_done_callback(lambda _f: inv.listeners.remove(listener)
-                                  if listener in inv.listeners else None)
+            agent.listened += 1
+
+            def detach(_f: asyncio.Future[Any]) -> None:
+                # A finished invocation must not keep a dead connection's callback alive.
+                agent.listened -= 1
+                if listener in inv.listeners:
+                    inv.listeners.remove(listener)
+
+            fut.add_done_callback(detach)
         return fut
 
     def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
@@ -140,7 +147,7 @@ class Supervisor:
         if inv is not None:
             if inv.args_packed != args_packed:
                 raise self._conflict(agent, key, inv.method)
-            waiter = self._attach(inv, mode, listener)
+            waiter = self._attach(agent, inv, mode, listener)
             return asyncio.ensure_future(self._answer_active(key, inv, waiter))
         row = self.store.get_invocation(agent.name, key)
         if row is None:

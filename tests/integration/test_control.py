@@ -212,3 +212,16 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return not open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_streaming_caller_sees_its_queue_position_until_it_starts(conn: RawConn):
+    a = 'SlowAgent("pos")'
+    conn.ok("invoke", agent=a, method="work", args=[0.6, "one"], mode="trigger", idempotency_key="one")
+    conn.ok("invoke", agent=a, method="work", args=[0.2, "two"], mode="trigger", idempotency_key="two")
+    events: list[dict] = []
+    r = conn.reply(conn.send(op="invoke", agent=a, method="work", args=[0.0, "three"], stream=True), events)
+    assert r["result"] == "three"
+    kinds = [(e["type"], e.get("ahead")) for e in events if e["type"] != "output"]
+    assert kinds[0][0] == "queued" and kinds[0][1] in (1, 2)
+    assert ("queued", 1) in kinds and kinds[-1] == ("started", None)
+    assert [e["line"] for e in events if e["type"] == "output"] == ["three: working for 0.0s", "three: done"]
