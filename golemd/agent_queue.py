@@ -51,6 +51,8 @@ class Invocation:
     attempts: int = 0
     waiters: list[asyncio.Future[Any]] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
+    # The commit of its enqueue; it must not start before that is durable.
+    journaled: asyncio.Future[None] | None = None
 
     def move(self, new: InvocationStatus) -> None:
         self.status = check_transition(self.status, new)
@@ -113,6 +115,7 @@ class Agent:
         self.logfile = AgentLog(log_path(sup.logs_dir, self.name), sup.config.agent_log_bytes)
         self.followers: set[Callable[[dict[str, Any] | None, str], None]] = set()
         self.listened = 0  # how many queued invocations have streaming callers
+        self.start_failures = 0  # consecutive worker deaths before the agent was built
         self._sched_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -210,7 +213,20 @@ class Agent:
         try:
             while (self.queue and not self.interrupted and not self.deleted
                    and self.failed_error is None and not self.sup.draining):
-                inv = self.queue.popleft()
+                inv = self.queue[0]
+                journaled = inv.journaled
+                if journaled is not None:
+                    if not journaled.done():
+                        try:
+                            await asyncio.shield(journaled)
+                        except GolemError:
+                            pass
+                        continue
+                    if journaled.exception() is not None:
+                        # Never journaled, so never accepted: it must not run.
+                        self.queue.popleft()
+                        continue
+                self.queue.popleft()
                 try:
                     await self._execute(inv)
                 except Exception as exc:
@@ -260,8 +276,9 @@ class Agent:
                 self._fail_agent(exc.error, inv)
                 return
             except (WorkerDied, TemplateError) as exc:
+                worker = worker or self.worker
                 code = await self._reap_worker(worker)
-                if await self._after_death(inv, str(exc), code):
+                if await self._after_death(inv, str(exc), code, worker):
                     continue
                 return
             self._complete(inv, reply)
@@ -276,7 +293,9 @@ class Agent:
         worker.on_dead = self._worker_died
         self.worker = worker
         snapshot = self.snapshot if self.durable else None
+        self.start_failures += 1  # until the agent is built: a death now is a crash loop
         reply = await worker.init(list(self.id.args), snapshot)
+        self.start_failures = 0
         if not reply["ok"]:
             worker.kill()
             raise ConstructorFailed(reply["error"])
@@ -296,6 +315,10 @@ class Agent:
         self.sup.worker_gone(self, worker)
         return code
 
+    async def _stop_then_reap(self, worker: Worker) -> None:
+        await worker.stop(self.sup.config.stop_grace)
+        await self._reap_worker(worker)
+
     def _worker_died(self, worker: Worker) -> None:
         """A worker died. During an invocation the runner handles it; otherwise reap it here."""
         if self.worker is worker and self.current is None and self.runner is None:
@@ -303,14 +326,24 @@ class Agent:
                 self.event("process_died", detail=f"while idle: {worker.death_reason}")
             asyncio.ensure_future(self._reap_worker(worker))
 
+    def _stop_worker(self, worker: Worker) -> None:
+        """Stop a worker politely (SIGTERM), then for sure (SIGKILL) after the grace."""
+        asyncio.ensure_future(worker.stop(self.sup.config.stop_grace))
+
     def _time_out(self, worker: Worker) -> None:
         if self.abort is None:
             self.abort = "timeout"
-        worker.kill()
+        self._stop_worker(worker)
 
-    async def _after_death(self, inv: Invocation, why: str, code: int | None) -> bool:
+    async def _after_death(self, inv: Invocation, why: str, code: int | None,
+                           worker: Worker | None) -> bool:
         """The worker died during `inv`. Return True to run it again."""
         reason, self.abort = self.abort, None
+        if reason is None and worker is not None and worker.protocol_error:
+            self._finish(inv, S.FAILED, error=GolemError(
+                Code.PROTOCOL_ERROR, f"the agent's process {worker.death_reason}; it was killed and "
+                "restarts from its last saved state"))
+            return False
         if reason is None and (self.deleted or self.interrupted or self.sup.draining):
             reason = "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown"
         if reason == "recover":
@@ -327,6 +360,11 @@ class Agent:
         died = describe_exit(code) if code is not None or "control" not in why else why
         inv.attempts += 1
         self.event("process_died", inv, died)
+        if self.start_failures >= self.sup.config.retry_attempts:
+            self._fail_agent({"type": "ProcessDied", "message": f"its process died while starting, "
+                              f"{self.start_failures} times in a row; last time {died}"}, inv,
+                             what=f"{self.id.type} cannot start")
+            return False
         if inv.attempts >= self.sup.config.retry_attempts:
             self._finish(inv, S.FAILED, error=GolemError(
                 Code.AGENT_DIED, f"the agent's process died during {inv.method}() on all "
@@ -399,19 +437,25 @@ class Agent:
             self.failed_count += 1
             self.last_error = str(error)
             outcome = {"error": error.to_wire()}
-        if not self.deleted:
-            store = self.sup.store
-            store.update_invocation(self.name, inv.key, status=status.value, outcome=pack(outcome),
-                                    finished_at=now, started_at=inv.started_at)
-            cols: dict[str, Any] = {"last_active_at": now, "completed_count": self.completed_count,
-                                    "failed_count": self.failed_count, "last_error": self.last_error}
-            if snapshot_changed and self.durable:
-                cols["snapshot"] = self.snapshot
-            store.update_agent(self.name, **cols)
-            self.sup.note_finished(self)
         waiters = list(inv.waiters)
         inv.waiters.clear()
-        committed = self.sup.store.commit()
+        try:
+            if not self.deleted:
+                store = self.sup.store
+                store.update_invocation(self.name, inv.key, status=status.value, outcome=pack(outcome),
+                                        finished_at=now, started_at=inv.started_at)
+                cols: dict[str, Any] = {"last_active_at": now, "completed_count": self.completed_count,
+                                        "failed_count": self.failed_count, "last_error": self.last_error}
+                if snapshot_changed and self.durable:
+                    cols["snapshot"] = self.snapshot
+                store.update_agent(self.name, **cols)
+                self.sup.note_finished(self)
+            committed = self.sup.store.commit()
+        except GolemError as err:
+            # The outcome could not be journaled: say so rather than report it.
+            log.error("%s: cannot journal the outcome of %s: %s", self.name, inv.key, err)
+            resolve(waiters, error=err)
+            return
 
         def deliver(fut: asyncio.Future[None]) -> None:
             crash_point("finished")
@@ -426,9 +470,13 @@ class Agent:
 
         committed.add_done_callback(deliver)
 
-    def _fail_agent(self, error: dict[str, Any], inv: Invocation | None) -> None:
-        """The constructor raised (or the state cannot be loaded): the agent is Failed."""
-        message = f"the constructor of {self.id.type} raised {error.get('type')}: {error.get('message')}"
+    def _fail_agent(self, error: dict[str, Any], inv: Invocation | None, what: str | None = None) -> None:
+        """The constructor raised, the state cannot be loaded, or the process
+        dies whenever it starts: the agent is Failed until deleted."""
+        if what is not None:
+            message = f"{what}: {error.get('message')}"
+        else:
+            message = f"the constructor of {self.id.type} raised {error.get('type')}: {error.get('message')}"
         self.failed_error = {"code": Code.AGENT_FAILED.value, "message": message, "details": error}
         self.event("constructor_failed", inv, message)
         err = GolemError(Code.AGENT_FAILED, message, details=error)
@@ -457,6 +505,8 @@ class Agent:
             raise GolemError(Code.TOO_LATE, f"invocation {key!r} already completed")
         if inv.status == S.RUNNING:
             raise GolemError(Code.TOO_LATE, f"invocation {key!r} has already started")
+        # Journal first: a cancel that cannot be written changes nothing.
+        self.sup.store.update_invocation(self.name, key, status=S.CANCELED.value, finished_at=time.time())
         if inv.status == S.SCHEDULED:
             self.scheduled = [t for t in self.scheduled if t[2] is not inv]
             self._arm_schedule()
@@ -464,8 +514,6 @@ class Agent:
             self.queue.remove(inv)
         inv.move(S.CANCELED)
         del self.active[key]
-        now = time.time()
-        self.sup.store.update_invocation(self.name, key, status=S.CANCELED.value, finished_at=now)
         resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
 
     def withdraw(self, inv: Invocation, err: GolemError) -> None:
@@ -492,7 +540,7 @@ class Agent:
         if self.current is not None:
             self.abort = self.abort or "interrupt"
             if self.worker is not None:
-                self.worker.kill()
+                self._stop_worker(self.worker)
             self.wake.set()
 
     def resume(self) -> None:
@@ -512,8 +560,8 @@ class Agent:
             self.abort = "delete"
             self.wake.set()
         if self.worker is not None:
-            self.worker.kill()
-            asyncio.create_task(self._reap_worker(self.worker))
+            worker = self.worker
+            asyncio.ensure_future(self._stop_then_reap(worker))
         pending = list(self.queue) + [t[2] for t in self.scheduled]
         self.queue.clear()
         self.scheduled.clear()

@@ -28,6 +28,12 @@ class AgentLog:
         self._flush_scheduled = False
 
     def write(self, stream: str, line: str, ts: float | None = None) -> None:
+        try:
+            self._write(stream, line, ts)
+        except OSError:
+            pass  # disk full or gone: the ring buffer and `agent stream` still have the line
+
+    def _write(self, stream: str, line: str, ts: float | None) -> None:
         if self.file is None:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             self.file = open(self.path, "a", encoding="utf-8", errors="replace")

@@ -116,13 +116,16 @@ def describe_type(cls: type) -> dict[str, Any]:
             member, drop = getattr(raw, "__wrapped__", raw), inspect.isfunction(getattr(raw, "__wrapped__", None))
         else:
             continue
-        methods.append({"name": name, "doc": inspect.getdoc(member), **_signature(member, drop)})
+        limit = getattr(member, "__golem_timeout__", None) or spec.timeout
+        methods.append({"name": name, "doc": inspect.getdoc(member), "timeout": limit,
+                        **_signature(member, drop)})
     init = cls.__init__ if cls.__init__ is not object.__init__ else (lambda self: None)
     return {
         "name": spec.name,
         "module": cls.__module__,
         "qualname": cls.__qualname__,
         "durable": spec.durable,
+        "memory_limit_mb": spec.memory_limit_mb,
         "doc": inspect.getdoc(cls),
         "constructor": _signature(init, True),
         "methods": methods,

@@ -46,8 +46,15 @@ class Config:
     # workers
     idle_timeout: float = 60.0
     max_live_workers: int = 256
-    stop_grace: float = 2.0
+    stop_grace: float = 2.0  # SIGTERM -> SIGKILL when stopping a worker (interrupt, delete, timeout)
     drain_timeout: float = 30.0
+    memory_limit_mb: int = 0  # per worker address space (RLIMIT_AS); 0: none
+    # clients
+    allow_uids: tuple[int, ...] = ()  # besides our own uid and root
+    allow_groups: tuple[str, ...] = ()  # besides socket_group
+    client_idle_timeout: float = 300.0  # a connection with nothing in flight
+    client_read_timeout: float = 30.0  # a request that arrives only in part
+    max_client_buffer: int = 128 * 1024 * 1024  # unread replies before a client is dropped
     # store
     journal: str = "disk"  # "memory": nothing survives a restart (benchmarks only)
     synchronous: str = "NORMAL"
@@ -69,7 +76,8 @@ class Config:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
-                     "drain_timeout", "retention_seconds"):
+                     "drain_timeout", "retention_seconds", "memory_limit_mb", "client_idle_timeout",
+                     "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         if len(os.fsencode(self.socket)) >= 108:
@@ -109,15 +117,16 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
             name = key.replace("-", "_")
             if name not in _FIELDS:
                 raise ValueError(f"{file}: unknown option {key!r}")
-            values[name] = tuple(value) if name == "apps" else value
+            values[name] = tuple(value) if isinstance(value, list) else value
     for env, name in (("GOLEMD_SOCKET", "socket"), ("GOLEMD_STATE_DIR", "state_dir")):
         if os.environ.get(env):
             values[name] = os.environ[env]
     values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+    defaults = Config()
     for name, value in values.items():
-        want = type(getattr(Config(), name)) if name not in ("socket", "state_dir", "socket_group") else str
-        if want is float and isinstance(value, int):
+        want = str if name in ("socket", "state_dir", "socket_group") else type(getattr(defaults, name))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
-        elif not isinstance(values[name], want):
+        elif not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise ValueError(f"option {name} must be {want.__name__}, got {value!r}")
     return Config(**values).validate()

@@ -18,16 +18,28 @@ from filelock import FileLock, Timeout
 from golemd import systemd
 from golemd.config import Config
 from golemd.errors import Code, GolemError
-from golemd.server import Connection, bind_unix_socket
+from golemd.server import Access, Connection, bind_unix_socket
 from golemd.store import Store
 from golemd.supervisor import Supervisor
-from golemd.workers import Template
+from golemd.workers import Template, sweep_orphans
 
 log = logging.getLogger("golemd")
 
 
 class StartupError(Exception):
     pass
+
+
+def _raise_fd_limit() -> None:
+    """Every connection and every worker costs fds: take all the hard limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 class Daemon:
@@ -71,12 +83,19 @@ class Daemon:
 
     async def run(self) -> int:
         self._lock_state_dir()
+        _raise_fd_limit()
+        groups = self.config.allow_groups + ((self.config.socket_group,) if self.config.socket_group else ())
+        self.access = Access(self.config.allow_uids, groups)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+        owner = os.path.abspath(self.config.state_dir)
+        swept = sweep_orphans(owner)
+        if swept:
+            log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
         store = Store(self.config.db_path, self.config.synchronous)
-        template = Template(list(self.config.apps))
+        template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()
         except Exception as exc:
@@ -143,7 +162,7 @@ class Daemon:
         Raises GolemError(LOAD_FAILED) and keeps the running code when the
         new code cannot be imported."""
         old = self.supervisor.template
-        new = Template(list(self.config.apps))
+        new = Template(list(self.config.apps), old.owner)
         try:
             await new.start()
         except Exception as exc:

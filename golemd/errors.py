@@ -35,6 +35,7 @@ class Code(StrEnum):
     SHUTTING_DOWN = "SHUTTING_DOWN"
     STORAGE_FULL = "STORAGE_FULL"
     LOAD_FAILED = "LOAD_FAILED"
+    UNAUTHORIZED = "UNAUTHORIZED"
     INTERNAL = "INTERNAL"
     # Only golemctl produces these; they never come from the daemon.
     DAEMON_UNREACHABLE = "DAEMON_UNREACHABLE"

@@ -10,6 +10,10 @@
 Public methods (names not starting with "_") are invocable. `@agent(name=...)`
 gives the type another name; `@agent(durable=False)` makes it ephemeral: a
 fresh instance for every invocation and no saved state.
+
+Limits: `@agent(timeout=SECONDS, memory_limit_mb=MB)` for every method of the
+type, `@timeout(SECONDS)` on one method. A call's own timeout
+(`golemctl agent invoke --timeout`) wins over both.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ T = TypeVar("T", bound=type)
 class AgentSpec:
     name: str
     durable: bool
+    timeout: float | None = None
+    memory_limit_mb: int | None = None
 
 
 _REGISTRY: dict[str, type] = {}
@@ -37,11 +43,14 @@ class AgentDefinitionError(Exception):
 @overload
 def agent(cls: T) -> T: ...
 @overload
-def agent(*, name: str | None = None, durable: bool = True) -> Callable[[T], T]: ...
+def agent(*, name: str | None = None, durable: bool = True, timeout: float | None = None,
+          memory_limit_mb: int | None = None) -> Callable[[T], T]: ...
 
 
-def agent(cls: Any = None, *, name: str | None = None, durable: bool = True) -> Any:
+def agent(cls: Any = None, *, name: str | None = None, durable: bool = True,
+          timeout: float | None = None, memory_limit_mb: int | None = None) -> Any:
     """Register a class as an agent type."""
+    _check_limits(timeout, memory_limit_mb)
 
     def wrap(c: T) -> T:
         if not isinstance(c, type):
@@ -54,12 +63,33 @@ def agent(cls: Any = None, *, name: str | None = None, durable: bool = True) -> 
             raise AgentDefinitionError(
                 f"two agent types are named {type_name!r}: {other.__module__}.{other.__qualname__} "
                 f"and {c.__module__}.{c.__qualname__}")
-        c.__golem_agent__ = AgentSpec(type_name, durable)  # type: ignore[attr-defined]
+        c.__golem_agent__ = AgentSpec(type_name, durable, timeout, memory_limit_mb)  # type: ignore[attr-defined]
         _REGISTRY[type_name] = c
         return c
 
     if cls is not None:
         return wrap(cls)
+    return wrap
+
+
+def _check_limits(timeout: float | None, memory_limit_mb: int | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise AgentDefinitionError("timeout must be a positive number of seconds")
+    if memory_limit_mb is not None and not memory_limit_mb > 0:
+        raise AgentDefinitionError("memory_limit_mb must be a positive number")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def timeout(seconds: float) -> Callable[[F], F]:
+    """Limit how long one method may run; past it the call fails with TIMEOUT."""
+    _check_limits(seconds, None)
+
+    def wrap(fn: F) -> F:
+        fn.__golem_timeout__ = float(seconds)  # type: ignore[attr-defined]
+        return fn
+
     return wrap
 
 

@@ -92,14 +92,51 @@ MUTATING = frozenset({"invoke", "cancel", "interrupt", "simulate_crash", "resume
                       "reload", "stop"})
 
 
-def peer_credentials(sock: Any) -> str:
-    """'pid N uid N gid N' of the connected process (SO_PEERCRED)."""
+def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the connected process (SO_PEERCRED)."""
     try:
         pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                             struct.calcsize("3i")))
     except (OSError, AttributeError):
-        return "unknown peer"
-    return f"pid {pid} uid {uid} gid {gid}"
+        return None
+    return pid, uid, gid
+
+
+class Access:
+    """Who may use the daemon: our own user, root, the allowed uids, and the
+    members of the socket group and the allowed groups. The socket's mode is
+    the first gate; this one holds even where the mode is wider (a socket
+    made by systemd, a group that grew)."""
+
+    def __init__(self, uids: tuple[int, ...], groups: tuple[str, ...]):
+        import grp
+
+        self.uids = {0, os.geteuid(), *uids}
+        self.gids = set()
+        for name in groups:
+            try:
+                self.gids.add(grp.getgrnam(name).gr_gid)
+            except KeyError:
+                log.warning("allowed group %r does not exist", name)
+
+    def allows(self, peer: tuple[int, int, int] | None) -> bool:
+        if peer is None:
+            return False
+        pid, uid, gid = peer
+        if uid in self.uids or gid in self.gids:
+            return True
+        return bool(self.gids & _supplementary_groups(pid))
+
+
+def _supplementary_groups(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
 
 
 class Connection:
@@ -110,9 +147,35 @@ class Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.peer = peer_credentials(writer.get_extra_info("socket"))
+        self.who = f"pid {self.peer[0]} uid {self.peer[1]}" if self.peer else "unknown peer"
+        self.fed = 0
+        self.last_read = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
         self.writer.transport.close()
+
+    def _arm_timer(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """Close a connection that went silent: idle with nothing in flight, or
+        stuck in the middle of a request. One timer per connection, re-armed
+        for the next deadline, so a busy connection costs nothing."""
+        config = self.daemon.config
+        partial = self.fed > self.unpacker.tell()
+        limit = config.client_read_timeout if partial else config.client_idle_timeout
+        if self.tasks and not partial:
+            self._arm_timer(limit)
+            return
+        left = self.last_read + limit - asyncio.get_running_loop().time()
+        if left > 0:
+            self._arm_timer(left)
+            return
+        log.info("closing a silent connection (%s): %s", self.who,
+                 "a request arrived only in part" if partial else "idle")
+        self.close()
 
     def send(self, obj: dict[str, Any]) -> None:
         if self.closed or self.writer.is_closing():
@@ -122,14 +185,30 @@ class Connection:
         except (TypeError, ValueError, OverflowError) as exc:
             data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
         self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
+            # A client that does not read its replies must not grow our memory.
+            log.warning("dropping a client that does not read its replies (%s)", self.who)
+            self.writer.transport.abort()
+            self.closed = True
 
     async def serve(self) -> None:
-        unpacker = make_unpacker(MAX_MESSAGE_BYTES)
+        if not self.daemon.access.allows(self.peer):
+            log.warning("refused a connection from %s: not allowed", self.who)
+            self.send(error_reply(None, GolemError(
+                Code.UNAUTHORIZED, f"uid {self.peer[1] if self.peer else '?'} may not use this golemd")))
+            await self._hang_up()
+            return
+        unpacker = self.unpacker = make_unpacker(MAX_MESSAGE_BYTES)
+        loop = asyncio.get_running_loop()
+        self.last_read = loop.time()
+        self._arm_timer(self.daemon.config.client_idle_timeout)
         try:
             while True:
                 data = await self.reader.read(1 << 16)
                 if not data:
                     break
+                self.last_read = loop.time()
+                self.fed += len(data)
                 try:
                     unpacker.feed(data)
                 except msgpack.BufferFull:
@@ -147,14 +226,19 @@ class Connection:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.closed = True
+            if self._timer is not None:
+                self._timer.cancel()
             for task in list(self.tasks):
                 task.cancel()
-            try:
-                await self.writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            self.writer.close()
+            await self._hang_up()
+
+    async def _hang_up(self) -> None:
+        self.closed = True
+        try:
+            await asyncio.wait_for(self.writer.drain(), 5)
+        except (ConnectionError, OSError, TimeoutError):
+            pass
+        self.writer.close()
 
     def dispatch(self, msg: Any) -> None:
         try:
@@ -170,7 +254,7 @@ class Connection:
         if op in MUTATING:
             # Who changed what: operators ask this after the fact.
             log.log(logging.DEBUG if op == "invoke" else logging.INFO, "%s %s by %s",
-                    op, req.get("agent", ""), self.peer)
+                    op, req.get("agent", ""), self.who)
         def emit(event: dict[str, Any]) -> None:
             self.send({"id": rid, "event": event})
 

@@ -94,7 +94,19 @@ class Store:
                 self._in_txn = True
             self.db.execute(sql, params)
         except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
+            err = _storage_error(exc)
+            if not self.db.in_transaction:
+                # SQLite rolled the whole transaction back (it does on a full
+                # disk): everyone waiting on this group commit lost their writes.
+                self._in_txn = False
+                self._fail_waiters(err)
+            raise err from exc
+
+    def _fail_waiters(self, err: GolemError) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_exception(err)
 
     def insert_agent(self, row: dict[str, Any]) -> None:
         cols = [c for c in _AGENT_COLS if c in row]

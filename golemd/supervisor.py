@@ -91,28 +91,41 @@ class Supervisor:
             if agent.pending_count >= self.config.max_pending:
                 raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {agent.pending_count} "
                                  f"pending invocations (max_pending = {self.config.max_pending})")
-        else:
+        created = agent is None
+        if agent is None:
             agent = self._create(aid, info)
+        return await self._enqueue(agent, created, req, key, method, args, args_packed, mode, listener)
+
+    async def _enqueue(self, agent: Agent, created: bool, req: dict[str, Any], key: str, method: str,
+                       args: list[Any], args_packed: bytes, mode: str,
+                       listener: Listener | None) -> dict[str, Any]:
         now = time.time()
         schedule_at = req.get("schedule_at")
         inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
                          seq=agent.take_seq(), created_at=now,
                          status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
-                         schedule_at=schedule_at, timeout=req.get("timeout"))
-        self.store.insert_invocation({
-            "agent_id": agent.name, "key": key, "seq": inv.seq, "method": method, "args": args_packed,
-            "status": inv.status.value, "created_at": now, "schedule_at": schedule_at,
-            "timeout": inv.timeout})
-        self.store.update_agent(agent.name, next_seq=agent.next_seq)
+                         schedule_at=schedule_at,
+                         timeout=req.get("timeout") or self._method_timeout(agent, method))
+        try:
+            self.store.insert_invocation({
+                "agent_id": agent.name, "key": key, "seq": inv.seq, "method": method, "args": args_packed,
+                "status": inv.status.value, "created_at": now, "schedule_at": schedule_at,
+                "timeout": inv.timeout})
+            self.store.update_agent(agent.name, next_seq=agent.next_seq)
+        except GolemError:
+            self._forget_if_new(agent, created)
+            raise
         ahead = len(agent.queue) + (1 if agent.current else 0)
         waiter = self._attach(agent, inv, mode, listener)
+        inv.journaled = self.store.commit()
         agent.enqueue(inv)
         crash_point("enqueued")
         try:
-            await self.store.commit()
+            await inv.journaled
         except GolemError as err:
             # Not journaled, so not accepted: it must not run either.
             agent.withdraw(inv, err)
+            self._forget_if_new(agent, created)
             raise
         crash_point("acked")
         if waiter is None:
@@ -120,6 +133,18 @@ class Supervisor:
         if listener is not None and ahead and inv.status == S.PENDING:
             listener({"type": "queued", "ahead": ahead})
         return {"idempotency_key": key, "result": await waiter}
+
+    def _forget_if_new(self, agent: Agent, created: bool) -> None:
+        """An agent whose creation was not journaled does not exist."""
+        if created and not agent.active and agent.current is None and self.agents.get(agent.name) is agent:
+            del self.agents[agent.name]
+
+    @staticmethod
+    def _method_timeout(agent: Agent, method: str) -> float | None:
+        for m in (agent.type_info or {}).get("methods", ()):
+            if m["name"] == method:
+                return m.get("timeout")  # type: ignore[no-any-return]
+        return None
 
     def _attach(self, agent: Agent, inv: Invocation, mode: str,
                 listener: Listener | None) -> asyncio.Future[Any] | None:
@@ -182,11 +207,11 @@ class Supervisor:
 
     def _create(self, aid: AgentId, info: dict[str, Any]) -> Agent:
         agent = Agent(self, aid, info)
-        self.agents[agent.name] = agent
         self.store.insert_agent({
             "agent_id": agent.name, "env": aid.env, "type": aid.type, "args": pack(list(aid.args)),
             "created_at": agent.created_at, "last_active_at": agent.last_active_at, "next_seq": 0})
         agent.event("created")
+        self.agents[agent.name] = agent
         return agent
 
     # -- control -----------------------------------------------------------
@@ -221,7 +246,8 @@ class Supervisor:
             if victim is None:
                 break  # every live agent is busy: go over budget rather than wait
             self.live.pop(victim.name, None)
-        worker = await self.template.spawn(agent.id.type, agent.on_output)
+        limit = (agent.type_info or {}).get("memory_limit_mb") or self.config.memory_limit_mb
+        worker = await self.template.spawn(agent.id.type, agent.on_output, limit)
         self.live[agent.name] = agent
         return worker
 

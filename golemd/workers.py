@@ -39,16 +39,48 @@ class TemplateError(Exception):
     pass
 
 
-def agent_environment() -> dict[str, str]:
-    """The environment agents get: ours, minus systemd's per-service variables."""
-    return {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+OWNER_VAR = "GOLEMD_OWNER"
+
+
+def agent_environment(owner: str) -> dict[str, str]:
+    """The environment agents get: ours, minus systemd's per-service variables,
+    plus a marker naming our state directory. Every process an agent starts
+    inherits the marker, so a daemon starting after a crash finds them."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env[OWNER_VAR] = owner
+    return env
+
+
+def sweep_orphans(owner: str) -> int:
+    """Kill processes left by an earlier daemon on the same state directory.
+
+    Called with the state directory's lock held, so any process carrying our
+    marker belongs to a daemon that is gone (killed with -9: its workers die
+    by the parent-death signal, but their own children may not)."""
+    import psutil
+
+    me = os.getpid()
+    killed = 0
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            env = proc.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if env.get(OWNER_VAR) == owner and proc.pid != me:
+            try:
+                proc.kill()
+                killed += 1
+            except psutil.NoSuchProcess:
+                pass
+    return killed
 
 
 class Template:
     """The fork server. `start()` imports the apps there and returns the catalog."""
 
-    def __init__(self, apps: list[str]):
+    def __init__(self, apps: list[str], owner: str = ""):
         self.apps = apps
+        self.owner = owner
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.types: dict[str, dict[str, Any]] = {}
@@ -61,7 +93,7 @@ class Template:
     async def start(self) -> dict[str, dict[str, Any]]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
-        env = agent_environment()
+        env = agent_environment(self.owner)
         # The template must import golemd from where we were imported.
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -114,7 +146,8 @@ class Template:
             if self.on_lost is not None:
                 self.on_lost()
 
-    async def spawn(self, type_name: str, on_line: Callable[[str, str], None]) -> Worker:
+    async def spawn(self, type_name: str, on_line: Callable[[str, str], None],
+                    memory_limit_mb: int = 0) -> Worker:
         if self.sock is None or self._reader is None or self._reader.done():
             raise TemplateError("the template process is not running")
         loop = asyncio.get_running_loop()
@@ -125,7 +158,8 @@ class Template:
         fut: asyncio.Future[int] = loop.create_future()
         self._spawns[req] = fut
         try:
-            _send_fds(self.sock, pack({"op": "spawn", "req": req, "type": type_name}),
+            _send_fds(self.sock, pack({"op": "spawn", "req": req, "type": type_name,
+                                       "memory_limit": memory_limit_mb * 1024 * 1024}),
                       [ctl_theirs.fileno(), out_w, err_w])
         finally:
             ctl_theirs.close()
@@ -203,6 +237,7 @@ class Worker:
         self._forget = forget
         self.alive = True
         self.killed = False
+        self.protocol_error = False
         self._calls = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -238,8 +273,9 @@ class Worker:
                         raise ValueError(f"unexpected control message {str(msg)[:100]}")
                     if not fut.done():
                         fut.set_result(msg)
-        except (ValueError, msgpack.UnpackException, TypeError) as exc:
-            self.death_reason = f"it broke the control protocol ({exc})"
+        except (ValueError, msgpack.UnpackException, TypeError, AttributeError) as exc:
+            self.death_reason = f"it broke the control protocol ({str(exc)[:200]})"
+            self.protocol_error = True
             self.kill()
         except (ConnectionError, OSError) as exc:
             self.death_reason = f"its control channel failed ({exc})"
@@ -272,16 +308,43 @@ class Worker:
         return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the worker's whole process group (its children included)."""
+        """Signal the worker and every process it started, wherever they went.
+
+        Its process group covers ordinary children; a grandchild that called
+        setsid() has left the group but is still a descendant (the worker is
+        a subreaper), so psutil finds it; what escapes even that is killed by
+        the template when it reaps the worker."""
         if self.exit_fut.done():
             return
         self.killed = True
+        try:
+            import psutil
+
+            descendants = psutil.Process(self.pid).children(recursive=True)
+        except Exception:
+            descendants = []
         for target in (lambda: os.killpg(self.pid, sig), lambda: os.kill(self.pid, sig)):
             try:
                 target()
             except OSError as exc:
                 if exc.errno not in (errno.ESRCH, errno.EPERM):
                     raise
+        for proc in descendants:
+            try:
+                proc.send_signal(sig)
+            except Exception:
+                pass
+
+    async def stop(self, grace: float) -> int | None:
+        """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+        if grace > 0 and not self.exit_fut.done():
+            self.kill(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exit_fut), grace)
+            except TimeoutError:
+                pass
+        self.kill(signal.SIGKILL)
+        return await self.wait()
 
     async def wait(self, timeout: float = 5.0) -> int | None:
         """Wait for the process to be reaped and its output drained; its exit code."""

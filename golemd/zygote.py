@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import select
 import signal
 import socket
@@ -26,22 +27,53 @@ from golemd import apps as apps_mod
 from golemd.protocol import pack
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, arg: int) -> None:
+    # No stdlib wrapper exists for prctl.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(option, arg, 0, 0, 0)
+    except Exception:
+        pass
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
-    """Die with our parent: prctl(PR_SET_PDEATHSIG). No stdlib wrapper exists."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except Exception:
-        pass
+    """Die with our parent."""
+    _prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants (a grandchild that double-forked or called setsid)
+    are re-parented to us instead of init, so they can still be found and killed."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _own_children() -> list[int]:
+    me = str(os.getpid())
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: parse after the last ')'.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and fields[1].decode() == me:
+            out.append(int(entry))
+    return out
 
 
 def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     sock.send(pack(msg))
 
 
-def _child(ctl_fd: int, out_fd: int, err_fd: int, cls: type, parent: int) -> NoReturn:
+def _child(ctl_fd: int, out_fd: int, err_fd: int, cls: type, parent: int,
+           memory_limit: int) -> NoReturn:
     try:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -50,12 +82,16 @@ def _child(ctl_fd: int, out_fd: int, err_fd: int, cls: type, parent: int) -> NoR
         set_parent_death_signal()
         if os.getppid() != parent:
             os._exit(1)
+        become_subreaper()
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_limit > 0:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         os.dup2(ctl_fd, 3)
-        os.closerange(4, 1 << 16)  # only 0, 1, 2 and the control fd stay open
+        os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # only 0-3 stay open
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         from golemd import worker
@@ -66,15 +102,28 @@ def _child(ctl_fd: int, out_fd: int, err_fd: int, cls: type, parent: int) -> NoR
     os._exit(70)
 
 
-def _reap(sock: socket.socket) -> None:
+def _reap(sock: socket.socket, workers: set[int]) -> None:
+    reaped = False
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
-        _send(sock, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            break
+        if pid in workers:
+            workers.discard(pid)
+            reaped = True
+            _send(sock, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+    if reaped:
+        # A dead worker's own children were re-parented to us: an agent's
+        # processes must not outlive it.
+        for orphan in _own_children():
+            if orphan not in workers:
+                try:
+                    os.kill(orphan, signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
@@ -83,6 +132,7 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
     me = os.getpid()
+    workers: set[int] = set()
     while True:
         try:
             ready, _, _ = select.select([sock, wake_r], [], [])
@@ -90,7 +140,7 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
             continue
         if wake_r in ready:
             os.read(wake_r, 4096)
-            _reap(sock)
+            _reap(sock, workers)
         if sock not in ready:
             continue
         try:
@@ -113,7 +163,8 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _child(fds[0], fds[1], fds[2], cls, me)
+            _child(fds[0], fds[1], fds[2], cls, me, int(msg.get("memory_limit") or 0))
+        workers.add(pid)
         for fd in fds:
             os.close(fd)
         _send(sock, {"op": "spawned", "req": msg["req"], "pid": pid})
@@ -122,6 +173,9 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
 def main(argv: list[str]) -> NoReturn:
     sock = socket.socket(fileno=int(argv[0]))
     set_parent_death_signal()
+    if os.getppid() == 1:
+        os._exit(1)  # the daemon died before we could ask to die with it
+    become_subreaper()
     try:
         catalog = apps_mod.load_apps(argv[1:])
     except BaseException as exc:  # noqa: B036 - report any import failure, then exit
