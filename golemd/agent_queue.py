@@ -100,7 +100,7 @@ class Agent:
         self.interrupted: bool = bool(row.get("interrupted", 0))
         self.failed_error: dict[str, Any] | None = None
         self.snapshot: bytes | None = row.get("snapshot")
-        self.next_seq: int = row.get("next_seq", 0)
+        self.next_seq = 0  # recovery sets it from the journal
         self.queue: deque[Invocation] = deque()
         self.scheduled: list[tuple[float, int, Invocation]] = []
         self.active: dict[str, Invocation] = {}
@@ -198,7 +198,6 @@ class Agent:
             # place in the order that recovery will replay.
             inv.seq = self.take_seq()
             self.sup.store.update_invocation(self.name, inv.key, status=inv.status.value, seq=inv.seq)
-            self.sup.store.update_agent(self.name, next_seq=self.next_seq)
             self.sup.store.commit()
             self.queue.append(inv)
         self._arm_schedule()
@@ -254,9 +253,8 @@ class Agent:
             self._tell_positions(inv)
         inv.started_at = self.last_active_at = time.time()
         self.sup.touch(self)
-        if not self.deleted:
-            self.sup.store.update_invocation(self.name, inv.key, status=S.RUNNING.value,
-                                             started_at=inv.started_at)
+        # Not journaled: recovery treats a running invocation as pending, and
+        # its started_at is written with its outcome.
         while True:
             worker: Worker | None = None
             try:
@@ -411,9 +409,10 @@ class Agent:
     def _complete(self, inv: Invocation, reply: dict[str, Any]) -> None:
         crash_point("result")
         if reply.get("ok"):
-            if reply.get("snapshot") is not None:
+            changed = reply.get("snapshot") is not None
+            if changed:
                 self.snapshot = reply["snapshot"]
-            self._finish(inv, S.COMPLETED, result=reply.get("result"), snapshot_changed=True)
+            self._finish(inv, S.COMPLETED, result=reply.get("result"), snapshot_changed=changed)
             return
         err = reply.get("error") or {}
         code = reply.get("code", Code.INVOCATION_FAILED.value)

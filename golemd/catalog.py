@@ -7,6 +7,7 @@ template process sent, without importing agent code.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 _SIMPLE: dict[str, tuple[type, ...]] = {
@@ -23,6 +24,7 @@ _SIMPLE: dict[str, tuple[type, ...]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def _allowed(annotation: str | None) -> tuple[type, ...] | None:
     """Types an annotation admits, or None when we cannot tell (then anything goes)."""
     if not annotation:

@@ -28,7 +28,7 @@ _SCHEMA = [
         created_at REAL NOT NULL, last_active_at REAL NOT NULL,
         completed_count INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0,
         retry_count INTEGER NOT NULL DEFAULT 0, last_error TEXT, interrupted INTEGER NOT NULL DEFAULT 0,
-        failed_error BLOB, snapshot BLOB, next_seq INTEGER NOT NULL DEFAULT 0)""",
+        failed_error BLOB, snapshot BLOB)""",
     """CREATE TABLE IF NOT EXISTS invocations(
         agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, method TEXT NOT NULL,
         args BLOB NOT NULL, status TEXT NOT NULL, outcome BLOB, created_at REAL NOT NULL,
@@ -36,8 +36,6 @@ _SCHEMA = [
         PRIMARY KEY(agent_id, key)) WITHOUT ROWID""",
     """CREATE INDEX IF NOT EXISTS invocations_active ON invocations(agent_id, seq)
         WHERE status IN ('pending', 'running', 'scheduled')""",
-    """CREATE INDEX IF NOT EXISTS invocations_finished ON invocations(agent_id, finished_at)
-        WHERE finished_at IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS events(
         id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
         key TEXT, method TEXT, detail TEXT)""",
@@ -46,7 +44,7 @@ _SCHEMA = [
 
 _AGENT_COLS = ("agent_id", "env", "type", "args", "created_at", "last_active_at", "completed_count",
                "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
-               "snapshot", "next_seq")
+               "snapshot")
 _INV_COLS = ("agent_id", "key", "seq", "method", "args", "status", "outcome", "created_at",
              "started_at", "finished_at", "schedule_at", "timeout")
 
@@ -65,6 +63,9 @@ class Store:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Exclusive: one daemon per state directory holds the lock anyway, and
+        # without the shared-memory WAL index each commit costs a third less.
+        self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.db.execute("PRAGMA foreign_keys=OFF")
@@ -208,6 +209,11 @@ class Store:
 
     def load_agents(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM agents")  # type: ignore[return-value]
+
+    def next_seqs(self) -> dict[str, int]:
+        """Per agent, the seq its next invocation takes (one scan, at recovery)."""
+        rows = self.db.execute("SELECT agent_id, MAX(seq) FROM invocations GROUP BY agent_id")
+        return {agent_id: top + 1 for agent_id, top in rows}
 
     def load_active(self, agent_id: str) -> list[dict[str, Any]]:
         return self._rows(  # type: ignore[return-value]

@@ -35,6 +35,7 @@ class Supervisor:
         self.template = template
         self.agents: dict[str, Agent] = {}
         self.live: OrderedDict[str, Agent] = OrderedDict()  # agents with a worker, least recent first
+        self._ids: dict[str, AgentId] = {}
         self.draining = False
         self.started = time.time()
         self.logs_dir = os.path.join(config.state_dir, "logs")
@@ -45,8 +46,24 @@ class Supervisor:
 
     # -- lookup ------------------------------------------------------------
 
+    def parse_id(self, text: str) -> AgentId:
+        """parse_agent_id, remembered: the same few IDs arrive over and over."""
+        aid = self._ids.get(text)
+        if aid is None:
+            aid = parse_agent_id(text)
+            if len(self._ids) >= 10_000:
+                self._ids.clear()
+            self._ids[text] = aid
+        return aid
+
+    def methods_of(self, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        index = info.get("_index")
+        if index is None:
+            index = info["_index"] = {m["name"]: m for m in info["methods"]}
+        return index  # type: ignore[no-any-return]
+
     def find(self, agent: str) -> Agent:
-        aid = parse_agent_id(agent)
+        aid = self.parse_id(agent)
         found = self.agents.get(aid.canonical)
         if found is None:
             raise GolemError(Code.AGENT_NOT_FOUND, f"agent {aid.canonical} does not exist")
@@ -64,10 +81,10 @@ class Supervisor:
     async def invoke(self, req: dict[str, Any], listener: Listener | None = None) -> dict[str, Any]:
         if self.draining:
             raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and accepts no new invocations")
-        aid = parse_agent_id(req["agent"])
+        aid = self.parse_id(req["agent"])
         info = self._type_info(aid)
         method, args = req["method"], req.get("args") or []
-        methods = {m["name"]: m for m in info["methods"]}
+        methods = self.methods_of(info)
         if method not in methods:
             raise GolemError(Code.UNKNOWN_METHOD, f"{aid.type} has no method {method!r} "
                              f"(methods: {', '.join(methods) or 'none'})")
@@ -111,7 +128,6 @@ class Supervisor:
                 "agent_id": agent.name, "key": key, "seq": inv.seq, "method": method, "args": args_packed,
                 "status": inv.status.value, "created_at": now, "schedule_at": schedule_at,
                 "timeout": inv.timeout})
-            self.store.update_agent(agent.name, next_seq=agent.next_seq)
         except GolemError:
             self._forget_if_new(agent, created)
             raise
@@ -139,12 +155,10 @@ class Supervisor:
         if created and not agent.active and agent.current is None and self.agents.get(agent.name) is agent:
             del self.agents[agent.name]
 
-    @staticmethod
-    def _method_timeout(agent: Agent, method: str) -> float | None:
-        for m in (agent.type_info or {}).get("methods", ()):
-            if m["name"] == method:
-                return m.get("timeout")  # type: ignore[no-any-return]
-        return None
+    def _method_timeout(self, agent: Agent, method: str) -> float | None:
+        if agent.type_info is None:
+            return None
+        return self.methods_of(agent.type_info).get(method, {}).get("timeout")
 
     def _attach(self, agent: Agent, inv: Invocation, mode: str,
                 listener: Listener | None) -> asyncio.Future[Any] | None:
@@ -209,7 +223,7 @@ class Supervisor:
         agent = Agent(self, aid, info)
         self.store.insert_agent({
             "agent_id": agent.name, "env": aid.env, "type": aid.type, "args": pack(list(aid.args)),
-            "created_at": agent.created_at, "last_active_at": agent.last_active_at, "next_seq": 0})
+            "created_at": agent.created_at, "last_active_at": agent.last_active_at})
         agent.event("created")
         self.agents[agent.name] = agent
         return agent
@@ -269,11 +283,13 @@ class Supervisor:
 
     def recover(self) -> int:
         """Rebuild agents and queues from the store. Returns the number of agents."""
+        next_seqs = self.store.next_seqs()
         for row in self.store.load_agents():
             args = msgpack.unpackb(row["args"], raw=False, strict_map_key=False)
             aid = make_agent_id(row["env"], row["type"], args)
             info = self.types.get(aid.type)
             agent = Agent(self, aid, info, row)
+            agent.next_seq = next_seqs.get(agent.name, 0)
             self.agents[agent.name] = agent
             if row["failed_error"]:
                 agent.failed_error = msgpack.unpackb(row["failed_error"], raw=False)

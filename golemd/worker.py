@@ -94,7 +94,10 @@ class AgentHost:
                 return {"ok": False, "code": "SNAPSHOT_FAILED",
                         "error": {**error_info(exc), "message":
                                   f"the agent's state cannot be saved after {method}(): {exc}"}}
-            self.snapshot = snapshot
+            if snapshot == self.snapshot:
+                snapshot = None  # unchanged (a read-only call): nothing to save
+            else:
+                self.snapshot = snapshot
         return {"ok": True, "packed_result": packed_result, "snapshot": snapshot}
 
     def _rollback(self) -> None:
