@@ -114,7 +114,7 @@ class Daemon:
             template.stop()
             store.close()
             raise
-        self.server = await asyncio.start_unix_server(self._on_connection, sock=sock)
+        self.server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
         log.info("golemd %d listening on %s, state in %s", os.getpid(), self.config.socket,
                  self.config.state_dir)
         systemd.notify(f"READY=1\nSTATUS=serving {count} agents\nMAINPID={os.getpid()}")
@@ -123,14 +123,6 @@ class Daemon:
         watchdog.cancel()
         await self.shutdown()
         return 0
-
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer)
-        self.connections.add(conn)
-        try:
-            await conn.serve()
-        finally:
-            self.connections.discard(conn)
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()

@@ -139,21 +139,53 @@ def _supplementary_groups(pid: int) -> set[int]:
     return set()
 
 
-class Connection:
-    def __init__(self, daemon: Daemon, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+class Connection(asyncio.Protocol):
+    """One client. A Protocol rather than a stream reader: requests are
+    dispatched from data_received, each in its own task, so one connection
+    pipelines and replies overtake each other."""
+
+    def __init__(self, daemon: Daemon):
         self.daemon = daemon
-        self.reader = reader
-        self.writer = writer
+        self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
-        self.peer = peer_credentials(writer.get_extra_info("socket"))
-        self.who = f"pid {self.peer[0]} uid {self.peer[1]}" if self.peer else "unknown peer"
+        self.peer: tuple[int, int, int] | None = None
+        self.who = "unknown peer"
+        self.unpacker = make_unpacker(MAX_MESSAGE_BYTES)
         self.fed = 0
         self.last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
+    # -- lifecycle -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = peer_credentials(transport.get_extra_info("socket"))
+        self.who = f"pid {self.peer[0]} uid {self.peer[1]}" if self.peer else "unknown peer"
+        self.daemon.connections.add(self)
+        if not self.daemon.access.allows(self.peer):
+            log.warning("refused a connection from %s: not allowed", self.who)
+            self.send(error_reply(None, GolemError(
+                Code.UNAUTHORIZED, f"uid {self.peer[1] if self.peer else '?'} may not use this golemd")))
+            self.close()
+            return
+        self.last_read = asyncio.get_running_loop().time()
+        self._arm_timer(self.daemon.config.client_idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.daemon.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        # The requests end with the connection; an awaited invocation does not.
+        for task in list(self.tasks):
+            task.cancel()
+
     def close(self) -> None:
-        self.writer.transport.close()
+        """Hang up once what was written has been sent."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _arm_timer(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -177,68 +209,29 @@ class Connection:
                  "a request arrived only in part" if partial else "idle")
         self.close()
 
-    def send(self, obj: dict[str, Any]) -> None:
-        if self.closed or self.writer.is_closing():
-            return
-        try:
-            data = pack(obj)
-        except (TypeError, ValueError, OverflowError) as exc:
-            data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
-        self.writer.write(data)
-        if self.writer.transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
-            # A client that does not read its replies must not grow our memory.
-            log.warning("dropping a client that does not read its replies (%s)", self.who)
-            self.writer.transport.abort()
-            self.closed = True
+    # -- reading ---------------------------------------------------------
 
-    async def serve(self) -> None:
-        if not self.daemon.access.allows(self.peer):
-            log.warning("refused a connection from %s: not allowed", self.who)
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_read = asyncio.get_running_loop().time()
+        self.fed += len(data)
+        try:
+            self.unpacker.feed(data)
+        except msgpack.BufferFull:
             self.send(error_reply(None, GolemError(
-                Code.UNAUTHORIZED, f"uid {self.peer[1] if self.peer else '?'} may not use this golemd")))
-            await self._hang_up()
+                Code.TOO_LARGE, f"a message is larger than {MAX_MESSAGE_BYTES} bytes")))
+            self.close()
             return
-        unpacker = self.unpacker = make_unpacker(MAX_MESSAGE_BYTES)
-        loop = asyncio.get_running_loop()
-        self.last_read = loop.time()
-        self._arm_timer(self.daemon.config.client_idle_timeout)
         try:
-            while True:
-                data = await self.reader.read(1 << 16)
-                if not data:
-                    break
-                self.last_read = loop.time()
-                self.fed += len(data)
-                try:
-                    unpacker.feed(data)
-                except msgpack.BufferFull:
-                    self.send(error_reply(None, GolemError(
-                        Code.TOO_LARGE, f"a message is larger than {MAX_MESSAGE_BYTES} bytes")))
-                    break
-                try:
-                    for msg in unpacker:
-                        self.dispatch(msg)
-                except Exception as exc:  # any undecodable input: answer once, then hang up
-                    self.send(error_reply(None, GolemError(Code.PROTOCOL_ERROR, f"undecodable msgpack: {exc}")))
-                    break
-                if self.writer.transport.get_write_buffer_size() > 8 * MAX_MESSAGE_BYTES:
-                    await self.writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            for task in list(self.tasks):
-                task.cancel()
-            await self._hang_up()
+            for msg in self.unpacker:
+                self.dispatch(msg)
+        except Exception as exc:  # any undecodable input: answer once, then hang up
+            self.send(error_reply(None, GolemError(Code.PROTOCOL_ERROR, f"undecodable msgpack: {exc}")))
+            self.close()
 
-    async def _hang_up(self) -> None:
-        self.closed = True
-        try:
-            await asyncio.wait_for(self.writer.drain(), 5)
-        except (ConnectionError, OSError, TimeoutError):
-            pass
-        self.writer.close()
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close our side too
 
     def dispatch(self, msg: Any) -> None:
         try:
@@ -255,6 +248,7 @@ class Connection:
             # Who changed what: operators ask this after the fact.
             log.log(logging.DEBUG if op == "invoke" else logging.INFO, "%s %s by %s",
                     op, req.get("agent", ""), self.who)
+
         def emit(event: dict[str, Any]) -> None:
             self.send({"id": rid, "event": event})
 
@@ -268,3 +262,20 @@ class Connection:
         except Exception as exc:
             log.exception("op %s failed", op)
             self.send(error_reply(rid, GolemError(Code.INTERNAL, f"golemd failed: {exc!r}")))
+
+    # -- writing ---------------------------------------------------------
+
+    def send(self, obj: dict[str, Any]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            data = pack(obj)
+        except (TypeError, ValueError, OverflowError) as exc:
+            data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
+            # A client that does not read its replies must not grow our memory.
+            log.warning("dropping a client that does not read its replies (%s)", self.who)
+            transport.abort()
+            self.closed = True

@@ -226,6 +226,32 @@ class _Lines(asyncio.Protocol):
             self.done.set_result(None)
 
 
+class _Control(asyncio.Protocol):
+    """The worker's control channel: replies resolve their futures as they
+    arrive, without a reader task in between."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        self.unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.unpacker.feed(data)
+            for msg in self.unpacker:
+                self.worker._on_message(msg)
+        except (ValueError, msgpack.UnpackException, TypeError, AttributeError) as exc:
+            self.worker._on_broken(exc)
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker._on_closed(exc)
+
+
 class Worker:
     """One worker process as the supervisor sees it."""
 
@@ -240,8 +266,7 @@ class Worker:
         self.protocol_error = False
         self._calls = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
         self.on_dead: Callable[[Worker], None] | None = None
@@ -249,55 +274,45 @@ class Worker:
 
     async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
         loop = asyncio.get_running_loop()
-        reader, self._writer = await asyncio.open_unix_connection(sock=self.ctl, limit=1 << 20)
+        self._transport, _ = await loop.connect_accepted_socket(lambda: _Control(self), sock=self.ctl)
         for name, fd in (("stdout", out_r), ("stderr", err_r)):
             done: asyncio.Future[None] = loop.create_future()
             self._outputs.append(done)
             pipe = os.fdopen(fd, "rb", buffering=0)
             await loop.connect_read_pipe(lambda n=name, d=done: _Lines(n, on_line, d), pipe)
-        self._reader = asyncio.create_task(self._read(reader))
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
-        try:
-            while True:
-                data = await reader.read(1 << 16)
-                if not data:
-                    self.death_reason = self.death_reason or "its control channel closed"
-                    break
-                unpacker.feed(data)
-                for msg in unpacker:
-                    key = msg.get("id", "init") if isinstance(msg, dict) else None
-                    fut = self._pending.pop(key, None)
-                    if fut is None:
-                        raise ValueError(f"unexpected control message {str(msg)[:100]}")
-                    if not fut.done():
-                        fut.set_result(msg)
-        except (ValueError, msgpack.UnpackException, TypeError, AttributeError) as exc:
-            self.death_reason = f"it broke the control protocol ({str(exc)[:200]})"
-            self.protocol_error = True
-            self.kill()
-        except (ConnectionError, OSError) as exc:
-            self.death_reason = f"its control channel failed ({exc})"
-        finally:
-            self.alive = False
-            err = WorkerDied(self.death_reason)
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(err)
-            self._pending.clear()
-            if self._writer is not None:
-                self._writer.close()
-            if self.on_dead is not None:
-                self.on_dead(self)
+    def _on_message(self, msg: Any) -> None:
+        key = msg.get("id", "init") if isinstance(msg, dict) else None
+        fut = self._pending.pop(key, None)
+        if fut is None:
+            raise ValueError(f"unexpected control message {str(msg)[:100]}")
+        if not fut.done():
+            fut.set_result(msg)
+
+    def _on_broken(self, exc: BaseException) -> None:
+        self.death_reason = f"it broke the control protocol ({str(exc)[:200]})"
+        self.protocol_error = True
+        self.kill()
+
+    def _on_closed(self, exc: Exception | None) -> None:
+        if self.death_reason is None:
+            self.death_reason = f"its control channel failed ({exc})" if exc else "its control channel closed"
+        self.alive = False
+        err = WorkerDied(self.death_reason)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        if self.on_dead is not None:
+            self.on_dead(self)
 
     def _request(self, key: Any, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if not self.alive or self._writer is None:
+        if not self.alive or self._transport is None or self._transport.is_closing():
             fut.set_exception(WorkerDied(self.death_reason or "it is not running"))
             return fut
         self._pending[key] = fut
-        self._writer.write(pack(msg))
+        self._transport.write(pack(msg))
         return fut
 
     def init(self, args: list[Any], snapshot: bytes | None) -> asyncio.Future[dict[str, Any]]:
