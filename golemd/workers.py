@@ -323,32 +323,22 @@ class Worker:
         return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the worker and every process it started, wherever they went.
+        """Signal the worker and its process group.
 
-        Its process group covers ordinary children; a grandchild that called
-        setsid() has left the group but is still a descendant (the worker is
-        a subreaper), so psutil finds it; what escapes even that is killed by
-        the template when it reaps the worker."""
+        A descendant that left the group (setsid) is still below the worker,
+        which is a subreaper; when the worker dies such processes are
+        re-parented to the template, which kills every child that is not a
+        live worker. So nothing an agent started outlives it, and stopping a
+        worker costs two syscalls, not a scan of /proc."""
         if self.exit_fut.done():
             return
         self.killed = True
-        try:
-            import psutil
-
-            descendants = psutil.Process(self.pid).children(recursive=True)
-        except Exception:
-            descendants = []
         for target in (lambda: os.killpg(self.pid, sig), lambda: os.kill(self.pid, sig)):
             try:
                 target()
             except OSError as exc:
                 if exc.errno not in (errno.ESRCH, errno.EPERM):
                     raise
-        for proc in descendants:
-            try:
-                proc.send_signal(sig)
-            except Exception:
-                pass
 
     async def stop(self, grace: float) -> int | None:
         """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""

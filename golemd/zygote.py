@@ -51,21 +51,14 @@ def become_subreaper() -> None:
 
 
 def _own_children() -> list[int]:
-    me = str(os.getpid())
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: parse after the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1 and fields[1].decode() == me:
-            out.append(int(entry))
-    return out
+    """Our children, from the kernel's list (we are single-threaded, so the
+    main thread's list is all of them)."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+    except OSError:
+        return []
 
 
 def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
@@ -111,13 +104,14 @@ def _reap(sock: socket.socket, workers: set[int]) -> None:
             break
         if pid == 0:
             break
+        reaped = True
         if pid in workers:
             workers.discard(pid)
-            reaped = True
             _send(sock, {"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
     if reaped:
-        # A dead worker's own children were re-parented to us: an agent's
-        # processes must not outlive it.
+        # A dead worker's children were re-parented to us (we are a subreaper):
+        # an agent's processes must not outlive it. Killing one orphans its own
+        # children to us in turn; they go at the next reap.
         for orphan in _own_children():
             if orphan not in workers:
                 try:
