@@ -97,12 +97,15 @@ class Supervisor:
             if problem:
                 raise GolemError(Code.INVALID_AGENT_ID, f"{aid.canonical} does not fit the constructor: {problem}")
         mode = req.get("mode") or "await"
-        key = req.get("idempotency_key") or str(uuid.uuid4())
+        key = req.get("idempotency_key")
         args_packed = pack([method, args])
-        if agent is not None:
+        if key is None:
+            key = str(uuid.uuid4())  # new, so there is nothing to look up
+        elif agent is not None:
             existing = self._existing(agent, key, args_packed, mode, listener)
             if existing is not None:
                 return await existing
+        if agent is not None:
             if agent.failed_error is not None:
                 raise GolemError.from_wire(agent.failed_error)
             if agent.pending_count >= self.config.max_pending:
