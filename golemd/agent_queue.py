@@ -449,25 +449,22 @@ class Agent:
                     cols["snapshot"] = self.snapshot
                 store.update_agent(self.name, **cols)
                 self.sup.note_finished(self)
-            committed = self.sup.store.commit()
         except GolemError as err:
             # The outcome could not be journaled: say so rather than report it.
             log.error("%s: cannot journal the outcome of %s: %s", self.name, inv.key, err)
             resolve(waiters, error=err)
             return
 
-        def deliver(fut: asyncio.Future[None]) -> None:
+        def deliver(failed: GolemError | None) -> None:
             crash_point("finished")
-            exc = fut.exception()
-            if exc is not None:
-                resolve(waiters, error=exc if isinstance(exc, GolemError)
-                        else GolemError(Code.INTERNAL, str(exc)))
+            if failed is not None:
+                resolve(waiters, error=failed)
             elif error is not None:
                 resolve(waiters, error=error)
             else:
                 resolve(waiters, value=result)
 
-        committed.add_done_callback(deliver)
+        self.sup.store.on_commit(deliver)
 
     def _fail_agent(self, error: dict[str, Any], inv: Invocation | None, what: str | None = None) -> None:
         """The constructor raised, the state cannot be loaded, or the process

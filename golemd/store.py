@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from golemd.errors import Code, GolemError
@@ -72,6 +73,7 @@ class Store:
         self._migrate()
         self._in_txn = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._callbacks: list[Callable[[GolemError | None], None]] = []
         self._flush_scheduled = False
 
     def _migrate(self) -> None:
@@ -105,9 +107,12 @@ class Store:
 
     def _fail_waiters(self, err: GolemError) -> None:
         waiters, self._waiters = self._waiters, []
+        callbacks, self._callbacks = self._callbacks, []
         for fut in waiters:
             if not fut.done():
                 fut.set_exception(err)
+        for fn in callbacks:
+            fn(err)
 
     def insert_agent(self, row: dict[str, Any]) -> None:
         cols = [c for c in _AGENT_COLS if c in row]
@@ -169,9 +174,23 @@ class Store:
             loop.call_soon(self._flush)
         return fut
 
+    def on_commit(self, fn: Callable[[GolemError | None], None]) -> None:
+        """Call fn(None) once everything written so far is committed, or fn(error).
+
+        Called from inside the commit, not a loop round later as a future's
+        callbacks would be: the hot path of every invocation goes through here."""
+        if not self._in_txn:
+            fn(None)
+            return
+        self._callbacks.append(fn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         waiters, self._waiters = self._waiters, []
+        callbacks, self._callbacks = self._callbacks, []
         error: GolemError | None = None
         if self._in_txn:
             try:
@@ -191,6 +210,11 @@ class Store:
                 fut.set_result(None)
             else:
                 fut.set_exception(error)
+        for fn in callbacks:
+            try:
+                fn(error)
+            except Exception:
+                log.exception("a commit callback failed")
 
     def commit_now(self) -> None:
         """Commit synchronously (start-up and shutdown, outside the group commit)."""

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import msgpack
 
 from golemd import apps as apps_mod
+from golemd import worker  # imported here once, so a forked worker starts with it
 from golemd.protocol import pack
 
 PR_SET_PDEATHSIG = 1
@@ -87,8 +88,6 @@ def _child(ctl_fd: int, out_fd: int, err_fd: int, cls: type, parent: int,
         os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # only 0-3 stay open
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        from golemd import worker
-
         worker.run(3, cls)
     except BaseException:  # noqa: B036
         traceback.print_exc()
