@@ -155,6 +155,9 @@ class Connection(asyncio.Protocol):
         self.fed = 0
         self.last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_scheduled = False
 
     # -- lifecycle -------------------------------------------------------
 
@@ -184,6 +187,7 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         """Hang up once what was written has been sent."""
         self.closed = True
+        self._flush()
         if self.transport is not None:
             self.transport.close()
 
@@ -266,6 +270,7 @@ class Connection(asyncio.Protocol):
     # -- writing ---------------------------------------------------------
 
     def send(self, obj: dict[str, Any]) -> None:
+        """Queue a reply; replies made in the same loop round leave in one write."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -273,9 +278,21 @@ class Connection(asyncio.Protocol):
             data = pack(obj)
         except (TypeError, ValueError, OverflowError) as exc:
             data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
-        transport.write(data)
-        if transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        if self._out_bytes + transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
             # A client that does not read its replies must not grow our memory.
             log.warning("dropping a client that does not read its replies (%s)", self.who)
+            self._out.clear()
             transport.abort()
             self.closed = True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        transport = self.transport
+        out, self._out, self._out_bytes = self._out, [], 0
+        if out and transport is not None and not transport.is_closing():
+            transport.write(b"".join(out) if len(out) > 1 else out[0])

@@ -30,11 +30,13 @@ _SCHEMA = [
         completed_count INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0,
         retry_count INTEGER NOT NULL DEFAULT 0, last_error TEXT, interrupted INTEGER NOT NULL DEFAULT 0,
         failed_error BLOB, snapshot BLOB)""",
+    # Rows go in rowid order (appended pages, few dirty pages per commit); the
+    # idempotency lookup uses the small unique index.
     """CREATE TABLE IF NOT EXISTS invocations(
-        agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, method TEXT NOT NULL,
-        args BLOB NOT NULL, status TEXT NOT NULL, outcome BLOB, created_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, schedule_at REAL, timeout REAL,
-        PRIMARY KEY(agent_id, key)) WITHOUT ROWID""",
+        id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+        method TEXT NOT NULL, args BLOB NOT NULL, status TEXT NOT NULL, outcome BLOB,
+        created_at REAL NOT NULL, started_at REAL, finished_at REAL, schedule_at REAL, timeout REAL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS invocations_key ON invocations(agent_id, key)""",
     """CREATE INDEX IF NOT EXISTS invocations_active ON invocations(agent_id, seq)
         WHERE status IN ('pending', 'running', 'scheduled')""",
     """CREATE TABLE IF NOT EXISTS events(
