@@ -220,7 +220,14 @@ class AsyncClient:
 
     async def list(self, env: str | None = None, type: str | None = None,
                    status: str | None = None) -> _Maps:
-        return await self._maps(ops.list_agents(env, type, status))
+        out: _Maps = []
+        after = None
+        while True:
+            page = await self.call(ops.list_agents(env, type, status, after))
+            out += page["agents"]
+            after = page.get("next")
+            if after is None:
+                return out
 
     async def cancel(self, agent: str | AgentId, idempotency_key: str) -> dict[str, Any]:
         return await self._map(ops.cancel(agent, idempotency_key))

@@ -226,8 +226,15 @@ class Client:
 
     def list(self, env: str | None = None, type: str | None = None,
              status: str | None = None) -> _Maps:
-        """Metadata of every agent matching the filters, ordered by ID."""
-        return self._maps(ops.list_agents(env, type, status))
+        """Metadata of every agent matching the filters, ordered by ID (fetched a page at a time)."""
+        out: _Maps = []
+        after = None
+        while True:
+            page = self.call(ops.list_agents(env, type, status, after))
+            out += page["agents"]
+            after = page.get("next")
+            if after is None:
+                return out
 
     def cancel(self, agent: str | AgentId, idempotency_key: str) -> dict[str, Any]:
         """Cancel a pending invocation: {"idempotency_key", "canceled": True}."""

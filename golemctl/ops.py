@@ -134,9 +134,13 @@ def agent_op(op: str, agent: str | AgentId, **fields: Any) -> Call:
     return Call(op, {"agent": str(agent), **fields}, "agent")
 
 
-def list_agents(env: str | None = None, type: str | None = None,
-                status: str | None = None) -> Call:
-    return Call("list", {"env": env, "type": type, "status": status}, "agents")
+LIST_PAGE = 1000
+
+
+def list_agents(env: str | None = None, type: str | None = None, status: str | None = None,
+                after: str | None = None, limit: int | None = LIST_PAGE) -> Call:
+    """One page of `list`; the whole reply, so that its `next` cursor is kept."""
+    return Call("list", {"env": env, "type": type, "status": status, "limit": limit, "after": after})
 
 
 def cancel(agent: str | AgentId, idempotency_key: str) -> Call:

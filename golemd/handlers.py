@@ -31,7 +31,9 @@ async def get(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
 
 
 async def list_(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
-    return {"agents": d.supervisor.list(req.get("env"), req.get("type"), req.get("status"))}
+    agents, cursor = d.supervisor.list(req.get("env"), req.get("type"), req.get("status"),
+                                       req.get("limit"), req.get("after"))
+    return {"agents": agents, "next": cursor}
 
 
 async def cancel(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:

@@ -38,6 +38,8 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "env": ((str, type(None)), False),
         "type": ((str, type(None)), False),
         "status": ((str, type(None)), False),
+        "limit": ((int, type(None)), False),
+        "after": ((str, type(None)), False),
     },
     "cancel": {"agent": ((str,), True), "idempotency_key": ((str,), True)},
     "interrupt": {"agent": ((str,), True), "recover": ((bool,), False)},
@@ -101,7 +103,7 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
         t = msg.get("timeout")
         if t is not None and not t > 0:
             raise _bad(rid, "field 'timeout' must be a positive number of seconds")
-    for field in ("last",):
+    for field in ("last", "limit"):
         if msg.get(field) is not None and msg[field] < 0:
             raise _bad(rid, f"field {field!r} must not be negative")
     return rid, op, msg

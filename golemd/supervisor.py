@@ -242,9 +242,15 @@ class Supervisor:
         await self.store.commit()
         return meta
 
-    def list(self, env: str | None, type_: str | None, status: str | None) -> list[dict[str, Any]]:
-        out = []
+    def list(self, env: str | None, type_: str | None, status: str | None,
+             limit: int | None = None, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Matching agents in agent ID order, a page at a time: (page, cursor of the next page)."""
+        out: list[dict[str, Any]] = []
         for name in sorted(self.agents):
+            if after is not None and name <= after:
+                continue
+            if limit is not None and len(out) >= limit:
+                return out, out[-1]["agent_id"] if out else None
             a = self.agents[name]
             if env is not None and a.id.env != env:
                 continue
@@ -253,7 +259,7 @@ class Supervisor:
             if status is not None and a.status.value.lower() != status.lower():
                 continue
             out.append(a.metadata())
-        return out
+        return out, None
 
     # -- workers -----------------------------------------------------------
 

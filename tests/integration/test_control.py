@@ -225,3 +225,22 @@ def test_streaming_caller_sees_its_queue_position_until_it_starts(conn: RawConn)
     assert kinds[0][0] == "queued" and kinds[0][1] in (1, 2)
     assert ("queued", 1) in kinds and kinds[-1] == ("started", None)
     assert [e["line"] for e in events if e["type"] == "output"] == ["three: working for 0.0s", "three: done"]
+
+
+def test_list_pages_with_a_cursor(daemon, conn: RawConn):
+    names = [f'CounterAgent("page{i:02d}")' for i in range(25)]
+    for n in names:
+        conn.ok("invoke", agent=n, method="get", mode="trigger")
+    seen, after = [], None
+    while True:
+        r = conn.ok("list", type="CounterAgent", limit=10, after=after)
+        assert len(r["agents"]) <= 10
+        seen += [a["agent_id"] for a in r["agents"]]
+        after = r["next"]
+        if after is None:
+            break
+    assert seen == sorted(names)
+    from golemctl.client import Client
+
+    with Client.connect(daemon.socket) as c:  # the client pages on its own
+        assert [a["agent_id"] for a in c.list(type="CounterAgent")] == sorted(names)
