@@ -112,6 +112,7 @@ class Agent:
         self.runner: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self.output: deque[dict[str, Any]] = deque(maxlen=sup.config.log_buffer_lines)
+        self.output_bytes = 0  # approximate: a line dropped by maxlen is not subtracted
         self.logfile = AgentLog(log_path(sup.logs_dir, self.name), sup.config.agent_log_bytes)
         self.followers: set[Callable[[dict[str, Any] | None, str], None]] = set()
         self.listened = 0  # how many queued invocations have streaming callers
@@ -339,8 +340,8 @@ class Agent:
         reason, self.abort = self.abort, None
         if reason is None and worker is not None and worker.protocol_error:
             self._finish(inv, S.FAILED, error=GolemError(
-                Code.PROTOCOL_ERROR, f"the agent's process {worker.death_reason}; it was killed and "
-                "restarts from its last saved state"))
+                Code.PROTOCOL_ERROR, f"the agent's process broke the control protocol "
+                f"({worker.death_reason}); it was killed and restarts from its last saved state"))
             return False
         if reason is None and (self.deleted or self.interrupted or self.sup.draining):
             reason = "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown"
@@ -575,8 +576,12 @@ class Agent:
         entry = {"type": "output", "stream": stream, "line": line, "ts": time.time(),
                  "idempotency_key": cur.key if cur else None}
         self.output.append(entry)
+        self.output_bytes += len(line)
+        while self.output_bytes > self.sup.config.log_buffer_bytes and len(self.output) > 1:
+            self.output_bytes -= len(self.output.popleft()["line"])
         self.logfile.write(stream, line, entry["ts"])
-        log.info("%s %s: %s", self.name, stream, line)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s: %s", self.name, stream, line)
         if cur is not None:
             for listener in cur.listeners:
                 listener(entry)

@@ -63,6 +63,7 @@ class Config:
     # logs
     log_level: str = "INFO"
     log_buffer_lines: int = 1000
+    log_buffer_bytes: int = 1024 * 1024  # per agent: lines can be 64 KiB each
     agent_log_bytes: int = 1024 * 1024  # per agent file in STATE_DIR/logs, one rotation kept
 
     def validate(self) -> Config:
@@ -72,7 +73,7 @@ class Config:
         if self.synchronous.upper() not in ("NORMAL", "FULL"):
             problems.append("synchronous must be NORMAL or FULL")
         for name in ("max_pending", "retry_attempts", "max_live_workers", "retention_count",
-                     "log_buffer_lines", "agent_log_bytes"):
+                     "log_buffer_lines", "log_buffer_bytes", "agent_log_bytes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",

@@ -114,7 +114,8 @@ class Daemon:
             template.stop()
             store.close()
             raise
-        self.server = await loop.create_unix_server(lambda: Connection(self), sock=sock)
+        # asyncio would listen(100) again on our socket: a burst of clients needs more.
+        self.server = await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=1024)
         log.info("golemd %d listening on %s, state in %s", os.getpid(), self.config.socket,
                  self.config.state_dir)
         systemd.notify(f"READY=1\nSTATUS=serving {count} agents\nMAINPID={os.getpid()}")

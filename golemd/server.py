@@ -153,6 +153,7 @@ class Connection(asyncio.Protocol):
         self.who = "unknown peer"
         self.unpacker = make_unpacker(MAX_MESSAGE_BYTES)
         self.fed = 0
+        self.done = 0  # bytes of complete requests (msgpack's tell() counts a partial one too)
         self.last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
@@ -200,7 +201,7 @@ class Connection(asyncio.Protocol):
         stuck in the middle of a request. One timer per connection, re-armed
         for the next deadline, so a busy connection costs nothing."""
         config = self.daemon.config
-        partial = self.fed > self.unpacker.tell()
+        partial = self.fed > self.done
         limit = config.client_read_timeout if partial else config.client_idle_timeout
         if self.tasks and not partial:
             self._arm_timer(limit)
@@ -229,10 +230,18 @@ class Connection(asyncio.Protocol):
             return
         try:
             for msg in self.unpacker:
+                self.done = self.unpacker.tell()
                 self.dispatch(msg)
         except Exception as exc:  # any undecodable input: answer once, then hang up
             self.send(error_reply(None, GolemError(Code.PROTOCOL_ERROR, f"undecodable msgpack: {exc}")))
             self.close()
+            return
+        if self.fed > self.done and self._timer is not None:
+            # Part of a request: it must come whole within the read timeout.
+            limit = self.daemon.config.client_read_timeout
+            if self._timer.when() > self.last_read + limit:
+                self._timer.cancel()
+                self._arm_timer(limit)
 
     def eof_received(self) -> bool:
         return False  # the client is done sending: close our side too

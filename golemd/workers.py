@@ -275,6 +275,9 @@ class Worker:
     async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
         loop = asyncio.get_running_loop()
         self._transport, _ = await loop.connect_accepted_socket(lambda: _Control(self), sock=self.ctl)
+        # Its death is certain once the template reaped it, even if a descendant
+        # still holds the control socket open: close our end then.
+        self.exit_fut.add_done_callback(lambda _f: self._transport and self._transport.close())
         for name, fd in (("stdout", out_r), ("stderr", err_r)):
             done: asyncio.Future[None] = loop.create_future()
             self._outputs.append(done)
@@ -290,7 +293,7 @@ class Worker:
             fut.set_result(msg)
 
     def _on_broken(self, exc: BaseException) -> None:
-        self.death_reason = f"it broke the control protocol ({str(exc)[:200]})"
+        self.death_reason = str(exc)[:200]
         self.protocol_error = True
         self.kill()
 
@@ -360,10 +363,9 @@ class Worker:
         finally:
             if self.exit_fut.done():
                 self._forget()
-        try:
-            await asyncio.wait_for(asyncio.gather(*self._outputs), 1.0)
-        except TimeoutError:
-            pass  # a grandchild may hold the pipe open; don't wait on it
+        # asyncio.wait, not wait_for: two waiters may share these futures, and a
+        # timeout must not cancel them under the other one.
+        await asyncio.wait(self._outputs, timeout=1.0)  # a descendant may hold a pipe open
         return code
 
     def usage(self) -> tuple[int | None, float | None]:
