@@ -21,7 +21,6 @@ from golemd.errors import Code, GolemError
 
 log = logging.getLogger("golemd.store")
 
-SCHEMA_VERSION = 1
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)""",
     """CREATE TABLE IF NOT EXISTS agents(
@@ -44,6 +43,14 @@ _SCHEMA = [
         key TEXT, method TEXT, detail TEXT)""",
     """CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, id)""",
 ]
+
+# The migration path: MIGRATIONS[n] takes a store from schema n to n + 1, in
+# one transaction with the version bump. A new schema change appends a step;
+# a released step is never edited. A store newer than this code is refused.
+MIGRATIONS: list[list[str]] = [
+    _SCHEMA,  # 0 -> 1: the first schema
+]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _AGENT_COLS = ("agent_id", "env", "type", "args", "created_at", "last_active_at", "completed_count",
                "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
@@ -83,12 +90,17 @@ class Store:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer golemd (schema {version}; "
                                f"this one knows {SCHEMA_VERSION})")
-        if version < SCHEMA_VERSION:
+        for step in range(version, SCHEMA_VERSION):
+            log.info("migrating %s from schema %d to %d", self.path, step, step + 1)
             self.db.execute("BEGIN IMMEDIATE")
-            for stmt in _SCHEMA:
-                self.db.execute(stmt)
-            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self.db.execute("COMMIT")
+            try:
+                for stmt in MIGRATIONS[step]:
+                    self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version={step + 1}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     # -- writing ---------------------------------------------------------
 

@@ -412,3 +412,28 @@ def test_oplog_last(store, last):
 def test_oplog_last_zero(store):
     _oplog_fixture(store)
     assert store.oplog(A, 0) == []
+
+
+def test_migration_path_upgrades_in_steps_and_rolls_back_a_failed_step(path, monkeypatch):
+    from golemd import store as store_mod
+
+    s = Store(path)
+    s.insert_agent(agent_row())
+    s.commit_now()
+    s.close()
+    # A later version appends a step; an existing store is upgraded and keeps its data.
+    steps = [*store_mod.MIGRATIONS, ["ALTER TABLE agents ADD COLUMN note TEXT"]]
+    monkeypatch.setattr(store_mod, "MIGRATIONS", steps)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(steps))
+    s = Store(path)
+    assert s.db.execute("PRAGMA user_version").fetchone()[0] == len(steps)
+    assert [r["agent_id"] for r in s.load_agents()] == [A] and "note" in s.load_agents()[0]
+    s.close()
+    # A step that fails leaves the store as it was.
+    broken = [*steps, ["CREATE TABLE t(x)", "THIS IS NOT SQL"]]
+    monkeypatch.setattr(store_mod, "MIGRATIONS", broken)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(broken))
+    with pytest.raises(sqlite3.Error):
+        Store(path)
+    assert raw(path, "PRAGMA user_version") == [(len(steps),)]
+    assert raw(path, "SELECT name FROM sqlite_master WHERE name = 't'") == []
