@@ -16,16 +16,15 @@ import bisect
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from golemd.agent_id import AgentId
-from golemd.agentlog import AgentLog, log_path
+from golemd.agentlog import AgentOutput, log_path
 from golemd.errors import Code, GolemError
 from golemd.faults import crash_point
+from golemd.invocation import Invocation, resolve
 from golemd.protocol import pack
-from golemd.states import AgentStatus, InvocationStatus, check_transition, derive_agent_status
+from golemd.states import AgentStatus, InvocationStatus, derive_agent_status
 from golemd.workers import TemplateError, Worker, WorkerDied, describe_exit
 
 if TYPE_CHECKING:
@@ -33,47 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("golemd.agent")
 S = InvocationStatus
-Listener = Callable[[dict[str, Any]], None]
-
-
-@dataclass(eq=False)
-class Invocation:
-    key: str
-    method: str
-    args: list[Any]
-    args_packed: bytes
-    seq: int
-    created_at: float
-    status: InvocationStatus
-    schedule_at: float | None = None
-    timeout: float | None = None
-    started_at: float | None = None
-    attempts: int = 0
-    waiters: list[asyncio.Future[Any]] = field(default_factory=list)
-    listeners: list[Listener] = field(default_factory=list)
-    # The commit of its enqueue; it must not start before that is durable.
-    journaled: asyncio.Future[None] | None = None
-
-    def move(self, new: InvocationStatus) -> None:
-        self.status = check_transition(self.status, new)
-
-    def public(self) -> dict[str, Any]:
-        return {"idempotency_key": self.key, "method": self.method, "args": self.args,
-                "status": self.status.value, "created_at": self.created_at,
-                "schedule_at": self.schedule_at}
-
-
-def resolve(futures: list[asyncio.Future[Any]], value: Any = None,
-            error: GolemError | None = None) -> None:
-    """Answer every awaiting caller; callers that went away are skipped."""
-    for fut in futures:
-        if fut.done():
-            continue
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(value)
-    futures.clear()
 
 
 class ConstructorFailed(Exception):
@@ -111,10 +69,8 @@ class Agent:
         self.abort: str | None = None
         self.runner: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
-        self.output: deque[dict[str, Any]] = deque(maxlen=sup.config.log_buffer_lines)
-        self.output_bytes = 0  # approximate: a line dropped by maxlen is not subtracted
-        self.logfile = AgentLog(log_path(sup.logs_dir, self.name), sup.config.agent_log_bytes)
-        self.followers: set[Callable[[dict[str, Any] | None, str], None]] = set()
+        self.output = AgentOutput(log_path(sup.logs_dir, self.name), sup.config.log_buffer_lines,
+                                  sup.config.log_buffer_bytes, sup.config.agent_log_bytes)
         self.listened = 0  # how many queued invocations have streaming callers
         self.start_failures = 0  # consecutive worker deaths before the agent was built
         self._sched_timer: asyncio.TimerHandle | None = None
@@ -310,7 +266,7 @@ class Agent:
         if self.worker is worker:
             self.worker = None
             if not self.deleted:
-                self.logfile.close()  # reopened by the next line; suspended agents hold no fd
+                self.output.file.close()  # reopened by the next line; suspended agents hold no fd
         self.sup.worker_gone(self, worker)
         return code
 
@@ -564,10 +520,8 @@ class Agent:
         self.scheduled.clear()
         for inv in pending:
             resolve(inv.waiters, error=GolemError(Code.CANCELED, f"the agent was deleted before {inv.key!r} ran"))
-        for follower in list(self.followers):
-            follower(None, "deleted")
-        self.followers.clear()
-        self.logfile.remove()
+        self.output.end("deleted")
+        self.output.file.remove()
 
     # -- workers and output ---------------------------------------------
 
@@ -575,18 +529,12 @@ class Agent:
         cur = self.current
         entry = {"type": "output", "stream": stream, "line": line, "ts": time.time(),
                  "idempotency_key": cur.key if cur else None}
-        self.output.append(entry)
-        self.output_bytes += len(line)
-        while self.output_bytes > self.sup.config.log_buffer_bytes and len(self.output) > 1:
-            self.output_bytes -= len(self.output.popleft()["line"])
-        self.logfile.write(stream, line, entry["ts"])
+        self.output.add(entry)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s: %s", self.name, stream, line)
         if cur is not None:
             for listener in cur.listeners:
                 listener(entry)
-        for follower in list(self.followers):
-            follower(entry, "")
 
     def _arm_idle(self) -> None:
         if self._idle_timer is not None:

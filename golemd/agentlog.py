@@ -1,5 +1,6 @@
-"""Each agent's output in a size-capped file: STATE_DIR/logs/<agent>.log, plus
-one rotated `.1`. Written from the event loop into a buffered file and flushed
+"""An agent's output: the recent lines in memory (for `agent stream` and its
+followers) and a size-capped file, STATE_DIR/logs/<agent>.log plus one
+rotated `.1`. The file is written from the event loop into a buffer flushed
 once per loop round, so a chatty agent costs a write per burst, not per line;
 the agent itself never waits on it (its pipe is drained regardless)."""
 
@@ -10,7 +11,11 @@ import hashlib
 import os
 import re
 import time
-from typing import IO
+from collections import deque
+from collections.abc import Callable
+from typing import IO, Any
+
+Follower = Callable[[dict[str, Any] | None, str], None]
 
 
 def log_path(logs_dir: str, agent_name: str) -> str:
@@ -77,3 +82,36 @@ class AgentLog:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+
+class AgentOutput:
+    """The recent lines (bounded in count and bytes), the file, and who follows."""
+
+    def __init__(self, path: str, max_lines: int, max_bytes: int, file_bytes: int):
+        self.lines: deque[dict[str, Any]] = deque()
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.file = AgentLog(path, file_bytes)
+        self.followers: set[Follower] = set()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.lines.append(entry)
+        self.bytes += len(entry["line"])
+        while len(self.lines) > 1 and (len(self.lines) > self.max_lines or self.bytes > self.max_bytes):
+            self.bytes -= len(self.lines.popleft()["line"])
+        self.file.write(entry["stream"], entry["line"], entry["ts"])
+        for follower in list(self.followers):
+            follower(entry, "")
+
+    def recent(self, last: int | None) -> list[dict[str, Any]]:
+        lines = list(self.lines)
+        if last is None:
+            return lines
+        return lines[len(lines) - last:] if last else []
+
+    def end(self, reason: str) -> None:
+        """Tell every follower the stream is over (the agent was deleted, the daemon stops)."""
+        for follower in list(self.followers):
+            follower(None, reason)
+        self.followers.clear()

@@ -81,11 +81,7 @@ async def oplog(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
 
 async def stream(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
     agent = d.supervisor.find(req["agent"])
-    buffered = list(agent.output)
-    last = req.get("last")
-    if last is not None:
-        buffered = buffered[-last:] if last else []
-    for entry in buffered:
+    for entry in agent.output.recent(req.get("last")):
         emit(entry)
     if not req.get("follow"):
         return {"ended": "done"}
@@ -97,11 +93,11 @@ async def stream(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
         elif not ended.done():
             ended.set_result(reason)
 
-    agent.followers.add(follower)
+    agent.output.followers.add(follower)
     try:
         return {"ended": await ended}
     finally:
-        agent.followers.discard(follower)
+        agent.output.followers.discard(follower)
 
 
 async def types(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:

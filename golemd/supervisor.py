@@ -9,17 +9,17 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
 from golemd.agent_id import AgentId, make_agent_id, parse_agent_id
-from golemd.agent_queue import Agent, Invocation, Listener
+from golemd.agent_queue import Agent
 from golemd.catalog import check_args
 from golemd.config import Config
 from golemd.errors import Code, GolemError
 from golemd.faults import crash_point
+from golemd.invocation import Invocation, Listener
 from golemd.protocol import pack
 from golemd.states import InvocationStatus as S
 from golemd.store import Store
@@ -348,8 +348,7 @@ class Supervisor:
                 for fut in inv.waiters:
                     if not fut.done():
                         fut.set_exception(shutting)
-            for follower in list(agent.followers):
-                follower(None, "shutdown")
+            agent.output.end("shutdown")
         waits = [a.worker.wait(2.0) for a in self.agents.values() if a.worker is not None]
         if waits:
             await asyncio.gather(*waits, return_exceptions=True)
@@ -359,6 +358,3 @@ class Supervisor:
         for a in self.agents.values():
             counts[a.status.value] = counts.get(a.status.value, 0) + 1
         return counts
-
-    def add_follower(self, agent: Agent, fn: Callable[[dict[str, Any] | None, str], None]) -> None:
-        agent.followers.add(fn)
