@@ -192,6 +192,7 @@ class Agent:
         finally:
             self.runner = None
             self._arm_idle()
+            self.sup.trim()  # a burst may have left more workers than the budget
 
     # -- running one invocation --------------------------------------------
 

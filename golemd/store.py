@@ -81,6 +81,7 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=OFF")
         self._migrate()
         self._in_txn = False
+        self._statements: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._callbacks: list[Callable[[GolemError | None], None]] = []
         self._flush_scheduled = False
@@ -128,24 +129,31 @@ class Store:
         for fn in callbacks:
             fn(err)
 
+    def _sql(self, kind: str, table: str, cols: tuple[str, ...]) -> str:
+        """The statement for these columns, built once: it is on every invocation's path."""
+        sql = self._statements.get((kind, table, cols))
+        if sql is None:
+            if kind == "insert":
+                sql = f"INSERT OR REPLACE INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+            else:
+                where = "agent_id = ?" if table == "agents" else "agent_id = ? AND key = ?"
+                sql = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {where}"
+            self._statements[(kind, table, cols)] = sql
+        return sql
+
     def insert_agent(self, row: dict[str, Any]) -> None:
-        cols = [c for c in _AGENT_COLS if c in row]
-        self._exec(f"INSERT OR REPLACE INTO agents({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                   [row[c] for c in cols])
+        cols = tuple(c for c in _AGENT_COLS if c in row)
+        self._exec(self._sql("insert", "agents", cols), [row[c] for c in cols])
 
     def update_agent(self, agent_id: str, **cols: Any) -> None:
-        sets = ", ".join(f"{c} = ?" for c in cols)
-        self._exec(f"UPDATE agents SET {sets} WHERE agent_id = ?", [*cols.values(), agent_id])
+        self._exec(self._sql("update", "agents", tuple(cols)), [*cols.values(), agent_id])
 
     def insert_invocation(self, row: dict[str, Any]) -> None:
-        cols = [c for c in _INV_COLS if c in row]
-        self._exec(f"INSERT OR REPLACE INTO invocations({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                   [row[c] for c in cols])
+        cols = tuple(c for c in _INV_COLS if c in row)
+        self._exec(self._sql("insert", "invocations", cols), [row[c] for c in cols])
 
     def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
-        sets = ", ".join(f"{c} = ?" for c in cols)
-        self._exec(f"UPDATE invocations SET {sets} WHERE agent_id = ? AND key = ?",
-                   [*cols.values(), agent_id, key])
+        self._exec(self._sql("update", "invocations", tuple(cols)), [*cols.values(), agent_id, key])
 
     def event(self, agent_id: str, ts: float, kind: str, key: str | None = None,
               method: str | None = None, detail: str | None = None) -> None:

@@ -263,12 +263,22 @@ class Supervisor:
 
     # -- workers -----------------------------------------------------------
 
+    def trim(self, reserve: int = 0) -> None:
+        """Suspend idle agents, least recently used first, until at most
+        max_live_workers - reserve workers live. Busy agents are left alone:
+        over budget for a while beats making callers wait."""
+        excess = len(self.live) - (self.config.max_live_workers - reserve)
+        if excess <= 0:
+            return
+        for victim in list(self.live.values()):
+            if excess <= 0:
+                break
+            if victim.suspend():
+                self.live.pop(victim.name, None)
+                excess -= 1
+
     async def spawn_worker(self, agent: Agent) -> Worker:
-        while len(self.live) >= self.config.max_live_workers:
-            victim = next((a for a in self.live.values() if a is not agent and a.suspend()), None)
-            if victim is None:
-                break  # every live agent is busy: go over budget rather than wait
-            self.live.pop(victim.name, None)
+        self.trim(reserve=1)
         limit = (agent.type_info or {}).get("memory_limit_mb") or self.config.memory_limit_mb
         worker = await self.template.spawn(agent.id.type, agent.on_output, limit)
         self.live[agent.name] = agent

@@ -103,3 +103,20 @@ def test_oplog_records_the_agents_history(conn, tmp_path):
     assert kinds[0] == "created"
     last3 = conn.ok("oplog", agent=a, last=3)["entries"]
     assert last3 == entries[-3:]
+
+
+def test_a_burst_over_the_budget_is_trimmed_when_it_ends():
+    d = DaemonProc(args=("--max-live-workers", "3")).start()
+    try:
+        c = d.conn()
+        names = [f'SlowAgent("burst{i}")' for i in range(10)]
+        # All at once: every live agent is busy when the next one starts.
+        ids = [c.send(op="invoke", agent=a, method="work", args=[0.3, "x"]) for a in names]
+        for rid in ids:
+            assert c.reply(rid)["result"] == "x"
+        # Back within the budget long before the 60 s idle timeout.
+        wait_for(lambda: c.ok("status")["live_workers"] <= 3, 10, what="the budget to be restored")
+        c.close()
+    finally:
+        d.stop()
+        d.assert_no_strays()
