@@ -73,6 +73,10 @@ class Store:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if self.db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            # Before anything writes the header (WAL does): lets prune() give
+            # freed pages back, so the file stays bounded, not only its rows.
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         # Exclusive: one daemon per state directory holds the lock anyway, and
         # without the shared-memory WAL index each commit costs a third less.
         self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -179,7 +183,16 @@ class Store:
                    "ORDER BY finished_at DESC LIMIT ?)", (agent_id, older_than, agent_id, keep))
         self._exec("DELETE FROM events WHERE agent_id = ? AND ts < ? AND ts < ?",
                    (agent_id, older_than, newest[0]))
-        return self.db.total_changes - before
+        removed = self.db.total_changes - before
+        if removed:
+            try:
+                # One page per statement: Python's sqlite3 steps a pragma only once.
+                free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+                for _ in range(free):
+                    self.db.execute("PRAGMA incremental_vacuum(1)")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc) from exc
+        return removed
 
     # -- committing ------------------------------------------------------
 

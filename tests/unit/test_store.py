@@ -437,3 +437,15 @@ def test_migration_path_upgrades_in_steps_and_rolls_back_a_failed_step(path, mon
         Store(path)
     assert raw(path, "PRAGMA user_version") == [(len(steps),)]
     assert raw(path, "SELECT name FROM sqlite_master WHERE name = 't'") == []
+
+
+def test_prune_gives_the_space_back(store):
+    for t in range(3000):
+        store.insert_invocation(inv_row(f"f{t}", seq=t, status="completed", finished_at=float(t),
+                                        outcome=b"x" * 200))
+    store.commit_now()
+    full = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.prune(A, 100, 1e12)
+    store.commit_now()
+    assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert store.db.execute("PRAGMA page_count").fetchone()[0] < full / 5
