@@ -5,6 +5,7 @@ and checked for stray processes afterwards."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +219,61 @@ class DaemonProc:
                 except psutil.NoSuchProcess:
                     pass
             raise AssertionError(f"stray processes: {[(p.pid, p.info.get('status')) for p in survivors]}") from None
+
+
+def toml_text(config: dict[str, Any]) -> str:
+    """A golemd.toml for these options."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    return "".join(f"{k} = {value(v)}\n" for k, v in config.items())
+
+
+def _trim(path: str, keep: int) -> None:
+    """Keep only the tail of a log a flood made huge."""
+    try:
+        size = os.path.getsize(path)
+        if size > keep:
+            with open(path, "rb") as f:
+                f.seek(size - keep)
+                tail = f.read()
+            with open(path, "wb") as f:
+                f.write(tail)
+    except OSError:
+        pass
+
+
+@contextmanager
+def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
+            before_start: Callable[[DaemonProc], Any] | None = None,
+            apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS)) -> Iterator[DaemonProc]:
+    """A golemd with these apps and options, stopped with SIGTERM (exit 0 expected) and
+    checked for strays afterwards; its temp dir is removed when the test passed."""
+    d = DaemonProc(apps=apps, args=args)
+    if config is not None:
+        path = os.path.join(d.base, "golemd.toml")
+        with open(path, "w") as f:
+            f.write(toml_text(config))
+        d.args = (*args, "--config", path)
+    if before_start is not None:
+        before_start(d)
+    d.start()
+    passed = False
+    try:
+        yield d
+        passed = True
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            code = d.stop(signal.SIGTERM)
+            assert code == 0, f"golemd exited {code} on SIGTERM:\n{d.log()}"
+        d.assert_no_strays()
+        if passed:
+            shutil.rmtree(d.base, ignore_errors=True)
+        else:
+            _trim(d.log_path, 4 << 20)

@@ -5,19 +5,17 @@ stops it and checks that none of its processes survive."""
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
-import shutil
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psutil
 import pytest
 
 from tests.helpers import EXAMPLES, MARKER_VAR, ROOT, TEST_AGENTS, DaemonProc, RawConn, wait_for
+from tests.helpers import running as _running
 
 pytestmark = pytest.mark.slow
 
@@ -25,59 +23,8 @@ HOSTILE = str(ROOT / "tests" / "agents" / "hostile.py")
 APPS = (EXAMPLES, TEST_AGENTS, HOSTILE)
 MiB = 1 << 20
 BYSTANDER = 'CounterAgent("bystander")'
+running = functools.partial(_running, apps=APPS)
 
-
-def _toml(config: dict[str, Any]) -> str:
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    return "".join(f"{k} = {value(v)}\n" for k, v in config.items())
-
-
-@contextmanager
-def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = ()) -> Iterator[DaemonProc]:
-    """A golemd with the hostile agents: stopped, checked for strays, and its
-    temp dir removed when the test passed (a flood leaves a large log)."""
-    d = DaemonProc(apps=APPS, args=args)
-    if config:
-        path = os.path.join(d.base, "golemd.toml")
-        with open(path, "w") as f:
-            f.write(_toml(config))
-        d.args = (*args, "--config", path)
-    d.start()
-    passed = False
-    try:
-        yield d
-        passed = True
-    finally:
-        if d.proc is not None and d.proc.poll() is None:
-            code = d.stop(signal.SIGTERM)
-            assert code == 0, f"golemd exited {code} on SIGTERM:\n{d.log()}"
-        d.assert_no_strays()
-        if passed:
-            shutil.rmtree(d.base, ignore_errors=True)
-        else:
-            _trim(d.log_path, 4 * MiB)
-
-
-def _trim(path: str, keep: int) -> None:
-    """Keep only the tail of a log a flood made huge."""
-    try:
-        size = os.path.getsize(path)
-        if size > keep:
-            with open(path, "rb") as f:
-                f.seek(size - keep)
-                tail = f.read()
-            with open(path, "wb") as f:
-                f.write(tail)
-    except OSError:
-        pass
 
 
 def _rss(d: DaemonProc) -> int:

@@ -6,16 +6,14 @@ never reads, one that hangs up mid-invoke, and another Unix user."""
 from __future__ import annotations
 
 import errno
+import functools
 import grp
 import os
 import pwd
 import select
-import shutil
 import signal
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgpack
@@ -23,57 +21,15 @@ import psutil
 import pytest
 
 from tests.helpers import EXAMPLES, ROOT, TEST_AGENTS, DaemonProc, RawConn, wait_for
+from tests.helpers import running as _running
 
 pytestmark = pytest.mark.slow
 
 HOSTILE = str(ROOT / "tests" / "agents" / "hostile.py")
 APPS = (EXAMPLES, TEST_AGENTS, HOSTILE)
+running = functools.partial(_running, apps=APPS)
 MiB = 1 << 20
 MAX_MESSAGE = 64 * MiB
-
-
-def _toml(config: dict[str, Any]) -> str:
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    return "".join(f"{k} = {value(v)}\n" for k, v in config.items())
-
-
-def _prepare(config: dict[str, Any] | None = None, args: tuple[str, ...] = ()) -> DaemonProc:
-    d = DaemonProc(apps=APPS, args=args)
-    if config is not None:
-        path = os.path.join(d.base, "golemd.toml")
-        with open(path, "w") as f:
-            f.write(_toml(config))
-        d.args = (*args, "--config", path)
-    return d
-
-
-@contextmanager
-def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
-            before_start: Any = None) -> Iterator[DaemonProc]:
-    """A golemd with the test agents: stopped and checked for strays afterwards."""
-    d = _prepare(config, args)
-    if before_start is not None:
-        before_start(d)
-    d.start()
-    passed = False
-    try:
-        yield d
-        passed = True
-    finally:
-        if d.proc is not None and d.proc.poll() is None:
-            code = d.stop(signal.SIGTERM)
-            assert code == 0, f"golemd exited {code} on SIGTERM:\n{d.log()}"
-        d.assert_no_strays()
-        if passed:
-            shutil.rmtree(d.base, ignore_errors=True)
 
 
 def _proc(d: DaemonProc) -> psutil.Process:

@@ -7,13 +7,10 @@ import asyncio
 import os
 import random
 import resource
-import shutil
 import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psutil
@@ -21,27 +18,11 @@ import pytest
 
 from golemctl.aio import AsyncClient
 from golemd.errors import GolemError
-from tests.helpers import DaemonProc, wait_for
+from tests.helpers import DaemonProc, running, wait_for
 
 pytestmark = pytest.mark.slow
 
 MiB = 1 << 20
-
-
-@contextmanager
-def running(args: tuple[str, ...] = ()) -> Iterator[DaemonProc]:
-    d = DaemonProc(args=args).start()
-    passed = False
-    try:
-        yield d
-        passed = True
-    finally:
-        if d.proc is not None and d.proc.poll() is None:
-            code = d.stop(signal.SIGTERM)
-            assert code == 0, f"golemd exited {code} on SIGTERM:\n{d.log()}"
-        d.assert_no_strays()
-        if passed:
-            shutil.rmtree(d.base, ignore_errors=True)
 
 
 def _proc(d: DaemonProc) -> psutil.Process:
