@@ -287,11 +287,15 @@ class Connection(asyncio.Protocol):
             data = pack(obj)
         except (TypeError, ValueError, OverflowError) as exc:
             data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
-        self._out.append(data)
-        self._out_bytes += len(data)
         if not self._flush_scheduled:
+            # The first reply of a loop round leaves at once; those that follow
+            # in the same round wait for the end of it and leave in one write.
+            transport.write(data)
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._out.append(data)
+            self._out_bytes += len(data)
         if self._out_bytes + transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
             # A client that does not read its replies must not grow our memory.
             log.warning("dropping a client that does not read its replies (%s)", self.who)

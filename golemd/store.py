@@ -204,10 +204,21 @@ class Store:
             fut.set_result(None)
             return fut
         self._waiters.append(fut)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        self._flush_soon(loop)
         return fut
+
+    def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit at the end of this loop round, so that every request handled in
+        it shares the transaction; or now, when nothing else is ready to run in
+        this round and so nobody could share it (a lone call saves a round)."""
+        if self._flush_scheduled:
+            return
+        ready = getattr(loop, "_ready", None)  # CPython's queue of this round's callbacks
+        if ready is not None and not ready:
+            self._flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._flush)
 
     def on_commit(self, fn: Callable[[GolemError | None], None]) -> None:
         """Call fn(None) once everything written so far is committed, or fn(error).
@@ -218,9 +229,7 @@ class Store:
             fn(None)
             return
         self._callbacks.append(fn)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._flush_soon(asyncio.get_running_loop())
 
     def _flush(self) -> None:
         self._flush_scheduled = False

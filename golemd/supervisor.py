@@ -136,9 +136,9 @@ class Supervisor:
             raise
         ahead = len(agent.queue) + (1 if agent.current else 0)
         waiter = self._attach(agent, inv, mode, listener)
+        crash_point("enqueued")
         inv.journaled = self.store.commit()
         agent.enqueue(inv)
-        crash_point("enqueued")
         try:
             await inv.journaled
         except GolemError as err:
