@@ -26,15 +26,15 @@ def load_app(app: str) -> None:
             raise ImportError(f"app file {app!r} does not exist")
         directory, filename = os.path.split(path)
         name = filename[:-3] if filename.endswith(".py") else filename
-        # The module keeps its file's name so that pickled agents refer to it
-        # by a name that survives restarts; its folder goes on sys.path so
-        # that its sibling imports work, as with `python file.py`.
+        # The module keeps its file's name, so that pickled agents refer to it
+        # by a name that survives restarts; unless that name is another
+        # module's (random.py, types.py...): then a name of our own, as stable.
+        if _taken(name, path):
+            name = f"golemd_app_{name}"
+        # Its folder goes at the end of sys.path: its sibling imports work,
+        # and it cannot shadow a module that agents or golemd rely on.
         if directory not in sys.path:
-            sys.path.insert(0, directory)
-        existing = sys.modules.get(name)
-        if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") != path:
-            raise ImportError(f"app {app!r} would be module {name!r}, which is already imported "
-                              f"from {existing.__file__}; rename the file")
+            sys.path.append(directory)
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load app file {app!r}")
@@ -49,6 +49,20 @@ def load_app(app: str) -> None:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         importlib.import_module(app)
+
+
+def _taken(name: str, path: str) -> bool:
+    """Is `name` the name of a module other than the file at `path`?"""
+    if name in sys.stdlib_module_names:
+        return True
+    existing = sys.modules.get(name)
+    if existing is not None:
+        return os.path.abspath(getattr(existing, "__file__", "") or "") != path
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and os.path.abspath(spec.origin or "") != path
 
 
 def _param(p: inspect.Parameter) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from the last good snapshot (or from its constructor when it has none).
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import socket
@@ -46,6 +47,7 @@ class AgentHost:
         self.snapshot: bytes | None = None
         self.instance: Any = None
         self.fresh = False
+        self.loop: Any = None
 
     def build(self, snapshot: bytes | None) -> None:
         self.snapshot = snapshot if self.durable else None
@@ -75,6 +77,8 @@ class AgentHost:
         self.fresh = False
         try:
             result = getattr(self.instance, method)(*args)
+            if inspect.isawaitable(result):
+                result = self._await(result)
         except BaseException as exc:  # noqa: B036 - SystemExit in agent code is an error too
             self._rollback()
             return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc, skip_frames=1)}
@@ -99,6 +103,15 @@ class AgentHost:
             else:
                 self.snapshot = snapshot
         return {"ok": True, "packed_result": packed_result, "snapshot": snapshot}
+
+    def _await(self, awaitable: Any) -> Any:
+        """Run an `async def` method to completion on the worker's own loop, kept
+        between calls so that the agent's asyncio objects stay usable."""
+        import asyncio
+
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        return self.loop.run_until_complete(awaitable)
 
     def _rollback(self) -> None:
         if self.durable:

@@ -128,3 +128,25 @@ class Printer:
         for i in range(times):
             print(f"{text} {i}", flush=True)
         return times
+
+
+@agent
+class AsyncAgent:
+    """`async def` methods run to completion on the worker's own event loop."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    async def add_later(self, n: int) -> int:
+        import asyncio
+
+        await asyncio.sleep(0.01)
+        self.total += n
+        return self.total
+
+    async def fail_later(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(0)
+        self.total += 1000
+        raise KeyError("async failure")

@@ -153,3 +153,30 @@ def test_stream_events_during_awaited_invoke(conn: RawConn):
     got: list[dict] = []
     assert conn.reply(conn.send(op="stream", agent="Printer()"), got)["ended"] == "done"
     assert [e["line"] for e in got] == ["hi 0", "hi 1", "hi 2"]
+
+
+def test_async_methods_run_and_roll_back(conn: RawConn):
+    assert conn.ok("invoke", agent="AsyncAgent()", method="add_later", args=[2])["result"] == 2
+    assert conn.ok("invoke", agent="AsyncAgent()", method="add_later", args=[3])["result"] == 5
+    err = conn.call("invoke", agent="AsyncAgent()", method="fail_later")["error"]
+    assert err["code"] == "INVOCATION_FAILED" and err["details"]["type"] == "KeyError"
+    assert conn.ok("invoke", agent="AsyncAgent()", method="add_later", args=[0])["result"] == 5
+
+
+def test_an_app_file_may_share_a_name_with_a_module(tmp_path):
+    from tests.helpers import running
+
+    app = tmp_path / "random.py"  # the stdlib's `random` is already imported
+    app.write_text("from golemd import agent\n\n@agent\nclass Dice:\n"
+                   "    def __init__(self):\n        self.rolls = 0\n"
+                   "    def roll(self) -> int:\n        self.rolls += 1\n        return self.rolls\n"
+                   "    def stdlib_random(self) -> bool:\n        import random\n"
+                   "        return hasattr(random, 'randint')\n")
+    with running(apps=(str(app),)) as d:
+        c = d.conn()
+        assert c.ok("invoke", agent="Dice()", method="roll")["result"] == 1
+        c.ok("simulate_crash", agent="Dice()")  # the state is pickled by module name
+        assert c.ok("invoke", agent="Dice()", method="roll")["result"] == 2
+        assert next(t for t in c.ok("types")["types"] if t["name"] == "Dice")["module"] == "golemd_app_random"
+        assert c.ok("invoke", agent="Dice()", method="stdlib_random")["result"] is True  # not shadowed
+        c.close()
