@@ -83,8 +83,10 @@ def bind_unix_socket(path: str, group: str | None = None) -> socket.socket:
     if group is not None:
         os.chown(tmp, -1, gid)
     os.chmod(tmp, 0o660 if group else 0o600)
-    os.rename(tmp, path)
+    # Listening before the path appears: a client that connects the moment it
+    # sees the socket is queued, never refused.
     sock.listen(1024)
+    os.rename(tmp, path)
     return sock
 
 
