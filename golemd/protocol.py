@@ -67,6 +67,9 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
     if not isinstance(msg, dict):
         raise _bad(None, f"a request must be a map, got {type(msg).__name__}")
     rid = msg.get("id")
+    if not all(isinstance(k, str) for k in msg):
+        raise _bad(rid if isinstance(rid, int) and not isinstance(rid, bool) else None,
+                   "a request's keys must be strings")
     if not isinstance(rid, int) or isinstance(rid, bool):
         raise _bad(None, "the request needs an integer 'id'")
     if "v" not in msg:

@@ -153,7 +153,9 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.peer: tuple[int, int, int] | None = None
         self.who = "unknown peer"
-        self.unpacker = make_unpacker(MAX_MESSAGE_BYTES)
+        # Arguments may be any msgpack value, maps with int keys included; the
+        # request's own keys are checked to be strings by validate_request.
+        self.unpacker = make_unpacker(MAX_MESSAGE_BYTES, strict_map_key=False)
         self.fed = 0
         self.done = 0  # bytes of complete requests (msgpack's tell() counts a partial one too)
         self.last_read = 0.0

@@ -31,12 +31,14 @@ def test_reply_echoes_id_and_trigger_shape(conn: RawConn):
     ({"v": 1, "op": "status"}, "BAD_REQUEST"),
     ({"v": 1, "id": 1, "op": "get", "agent": "not an id"}, "INVALID_AGENT_ID"),
     ([1, 2, 3], "BAD_REQUEST"),
+    ({"v": 1, "id": 1, "op": "status", 7: "int key"}, "BAD_REQUEST"),  # a request's keys are strings
 ])
 def test_wrong_shapes_get_bad_request_and_connection_stays(conn: RawConn, request_, code):
     conn.send_raw(msgpack.packb(request_))
     reply = conn.recv()
     assert reply["error"]["code"] == code
-    assert reply["id"] == (request_.get("id") if isinstance(request_, dict) and "v" in request_ else reply["id"])
+    expected_id = request_.get("id") if isinstance(request_, dict) else None
+    assert reply["id"] == expected_id  # echoed whenever the request has a usable id
     assert conn.ok("status")["pid"] > 0  # still usable
 
 
@@ -44,7 +46,6 @@ def test_wrong_shapes_get_bad_request_and_connection_stays(conn: RawConn, reques
     b"\xc1",                                  # never-used msgpack byte
     b"\xdd\xff\xff\xff\xff",                  # array header claiming 2^32 items
     b"\x91" * 10_000 + b"\x00",               # 10k-deep nesting
-    msgpack.packb({1: "int key"}),            # map keys must be strings
 ])
 def test_malformed_input_is_answered_then_closed(daemon: DaemonProc, garbage: bytes):
     c = daemon.conn()
@@ -76,3 +77,8 @@ def test_types_lists_signatures(conn: RawConn):
     assert methods["add"]["signature"] == "(n: int) -> int"
     assert "save_snapshot" not in {m["name"] for m in types["Snap"]["methods"]}
     assert types["StatelessAgent"]["durable"] is False
+
+
+def test_arguments_may_be_maps_with_int_keys(conn: RawConn):
+    value = {1: "one", 2: [b"\x00", None]}
+    assert conn.ok("invoke", agent="EchoAgent()", method="echo", args=[value])["result"] == value
