@@ -142,3 +142,29 @@ def test_stream_no_follow_json_lines(run):
     assert [json.loads(line)["line"] for line in r.stdout.splitlines()] == ["l 0", "l 1", "l 2"]
     r = run("agent", "stream", "-n", "--last", "1", "Printer()")
     assert r.stdout.count("stdout") == 1 and "l 2" in r.stdout
+
+
+def test_async_client_pipelines_on_one_connection_against_golemd(daemon: DaemonProc):
+    import asyncio
+
+    from golemctl.aio import AsyncClient
+
+    async def main() -> list[str]:
+        c = await AsyncClient.connect(daemon.socket)
+        done: list[str] = []
+
+        async def call(agent: str, args: list[Any], tag: str) -> None:
+            r = await c.invoke(agent, "work", args)
+            assert r["result"] == tag
+            done.append(tag)
+
+        try:
+            await asyncio.gather(call('SlowAgent("slow")', [1.0, "slow"], "slow"),
+                                 *(call(f'SlowAgent("fast{i}")', [0.0, f"fast{i}"], f"fast{i}") for i in range(20)))
+        finally:
+            await c.close()
+        return done
+
+    done = asyncio.run(main())
+    # One connection, 21 requests in flight: the fast ones overtook the slow one.
+    assert done[-1] == "slow" and sorted(done[:-1]) == sorted(f"fast{i}" for i in range(20))
