@@ -237,15 +237,18 @@ def oplog_cmd(s: Settings, agent_id: str, last: int | None) -> None:
     _show(s, entries, lambda: render.oplog(entries))
 
 
-@agent_group.command("stream", short_help="Print an agent's output.")
+@agent_group.command("stream", short_help="Follow an agent's output live.")
 @click.argument("agent_id")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
+@click.option("-f/-n", "--follow/--no-follow", default=True, show_default=True,
+              help="Keep printing new output until Ctrl-C (or the agent is deleted); "
+                   "--no-follow prints what is buffered and exits.")
 @click.option("--last", type=click.IntRange(min=0), metavar="N",
               help="Start with the newest N buffered lines (default: all).")
 @global_options
 @click.pass_obj
 def stream_cmd(s: Settings, agent_id: str, follow: bool, last: int | None) -> None:
-    """Print the agent's output (one JSON document per line with --format json)."""
+    """Print the agent's recent output, then follow it live, like Golem's `agent stream`
+    (one JSON document per line with --format json)."""
     from golemctl import render
 
     aid = _canonical(agent_id)
