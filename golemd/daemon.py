@@ -52,6 +52,7 @@ class Daemon:
         self.connections: set[Connection] = set()
         self._lock: FileLock | None = None
         self._owns_socket = False
+        self.socket_path = config.socket
         self.retired: list[Template] = []
 
     # -- start-up ----------------------------------------------------------
@@ -76,8 +77,12 @@ class Daemon:
     def _listening_socket(self) -> socket.socket:
         fds = systemd.listen_fds()
         if fds:
-            log.info("using the socket passed by systemd (fd %d)", fds[0])
-            return socket.socket(fileno=fds[0])
+            sock = socket.socket(fileno=fds[0])
+            name = sock.getsockname()
+            if isinstance(name, str) and name:
+                self.socket_path = name  # what systemd bound, whatever --socket says
+            log.info("using the socket passed by systemd (fd %d, %s)", fds[0], self.socket_path)
+            return sock
         self._owns_socket = True
         return bind_unix_socket(self.config.socket, self.config.socket_group)
 
@@ -116,7 +121,7 @@ class Daemon:
             raise
         # asyncio would listen(100) again on our socket: a burst of clients needs more.
         self.server = await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=1024)
-        log.info("golemd %d listening on %s, state in %s", os.getpid(), self.config.socket,
+        log.info("golemd %d listening on %s, state in %s", os.getpid(), self.socket_path,
                  self.config.state_dir)
         systemd.notify(f"READY=1\nSTATUS=serving {count} agents\nMAINPID={os.getpid()}")
         watchdog = asyncio.create_task(self._watchdog())

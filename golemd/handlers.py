@@ -117,7 +117,7 @@ async def status(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "agents": len(sup.agents),
         "agents_by_status": sup.status_counts(),
         "live_workers": sum(1 for a in sup.agents.values() if a.worker is not None and a.worker.alive),
-        "socket": d.config.socket,
+        "socket": d.socket_path,
         "state_dir": d.config.state_dir,
     }
 

@@ -280,7 +280,7 @@ def test_socket_activation(tmp_path: Path):
     sock = os.path.join(base, "golemd.sock")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     act = subprocess.Popen(["systemd-socket-activate", "-l", sock, "-E", f"PYTHONPATH={ROOT}",
-                            sys.executable, "-m", "golemd.cli", "--socket", sock, "--state-dir",
+                            sys.executable, "-m", "golemd.cli", "--state-dir",  # no --socket: the fd says
                             os.path.join(base, "state"), "--app", EXAMPLES],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -288,7 +288,9 @@ def test_socket_activation(tmp_path: Path):
         r = golemctl(sock, "agent", "invoke", 'CounterAgent("sa")', "increment")
         assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "1", r.stderr
         c = RawConn(sock)
-        assert c.ok("status")["pid"] == act.pid  # exec'd in place, as under systemd
+        status = c.ok("status")
+        assert status["pid"] == act.pid  # exec'd in place, as under systemd
+        assert status["socket"] == sock
         c.close()
         assert golemctl(sock, "daemon", "stop").returncode == 0
         out, _ = act.communicate(timeout=30)
