@@ -155,8 +155,8 @@ class Agent:
             # place in the order that recovery will replay.
             inv.seq = self.take_seq()
             self.sup.store.update_invocation(self.name, inv.key, status=inv.status.value, seq=inv.seq)
-            self.sup.store.commit()
             self.queue.append(inv)
+        self.sup.store.commit_soon()
         self._arm_schedule()
         self.kick()
 
@@ -551,6 +551,6 @@ class Agent:
         if self.current is not None or self.runner is not None or self.worker is None:
             return False
         self.event("suspended")
-        self.sup.store.commit()
+        self.sup.store.commit_soon()
         asyncio.create_task(self._reap_worker(self.worker))
         return True

@@ -59,6 +59,10 @@ _INV_COLS = ("agent_id", "key", "seq", "method", "args", "status", "outcome", "c
              "started_at", "finished_at", "schedule_at", "timeout")
 
 
+def _ignore(_err: GolemError | None) -> None:
+    pass
+
+
 def _storage_error(exc: sqlite3.Error) -> GolemError:
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk" in text):
@@ -86,7 +90,6 @@ class Store:
         self._migrate()
         self._in_txn = False
         self._statements: dict[tuple[str, str, tuple[str, ...]], str] = {}
-        self._waiters: list[asyncio.Future[None]] = []
         self._callbacks: list[Callable[[GolemError | None], None]] = []
         self._flush_scheduled = False
 
@@ -121,15 +124,11 @@ class Store:
                 # SQLite rolled the whole transaction back (it does on a full
                 # disk): everyone waiting on this group commit lost their writes.
                 self._in_txn = False
-                self._fail_waiters(err)
+                self._fail_callbacks(err)
             raise err from exc
 
-    def _fail_waiters(self, err: GolemError) -> None:
-        waiters, self._waiters = self._waiters, []
+    def _fail_callbacks(self, err: GolemError) -> None:
         callbacks, self._callbacks = self._callbacks, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_exception(err)
         for fn in callbacks:
             fn(err)
 
@@ -198,14 +197,22 @@ class Store:
 
     def commit(self) -> asyncio.Future[None]:
         """A future resolved once everything written so far is committed."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        if not self._in_txn:
-            fut.set_result(None)
-            return fut
-        self._waiters.append(fut)
-        self._flush_soon(loop)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settle(err: GolemError | None) -> None:
+            if fut.done():
+                return
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
+
+        self.on_commit(settle)
         return fut
+
+    def commit_soon(self) -> None:
+        """Commit what was written, telling no one: a failure is logged by the commit."""
+        self.on_commit(_ignore)
 
     def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit at the end of this loop round, so that every request handled in
@@ -233,7 +240,6 @@ class Store:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        waiters, self._waiters = self._waiters, []
         callbacks, self._callbacks = self._callbacks, []
         error: GolemError | None = None
         if self._in_txn:
@@ -247,13 +253,6 @@ class Store:
                 except sqlite3.Error:
                     pass
             self._in_txn = False
-        for fut in waiters:
-            if fut.done():
-                continue
-            if error is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(error)
         for fn in callbacks:
             try:
                 fn(error)
