@@ -313,7 +313,7 @@ class Agent:
             self._put_back(inv, reason)
             return False
         # It crashed by itself: retry under the policy.
-        died = describe_exit(code) if code is not None or "control" not in why else why
+        died = describe_exit(code) if code is not None else why
         inv.attempts += 1
         self.event("process_died", inv, died)
         if self.start_failures >= self.sup.config.retry_attempts:
@@ -339,7 +339,7 @@ class Agent:
         except TimeoutError:
             pass
         self.retrying = False
-        reason, self.abort = self.abort, None
+        self.abort = None
         if self.deleted or self.interrupted or self.sup.draining:
             self._put_back(inv, "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown")
             return False
@@ -433,6 +433,9 @@ class Agent:
             message = f"the constructor of {self.id.type} raised {error.get('type')}: {error.get('message')}"
         self.failed_error = {"code": Code.AGENT_FAILED.value, "message": message, "details": error}
         self.event("constructor_failed", inv, message)
+        if not self.deleted:
+            # Failed survives a restart, as every status does; delete clears it.
+            self.sup.store.update_agent(self.name, failed_error=pack(self.failed_error))
         err = GolemError(Code.AGENT_FAILED, message, details=error)
         if inv is not None:
             self._finish(inv, S.FAILED, error=err)

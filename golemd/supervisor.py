@@ -19,7 +19,7 @@ from golemd.catalog import check_args
 from golemd.config import Config
 from golemd.errors import Code, GolemError
 from golemd.faults import crash_point
-from golemd.invocation import Invocation, Listener
+from golemd.invocation import Invocation, Listener, resolve
 from golemd.protocol import pack
 from golemd.states import InvocationStatus as S
 from golemd.store import Store
@@ -102,9 +102,9 @@ class Supervisor:
         if key is None:
             key = str(uuid.uuid4())  # new, so there is nothing to look up
         elif agent is not None:
-            existing = self._existing(agent, key, args_packed, mode, listener)
+            existing = await self._existing(agent, key, args_packed, mode, listener)
             if existing is not None:
-                return await existing
+                return existing
         if agent is not None:
             if agent.failed_error is not None:
                 raise GolemError.from_wire(agent.failed_error)
@@ -182,39 +182,30 @@ class Supervisor:
             fut.add_done_callback(detach)
         return fut
 
-    def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
-                  listener: Listener | None) -> asyncio.Future[dict[str, Any]] | None:
+    async def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
+                        listener: Listener | None) -> dict[str, Any] | None:
         """The answer for a key this agent has seen, or None for a new key."""
         inv = agent.active.get(key)
         if inv is not None:
             if inv.args_packed != args_packed:
                 raise self._conflict(agent, key, inv.method)
             waiter = self._attach(agent, inv, mode, listener)
-            return asyncio.ensure_future(self._answer_active(key, inv, waiter))
+            if waiter is None:
+                return {"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"}
+            return {"idempotency_key": key, "result": await waiter}
         row = self.store.get_invocation(agent.name, key)
         if row is None:
             return None
         if bytes(row["args"]) != args_packed:
             raise self._conflict(agent, key, row["method"])
-        status = row["status"]
-        if status == S.CANCELED.value:
+        if row["status"] == S.CANCELED.value:
             raise GolemError(Code.CANCELED, f"invocation {key!r} was canceled")
         outcome = msgpack.unpackb(row["outcome"], raw=False, strict_map_key=False) if row["outcome"] else {}
         if "error" in outcome:
             raise GolemError.from_wire(outcome["error"])
-        reply: dict[str, Any] = {"idempotency_key": key, "result": outcome.get("result")}
         if mode != "await":
-            reply = {"idempotency_key": key, "status": "completed", "result": outcome.get("result")}
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        fut.set_result(reply)
-        return fut
-
-    async def _answer_active(self, key: str, inv: Invocation,
-                             waiter: asyncio.Future[Any] | None) -> dict[str, Any]:
-        if waiter is None:
-            status = "running" if inv.status == S.RUNNING else "pending"
-            return {"idempotency_key": key, "status": status}
-        return {"idempotency_key": key, "result": await waiter}
+            return {"idempotency_key": key, "status": "completed", "result": outcome.get("result")}
+        return {"idempotency_key": key, "result": outcome.get("result")}
 
     @staticmethod
     def _conflict(agent: Agent, key: str, method: str) -> GolemError:
@@ -318,9 +309,8 @@ class Supervisor:
                 agent.last_error = f"AGENT_FAILED: agent type {aid.type!r} is not loaded"
             for inv_row in self.store.load_active(agent.name):
                 status = S(inv_row["status"])
-                if status == S.RUNNING:
-                    status = S.PENDING  # it was running when we stopped: run it again
-                    self.store.update_invocation(agent.name, inv_row["key"], status=status.value)
+                if status == S.RUNNING:  # never journaled today; a running one runs again
+                    status = S.PENDING
                 method, args = msgpack.unpackb(inv_row["args"], raw=False, strict_map_key=False)
                 inv = Invocation(key=inv_row["key"], method=method, args=args,
                                  args_packed=bytes(inv_row["args"]), seq=inv_row["seq"],
@@ -355,9 +345,7 @@ class Supervisor:
                               "queued and runs after the restart")
         for agent in self.agents.values():
             for inv in list(agent.queue) + [t[2] for t in agent.scheduled]:
-                for fut in inv.waiters:
-                    if not fut.done():
-                        fut.set_exception(shutting)
+                resolve(inv.waiters, error=shutting)
             agent.output.end("shutdown")
         waits = [a.worker.wait(2.0) for a in self.agents.values() if a.worker is not None]
         if waits:

@@ -115,3 +115,18 @@ def test_second_daemon_on_same_state_dir_is_refused(daemon: DaemonProc):
     c = daemon.conn()
     c.ok("status")
     c.close()
+
+
+def test_failed_agent_stays_failed_after_restart(daemon: DaemonProc):
+    c = daemon.conn()
+    a = 'BadInit("x")'
+    assert c.err("invoke", agent=a, method="hello") == "AGENT_FAILED"
+    c.close()
+    _restart(daemon, hard=True)
+    c = daemon.conn()
+    meta = c.ok("get", agent=a)["agent"]
+    assert meta["status"] == "Failed" and "cannot start: x" in meta["last_error"]
+    assert c.err("invoke", agent=a, method="hello") == "AGENT_FAILED"
+    c.ok("delete", agent=a)  # delete clears it
+    assert c.err("get", agent=a) == "AGENT_NOT_FOUND"
+    c.close()
