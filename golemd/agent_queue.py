@@ -191,6 +191,8 @@ class Agent:
                         self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
         finally:
             self.runner = None
+            if self.worker is not None and self.worker.template is not self.sup.template:
+                self.suspend()  # it ran on code a reload replaced: the next call starts on the new
             self._arm_idle()
             self.sup.trim()  # a burst may have left more workers than the budget
 
@@ -241,8 +243,9 @@ class Agent:
             return
 
     async def _ensure_worker(self) -> Worker:
-        if self.worker is not None and self.worker.alive:
+        if self.worker is not None and self.worker.alive and self.worker.template is self.sup.template:
             return self.worker
+        # None, dead, or running code that a reload replaced: start afresh.
         if self.worker is not None:
             await self._reap_worker(self.worker)
         worker = await self.sup.spawn_worker(self)

@@ -168,11 +168,11 @@ class Daemon:
             raise GolemError(Code.LOAD_FAILED, f"reload failed, the running code stays: {exc}") from exc
         new.on_lost = self._template_lost
         self.supervisor.template = new
-        old.on_lost = None
         for agent in list(self.supervisor.agents.values()):
             agent.type_info = new.types.get(agent.id.type, agent.type_info)
             agent.suspend()  # idle workers restart on the new code; busy ones finish first
-        self.retired.append(old)
+        old.retire()
+        self.retired = [t for t in self.retired if t.sock is not None] + [old]  # for a stop at shutdown
         log.info("reloaded apps: %s", ", ".join(sorted(new.types)) or "none")
 
     def request_stop(self) -> None:

@@ -89,6 +89,8 @@ class Template:
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.on_lost: Callable[[], None] | None = None
+        self.workers = 0  # alive, as far as we know: a retired template waits for them
+        self.retired = False
 
     async def start(self) -> dict[str, dict[str, Any]]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -134,6 +136,9 @@ class Template:
                     fut = self._exits.setdefault(msg["pid"], loop.create_future())
                     if not fut.done():
                         fut.set_result(msg["code"])
+                    self.workers -= 1
+                    if self.retired and self.workers <= 0:
+                        loop.call_soon(self.stop)
         except (OSError, ValueError) as exc:
             log.error("template channel broke: %s", exc)
         finally:
@@ -172,10 +177,19 @@ class Template:
             os.close(out_r)
             os.close(err_r)
             raise
+        self.workers += 1
         exit_fut = self._exits.setdefault(pid, loop.create_future())
-        worker = Worker(pid, ctl_ours, exit_fut, lambda: self._exits.pop(pid, None))
+        worker = Worker(pid, ctl_ours, exit_fut, lambda: self._exits.pop(pid, None), self)
         await worker.attach(out_r, err_r, on_line)
         return worker
+
+    def retire(self) -> None:
+        """Replaced by a new template: stop once the last of our workers is gone
+        (they finish their calls on the code they started with)."""
+        self.retired = True
+        self.on_lost = None
+        if self.workers <= 0:
+            self.stop()
 
     def stop(self) -> None:
         if self._reader is not None:
@@ -256,8 +270,9 @@ class Worker:
     """One worker process as the supervisor sees it."""
 
     def __init__(self, pid: int, ctl: socket.socket, exit_fut: asyncio.Future[int],
-                 forget: Callable[[], Any]):
+                 forget: Callable[[], Any], template: Template | None = None):
         self.pid = pid
+        self.template = template
         self.ctl = ctl
         self.exit_fut = exit_fut
         self._forget = forget

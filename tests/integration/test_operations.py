@@ -300,3 +300,32 @@ def test_socket_activation(tmp_path: Path):
         if act.poll() is None:
             act.kill()
             act.wait()
+
+
+def test_reload_during_a_call_finishes_it_on_the_old_code_then_retires_it(tmp_path: Path):
+    import psutil
+
+    src = tmp_path / "slowversion.py"
+    code = ("import time\nfrom golemd import agent\n\n@agent\nclass SlowVersion:\n"
+            "    def version(self, seconds: float = 0) -> str:\n        time.sleep(seconds)\n"
+            "        return {v!r}\n")
+    src.write_text(code.format(v="v1"))
+    d = DaemonProc(apps=(str(src),)).start()
+    try:
+        c = d.conn()
+        busy = c.send(op="invoke", agent="SlowVersion()", method="version", args=[1.5])
+        wait_for(lambda: c.meta("SlowVersion()").get("status") == "Running")
+        src.write_text(code.format(v="v2"))
+        assert c.ok("reload")["ok"] is True
+        assert c.reply(busy)["result"] == "v1"  # it finished on the code it started with
+        assert c.ok("invoke", agent="SlowVersion()", method="version")["result"] == "v2"
+
+        def templates() -> int:
+            kids = psutil.Process(d.proc.pid).children()
+            return sum("golemd.zygote" in " ".join(k.cmdline()) for k in kids)
+
+        wait_for(lambda: templates() == 1, 10, what="the old template to stop")
+        c.close()
+    finally:
+        d.stop()
+        d.assert_no_strays()
