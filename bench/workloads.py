@@ -144,6 +144,14 @@ def cli(server: Server, runs: int = 20) -> dict[str, Any]:
         c.invoke(counter_id("a1"))
     get = [*golemctl_path(), "--socket", server.socket, "agent", "get", counter_id("a1")]
     base = [sys.executable, "-c", "import click, msgpack"]
+    # An installed golemctl has its bytecode compiled by pip; an editable one,
+    # under PYTHONDONTWRITEBYTECODE, would recompile its modules on every run.
+    import golemctl
+    import golemd
+
+    for pkg in (golemctl, golemd):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(pkg.__file__)],
+                       check=False)
     _wall(get)
     _wall(base)  # warm the page cache for both
     gets, bases = [], []

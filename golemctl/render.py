@@ -3,7 +3,6 @@ lines for people. Pure functions from reply data to text; cli.py prints."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -24,6 +23,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64  # only JSON output with bytes in it needs it
+
         return base64.b64encode(bytes(value)).decode("ascii")
     return value
 
@@ -32,6 +33,8 @@ def _json_key(key: Any) -> str:
     if isinstance(key, str):
         return key
     if isinstance(key, bytes):
+        import base64
+
         return base64.b64encode(key).decode("ascii")
     return json.dumps(jsonable(key))
 

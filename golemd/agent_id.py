@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from golemd.errors import Code, GolemError
 
@@ -22,8 +21,9 @@ _ENV_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
 _TYPE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class AgentId:
+class AgentId(NamedTuple):
+    # A NamedTuple, not a dataclass: golemctl imports this module, and building
+    # a dataclass costs a millisecond of its start-up.
     env: str
     type: str
     args: tuple[Any, ...]
