@@ -5,6 +5,7 @@ and checked for stray processes afterwards."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import socket
@@ -277,3 +278,21 @@ def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
             shutil.rmtree(d.base, ignore_errors=True)
         else:
             _trim(d.log_path, 4 << 20)
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> float | None:
+    """Read and drop whatever comes until the daemon hangs up; seconds it took,
+    or None if it did not within `timeout`."""
+    t0 = time.monotonic()
+    while True:
+        left = t0 + timeout - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([sock], [], [], left)
+        if not ready:
+            continue
+        try:
+            if not sock.recv(1 << 20):
+                return time.monotonic() - t0
+        except OSError:  # ECONNRESET: closed too
+            return time.monotonic() - t0

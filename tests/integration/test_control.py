@@ -102,7 +102,7 @@ def test_interrupt_and_resume(daemon, conn: RawConn):
     rid = other.send(op="invoke", agent=S, method="work", args=[30, "long"], idempotency_key="long")
     wait_for(lambda: conn.meta(S).get("status") == "Running")
     conn.ok("invoke", agent=S, method="work", args=[0.01, "next"], mode="trigger", idempotency_key="next")
-    meta = conn.ok("interrupt", agent=S)["agent"]
+    assert conn.ok("interrupt", agent=S)["agent"]["status"] == "Interrupted"
     assert other.reply(rid)["error"]["code"] == "INTERRUPTED"
     meta = conn.ok("get", agent=S)["agent"]
     assert meta["status"] == "Interrupted" and meta["pending_invocation_count"] == 2

@@ -56,13 +56,15 @@ def test_running_invocation_is_retried_after_kill_9(daemon: DaemonProc):
     c = daemon.conn()
     a = 'Journal("r")'
     c.ok("invoke", agent=a, method="append", args=["before"])
-    c.ok("invoke", agent=a, method="slow_append", args=["slow", 1.0], mode="trigger", idempotency_key="slow")
+    c.ok("invoke", agent=a, method="slow_append", args=["slow", 3.0], mode="trigger", idempotency_key="slow")
     wait_for(lambda: c.meta(a).get("status") == "Running")
     c.close()
     _restart(daemon, hard=True)
     c = daemon.conn()
+    # It was cut off mid-run: the restarted daemon runs it again.
+    assert [i["idempotency_key"] for i in c.ok("invocations", agent=a)["invocations"]] == ["slow"]
     # Awaiting the same key attaches to the re-run, which starts from the last snapshot.
-    assert c.ok("invoke", agent=a, method="slow_append", args=["slow", 1.0], idempotency_key="slow")["result"] == 2
+    assert c.ok("invoke", agent=a, method="slow_append", args=["slow", 3.0], idempotency_key="slow")["result"] == 2
     assert c.ok("invoke", agent=a, method="all")["result"] == ["before", "slow"]
     c.close()
 
