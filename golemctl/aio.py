@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Callable, Sequence
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,25 @@ class _Pending:
         self.last_activity = now
 
 
+async def _connect_unix(path: str) -> socket.socket:
+    """Connect without blocking the loop. A Unix socket whose listen backlog is
+    full answers a non-blocking connect() with EAGAIN, which asyncio would take
+    for "in progress" and hand back unconnected: try again shortly instead
+    (the caller's timeout bounds it), as the blocking client does."""
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:
+            sock.close()
+            await asyncio.sleep(0.005)
+        except BaseException:
+            sock.close()
+            raise
+
+
 class AsyncClient:
     """One pipelined connection to golemd. Use from one event loop.
 
@@ -73,7 +93,8 @@ class AsyncClient:
             raise too_long
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(p)
+                sock = await _connect_unix(p)
+                reader, writer = await asyncio.open_unix_connection(sock=sock)
         except (OSError, TimeoutError) as e:
             raise explain_connect_error(p, e, timeout) from None
         return cls(reader, writer, p)
