@@ -168,3 +168,26 @@ def test_async_client_pipelines_on_one_connection_against_golemd(daemon: DaemonP
     done = asyncio.run(main())
     # One connection, 21 requests in flight: the fast ones overtook the slow one.
     assert done[-1] == "slow" and sorted(done[:-1]) == sorted(f"fast{i}" for i in range(20))
+
+
+def test_blocking_client_events_errors_and_connection_reuse(daemon: DaemonProc):
+    from golemctl.client import Client
+    from golemd.errors import Code, GolemError
+
+    with Client.connect(daemon.socket) as c:
+        # An error reply leaves the connection usable.
+        with pytest.raises(GolemError) as e:
+            c.get('CounterAgent("nobody")')
+        assert e.value.code == Code.AGENT_NOT_FOUND
+        # Events for a request come before its final reply.
+        events: list[dict[str, Any]] = []
+        r = c.invoke("Printer()", "say", ["ev", 3], stream=True, on_event=events.append)
+        assert r["result"] == 3
+        assert [ev["line"] for ev in events if ev["type"] == "output"] == ["ev 0", "ev 1", "ev 2"]
+        # Results may be maps with int keys; a real TOO_LATE comes back as such.
+        assert c.invoke("EchoAgent()", "echo", [{1: "one"}])["result"] == {1: "one"}
+        c.invoke(C1, "increment", idempotency_key="done")
+        with pytest.raises(GolemError) as e:
+            c.cancel(C1, "done")
+        assert e.value.code == Code.TOO_LATE
+        assert [a["agent_id"] for a in c.list(type="CounterAgent")] == [C1]

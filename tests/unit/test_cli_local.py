@@ -1,8 +1,6 @@
-"""golemctl without a daemon: usage errors, unreachable sockets, output shapes.
-
-Commands run in-process with CliRunner. Where a reply is needed, the Client
-is replaced by a stub that records the request; talking to a real golemd is
-the integration suite's job.
+"""golemctl without a daemon: usage errors (the daemon is never contacted),
+unreachable sockets, help, start-up imports. Output shapes against a real
+golemd are in tests/integration/test_cli.py.
 """
 
 from __future__ import annotations
