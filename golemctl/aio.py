@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from golemctl import ops
 from golemctl.ops import CONNECT_TIMEOUT, Call
 from golemctl.paths import default_socket_path
-from golemctl.unreachable import explain_connect_error, path_too_long, unreachable
+from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
 from golemd.errors import GolemError
 from golemd.protocol import make_unpacker
 
@@ -149,8 +149,7 @@ class AsyncClient:
             try:
                 await self._writer.drain()
             except OSError as e:
-                raise unreachable(f"lost the connection to golemd at {self.path}: "
-                                  f"{e.strerror or e}") from None
+                raise connection_lost(self.path, e) from None
             return ops.final_reply(await self._wait(pending, reply_timeout))
         finally:
             self._pending.pop(rid, None)
@@ -199,7 +198,7 @@ class AsyncClient:
         except GolemError as e:
             err = e
         except OSError as e:
-            err = unreachable(f"lost the connection to golemd at {self.path}: {e.strerror or e}")
+            err = connection_lost(self.path, e)
         finally:
             self._broken = err
             for p in self._pending.values():

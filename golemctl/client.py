@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from golemctl import ops
 from golemctl.ops import CONNECT_TIMEOUT, REPLY_TIMEOUT, Call
 from golemctl.paths import default_socket_path
-from golemctl.unreachable import explain_connect_error, path_too_long, unreachable
+from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
 from golemd.protocol import make_unpacker
 
 if TYPE_CHECKING:
@@ -108,21 +108,16 @@ class Client:
 
     # --- raw requests -----------------------------------------------------
 
-    def request(self, op: str, /, *, reply_timeout: float | None | EllipsisType = ...,
+    def request(self, op: str, /, *, on_event: EventCallback | None = None,
+                reply_timeout: float | None | EllipsisType = ...,
                 **fields: Any) -> dict[str, Any]:
         """Send one request and return its success fields (without `id`).
 
+        on_event: called with each event map the op sends before its reply.
         reply_timeout: seconds to wait for a message of this request; `...`
         means the op's default (none for an awaited invoke or a followed
         stream, else 60 s); None waits for ever.
         """
-        return self._exchange(op, fields, None, reply_timeout)
-
-    def call_stream(self, op: str, on_event: EventCallback | None, /, *,
-                    reply_timeout: float | None | EllipsisType = ...,
-                    **fields: Any) -> dict[str, Any]:
-        """Like request, for ops that send events first: each event map is
-        passed to on_event as it arrives; the final reply is returned."""
         return self._exchange(op, fields, on_event, reply_timeout)
 
     def call(self, c: Call, on_event: EventCallback | None = None,
@@ -175,8 +170,7 @@ class Client:
             raise unreachable(f"golemd at {self.path} stopped reading requests "
                               f"(nothing sent for {_SEND_TIMEOUT:g} s)") from None
         except OSError as e:
-            raise unreachable(f"lost the connection to golemd at {self.path}: "
-                              f"{e.strerror or e}") from None
+            raise connection_lost(self.path, e) from None
 
     def _next_message(self, idle_timeout: float | None) -> dict[str, Any]:
         assert self._sock is not None
@@ -196,8 +190,7 @@ class Client:
                 raise unreachable(f"no reply from golemd at {self.path} within "
                                   f"{idle_timeout:g} s") from None
             except OSError as e:
-                raise unreachable(f"lost the connection to golemd at {self.path}: "
-                                  f"{e.strerror or e}") from None
+                raise connection_lost(self.path, e) from None
             if not data:
                 raise unreachable(f"golemd at {self.path} closed the connection before "
                                   "answering (did it stop or crash?)")

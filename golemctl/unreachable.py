@@ -124,3 +124,8 @@ def _group(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def connection_lost(path: str, e: OSError) -> GolemError:
+    """The connection broke in the middle of an exchange."""
+    return unreachable(f"lost the connection to golemd at {path}: {e.strerror or e}")
