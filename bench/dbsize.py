@@ -9,27 +9,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import EXAMPLES, DaemonProc, RawConn  # noqa: E402
+from tests.helpers import EXAMPLES, RawConn, running  # noqa: E402
 
 AGENTS = 20
 WINDOW = 2000
 
 
-def run(n: int, config: str | None, label: str) -> dict[str, float]:
-    args: tuple[str, ...] = ("--log-level", "WARNING")
-    if config is not None:
-        cfg = Path(tempfile.mkdtemp(prefix="gdcfg", dir="/tmp")) / "golemd.toml"
-        cfg.write_text(config)
-        args += ("--config", str(cfg))
-    d = DaemonProc(apps=(EXAMPLES,), args=args).start()
-    try:
+def run(n: int, config: dict[str, Any] | None, label: str) -> dict[str, float]:
+    with running(config, args=("--log-level", "WARNING"), apps=(EXAMPLES,)) as d:
         c = RawConn(d.socket, timeout=120)
         start = time.perf_counter()
         sent = done = 0
@@ -50,16 +44,12 @@ def run(n: int, config: str | None, label: str) -> dict[str, float]:
             time.sleep(0.2)
         elapsed = time.perf_counter() - start
         c.close()
-        d.stop()
+        d.stop()  # a clean stop folds the WAL into the database: measure that
         files = [Path(d.state_dir, f) for f in os.listdir(d.state_dir) if f.startswith("golemd.db")]
         size = sum(f.stat().st_size for f in files)
-        result = {"invocations": n, "seconds": elapsed, "db_mib": size / 2**20}
-        print(f"{label:55s} {n:>8,} invocations in {elapsed:6.1f} s ({n / elapsed:,.0f}/s): "
-              f"store {size / 2**20:6.1f} MiB")
-        return result
-    finally:
-        if d.proc is not None and d.proc.poll() is None:
-            d.stop()
+    print(f"{label:55s} {n:>8,} invocations in {elapsed:6.1f} s ({n / elapsed:,.0f}/s): "
+          f"store {size / 2**20:6.1f} MiB")
+    return {"invocations": n, "seconds": elapsed, "db_mib": size / 2**20}
 
 
 def main() -> None:
@@ -67,7 +57,7 @@ def main() -> None:
     parser.add_argument("--invocations", type=int, default=200_000)
     n = parser.parse_args().invocations
     run(n, None, "default retention (newest 10,000/agent, >= 24 h)")
-    run(n, "retention_count = 1000\nretention_seconds = 0.0\n", "retention_count = 1000, retention_seconds = 0")
+    run(n, {"retention_count": 1000, "retention_seconds": 0.0}, "retention_count = 1000, retention_seconds = 0")
 
 
 if __name__ == "__main__":

@@ -253,10 +253,11 @@ def _trim(path: str, keep: int) -> None:
 @contextmanager
 def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
             before_start: Callable[[DaemonProc], Any] | None = None,
-            apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS)) -> Iterator[DaemonProc]:
+            apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS),
+            env: dict[str, str] | None = None) -> Iterator[DaemonProc]:
     """A golemd with these apps and options, stopped with SIGTERM (exit 0 expected) and
     checked for strays afterwards; its temp dir is removed when the test passed."""
-    d = DaemonProc(apps=apps, args=args)
+    d = DaemonProc(apps=apps, args=args, env=env)
     if config is not None:
         path = os.path.join(d.base, "golemd.toml")
         with open(path, "w") as f:

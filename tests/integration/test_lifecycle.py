@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers import DaemonProc, wait_for
+from tests.helpers import DaemonProc, running, wait_for
 
 
 def test_idle_agents_are_suspended_and_resume_transparently():
-    d = DaemonProc(args=("--idle-timeout", "0.3")).start()
-    try:
+    with running(args=("--idle-timeout", "0.3")) as d:
         c = d.conn()
         a = 'CounterAgent("sleepy")'
         c.ok("invoke", agent=a, method="add", args=[7])
@@ -19,14 +18,10 @@ def test_idle_agents_are_suspended_and_resume_transparently():
         kinds = [e["kind"] for e in c.ok("oplog", agent=a)["entries"]]
         assert "suspended" in kinds and "resumed_from_snapshot" in kinds
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
 def test_live_worker_budget_suspends_least_recently_used():
-    d = DaemonProc(args=("--max-live-workers", "2")).start()
-    try:
+    with running(args=("--max-live-workers", "2")) as d:
         c = d.conn()
         names = [f'CounterAgent("lru{i}")' for i in range(5)]
         for i, a in enumerate(names):
@@ -37,9 +32,6 @@ def test_live_worker_budget_suspends_least_recently_used():
         # Every agent still has its state.
         assert [c.ok("invoke", agent=a, method="get")["result"] for a in names] == [0, 1, 2, 3, 4]
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
 def test_scheduled_invocation_waits_counts_as_pending_and_can_be_canceled(conn):
@@ -106,8 +98,7 @@ def test_oplog_records_the_agents_history(conn, tmp_path):
 
 
 def test_a_burst_over_the_budget_is_trimmed_when_it_ends():
-    d = DaemonProc(args=("--max-live-workers", "3")).start()
-    try:
+    with running(args=("--max-live-workers", "3")) as d:
         c = d.conn()
         names = [f'SlowAgent("burst{i}")' for i in range(10)]
         # All at once: every live agent is busy when the next one starts.
@@ -117,6 +108,3 @@ def test_a_burst_over_the_budget_is_trimmed_when_it_ends():
         # Back within the budget long before the 60 s idle timeout.
         wait_for(lambda: c.ok("status")["live_workers"] <= 3, 10, what="the budget to be restored")
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES, ROOT, DaemonProc, RawConn, wait_for
+from tests.helpers import EXAMPLES, ROOT, DaemonProc, RawConn, running, wait_for
 
 GOLEMCTL = [sys.executable, "-m", "golemctl"]
 
@@ -26,8 +26,7 @@ def golemctl(sock: str, *args: str, user: int | None = None) -> subprocess.Compl
 
 
 def test_notify_status_watchdog_and_stopping():
-    d = DaemonProc(env={"WATCHDOG_USEC": "200000"}).start()
-    try:
+    with running(env={"WATCHDOG_USEC": "200000"}) as d:
         assert "MAINPID" in d.wait_note("READY=1")
         d.notes.clear()
         d.wait_note("WATCHDOG=1", 5)
@@ -36,27 +35,20 @@ def test_notify_status_watchdog_and_stopping():
         d.proc.send_signal(signal.SIGTERM)
         d.wait_note("STOPPING=1", 10)
         assert d.proc.wait(30) == 0
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
-def test_agents_do_not_see_systemd_variables(daemon: DaemonProc, tmp_path: Path):
+def test_agents_do_not_see_systemd_variables(tmp_path: Path):
     src = tmp_path / "envagent.py"
     src.write_text("import os\nfrom golemd import agent\n\n@agent\nclass EnvAgent:\n"
                    "    def env(self) -> dict:\n        return dict(os.environ)\n"
                    "    def fds(self) -> list:\n        return sorted(int(f) for f in os.listdir('/proc/self/fd'))\n")
-    d = DaemonProc(apps=(str(src),), env={"WATCHDOG_USEC": "60000000", "LISTEN_FDNAMES": "x"}).start()
-    try:
+    with running(apps=(str(src),), env={"WATCHDOG_USEC": "60000000", "LISTEN_FDNAMES": "x"}) as d:
         c = d.conn()
         env = c.ok("invoke", agent="EnvAgent()", method="env")["result"]
         assert not [k for k in env if k.startswith(("NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))]
         fds = c.ok("invoke", agent="EnvAgent()", method="fds")["result"]
         assert fds[:4] == [0, 1, 2, 3] and len(fds) <= 5  # +1: the listdir's own fd
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
 def test_second_signal_stops_workers_at_once():
@@ -88,8 +80,7 @@ def test_sighup_and_daemon_reload_load_changed_code(tmp_path: Path):
     src = tmp_path / "versioned.py"
     code = "from golemd import agent\n\n@agent\nclass Versioned:\n    def version(self) -> str:\n        return {v!r}\n"
     src.write_text(code.format(v="v1"))
-    d = DaemonProc(apps=(str(src),)).start()
-    try:
+    with running(apps=(str(src),)) as d:
         c = d.conn()
         assert c.ok("invoke", agent="Versioned()", method="version")["result"] == "v1"
         src.write_text(code.format(v="v2"))
@@ -101,25 +92,18 @@ def test_sighup_and_daemon_reload_load_changed_code(tmp_path: Path):
         assert r.returncode == 0, r.stderr
         assert c.ok("invoke", agent="Versioned()", method="version")["result"] == "v3"
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
 def test_reload_with_broken_code_keeps_the_running_code(tmp_path: Path):
     src = tmp_path / "fragile.py"
     src.write_text("from golemd import agent\n\n@agent\nclass Fragile:\n    def ok(self) -> int:\n        return 1\n")
-    d = DaemonProc(apps=(str(src),)).start()
-    try:
+    with running(apps=(str(src),)) as d:
         src.write_text("this is not python\n")
         r = golemctl(d.socket, "daemon", "reload")
         assert r.returncode == 1 and "could not be loaded" in r.stderr
         c = d.conn()
         assert c.ok("invoke", agent="Fragile()", method="ok")["result"] == 1
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
 def test_permissions_on_a_fresh_start(daemon: DaemonProc):
@@ -136,13 +120,9 @@ def test_permissions_on_a_fresh_start(daemon: DaemonProc):
 
 
 def test_socket_group_makes_it_0660():
-    d = DaemonProc(args=("--socket-group", "nogroup")).start()
-    try:
+    with running(args=("--socket-group", "nogroup")) as d:
         st = os.stat(d.socket)
         assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == 65534
-    finally:
-        d.stop()
-        d.assert_no_strays()
 
 
 def test_stale_socket_is_replaced_and_other_files_refused():
@@ -255,20 +235,17 @@ def test_golemctl_stream_follow_json_lines(daemon: DaemonProc):
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_units_verify_and_score():
+def test_units_verify_and_score(tmp_path: Path):
     units = ROOT / "systemd"
     r = subprocess.run(["systemd-analyze", "verify", "golemd.socket", "golemd.service"], cwd=units,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(Path(units, "user").resolve().parent.parent / ".xdg")}
-    xdg = Path(env["XDG_RUNTIME_DIR"])
-    xdg.mkdir(mode=0o700, exist_ok=True)
-    try:
-        r = subprocess.run(["systemd-analyze", "--user", "verify", "golemd.socket", "golemd.service"],
-                           cwd=units / "user", capture_output=True, text=True, timeout=60, env=env)
-        assert r.returncode == 0 and not r.stderr.strip(), r.stderr
-    finally:
-        shutil.rmtree(xdg, ignore_errors=True)
+    xdg = tmp_path / "xdg"  # a user manager needs a runtime directory
+    xdg.mkdir(mode=0o700)
+    r = subprocess.run(["systemd-analyze", "--user", "verify", "golemd.socket", "golemd.service"],
+                       cwd=units / "user", capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "XDG_RUNTIME_DIR": str(xdg)})
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=30", "golemd.service"],
                        cwd=units, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout[-2000:]
@@ -310,8 +287,7 @@ def test_reload_during_a_call_finishes_it_on_the_old_code_then_retires_it(tmp_pa
             "    def version(self, seconds: float = 0) -> str:\n        time.sleep(seconds)\n"
             "        return {v!r}\n")
     src.write_text(code.format(v="v1"))
-    d = DaemonProc(apps=(str(src),)).start()
-    try:
+    with running(apps=(str(src),)) as d:
         c = d.conn()
         busy = c.send(op="invoke", agent="SlowVersion()", method="version", args=[1.5])
         wait_for(lambda: c.meta("SlowVersion()").get("status") == "Running")
@@ -326,6 +302,3 @@ def test_reload_during_a_call_finishes_it_on_the_old_code_then_retires_it(tmp_pa
 
         wait_for(lambda: templates() == 1, 10, what="the old template to stop")
         c.close()
-    finally:
-        d.stop()
-        d.assert_no_strays()
