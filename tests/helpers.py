@@ -25,7 +25,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = str(ROOT / "examples" / "agents.py")
 TEST_AGENTS = str(ROOT / "tests" / "agents" / "testagents.py")
+HOSTILE = str(ROOT / "tests" / "agents" / "hostile.py")
 MARKER_VAR = "GOLEMD_TEST_MARKER"
+MiB = 1 << 20
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
@@ -297,3 +299,28 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> float | None:
                 return time.monotonic() - t0
         except OSError:  # ECONNRESET: closed too
             return time.monotonic() - t0
+
+
+def daemon_process(d: DaemonProc) -> psutil.Process:
+    assert d.proc is not None
+    return psutil.Process(d.proc.pid)
+
+
+def daemon_rss(d: DaemonProc) -> int:
+    return int(daemon_process(d).memory_info().rss)
+
+
+def daemon_fds(d: DaemonProc) -> int:
+    return int(daemon_process(d).num_fds())
+
+
+def settled_fds(d: DaemonProc) -> int:
+    """The daemon's fd count once it stops moving (right after READY the notify
+    socket may still be open, for one)."""
+    seen: list[int] = []
+
+    def settled() -> int | None:
+        seen.append(daemon_fds(d))
+        return seen[-1] if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] else None
+
+    return int(wait_for(settled, 10, interval=0.05, what="the daemon's fd count to settle"))

@@ -10,11 +10,6 @@ pytestmark = pytest.mark.slow
 A = 'Journal("cp")'
 
 
-def _crashing(label: str) -> DaemonProc:
-    d = DaemonProc(env={"GOLEMD_CRASH_AT": label}).start()
-    return d
-
-
 def _after_crash(d: DaemonProc) -> DaemonProc:
     d.proc.wait(20)
     d.assert_no_strays()
@@ -29,7 +24,7 @@ def _after_crash(d: DaemonProc) -> DaemonProc:
     ("finished", "done"),      # outcome committed, the caller never told: stored
 ])
 def test_crash_point(label: str, outcome: str):
-    d = _crashing(label)
+    d = DaemonProc(env={"GOLEMD_CRASH_AT": label}).start()
     try:
         c = d.conn()
         with pytest.raises(ConnectionError):

@@ -14,22 +14,25 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers import EXAMPLES, MARKER_VAR, ROOT, TEST_AGENTS, DaemonProc, RawConn, wait_for
+from tests.helpers import (
+    EXAMPLES,
+    HOSTILE,
+    MARKER_VAR,
+    TEST_AGENTS,
+    DaemonProc,
+    MiB,
+    RawConn,
+    daemon_rss,
+    wait_for,
+)
 from tests.helpers import running as _running
 
 pytestmark = pytest.mark.slow
 
-HOSTILE = str(ROOT / "tests" / "agents" / "hostile.py")
 APPS = (EXAMPLES, TEST_AGENTS, HOSTILE)
-MiB = 1 << 20
 BYSTANDER = 'CounterAgent("bystander")'
 running = functools.partial(_running, apps=APPS)
 
-
-
-def _rss(d: DaemonProc) -> int:
-    assert d.proc is not None
-    return int(psutil.Process(d.proc.pid).memory_info().rss)
 
 
 def _timed(c: RawConn, op: str, **fields: Any) -> tuple[dict[str, Any], float]:
@@ -62,7 +65,7 @@ def test_memory_hog_fails_with_a_memory_reason(where: str):
     with running(config) as d:
         c = d.conn()
         assert c.ok("invoke", agent=BYSTANDER, method="increment")["result"] == 1
-        rss0 = _rss(d)
+        rss0 = daemon_rss(d)
         r, took = _timed(c, "invoke", agent=hog, method="hog")
         code = _code(r)
         assert code in ("INVOCATION_FAILED", "AGENT_DIED"), r
@@ -73,7 +76,7 @@ def test_memory_hog_fails_with_a_memory_reason(where: str):
         else:
             assert "SIGKILL" in message or "memory" in message.lower(), r
         assert took < 30, f"the hog ran {took:.1f}s before the limit stopped it"
-        grown = _rss(d) - rss0
+        grown = daemon_rss(d) - rss0
         assert grown < 20 * MiB, f"the daemon's RSS grew by {grown / MiB:.1f} MiB"
         # The agent and its neighbour go on.
         assert c.ok("invoke", agent=BYSTANDER, method="increment")["result"] == 2
@@ -301,7 +304,7 @@ def test_garbage_on_the_control_channel(kind: str):
         marker = os.path.join(d.base, "attempts")
         pid0 = c.ok("invoke", agent=agent, method="pid")["result"]
         assert c.ok("invoke", agent=BYSTANDER, method="increment")["result"] == 1
-        rss0 = _rss(d)
+        rss0 = daemon_rss(d)
         r, took = _timed(c, "invoke", agent=agent, method="garbage", args=[kind, marker])
         assert _code(r) == "PROTOCOL_ERROR", r
         assert took < 10, f"the garbage was noticed only after {took:.1f}s"
@@ -315,7 +318,7 @@ def test_garbage_on_the_control_channel(kind: str):
         pid1 = c.ok("invoke", agent=agent, method="pid")["result"]
         assert pid1 != pid0
         assert _gone(pid0)
-        grown = _rss(d) - rss0
+        grown = daemon_rss(d) - rss0
         assert grown < 5 * MiB, f"the daemon's RSS grew by {grown / MiB:.2f} MiB"
         assert c.ok("invoke", agent=BYSTANDER, method="increment")["result"] == 2
         assert c.ok("status")["pid"] == d.proc.pid
@@ -350,12 +353,12 @@ def test_stdout_flood_without_newline_is_bounded():
             r, took = _timed(c, "invoke", agent=spewer, method="flood", args=[200])
             assert r.get("result") == 200, r
             assert took < 60, f"200 MiB of output took {took:.1f}s"
-            rss.append(_rss(d))
+            rss.append(daemon_rss(d))
         # Bounded: a second flood costs nothing more than the first.
         assert rss[1] - rss[0] < 10 * MiB, f"RSS after each flood: {[x // MiB for x in rss]} MiB"
         r, took = _timed(c, "invoke", agent=spewer, method="burst", args=[100_000])
         assert r.get("result") == 100_000 and took < 60, (r, took)
-        assert _rss(d) - rss[0] < 10 * MiB
+        assert daemon_rss(d) - rss[0] < 10 * MiB
         # `agent stream` still works and shows the newest output.
         assert c.ok("invoke", agent=spewer, method="hello", args=["after"])["result"] == "after"
         # (The output pipe may be read a moment after the reply: wait for the line.)
@@ -373,9 +376,9 @@ def test_stdout_flood_daemon_rss_under_100_mib():
     with running() as d:
         c = d.conn()
         assert c.ok("invoke", agent="Spewer()", method="hello", args=["warm"])["result"] == "warm"
-        rss0 = _rss(d)
+        rss0 = daemon_rss(d)
         assert c.ok("invoke", agent="Spewer()", method="flood", args=[200])["result"] == 200
-        grown = _rss(d) - rss0
+        grown = daemon_rss(d) - rss0
         assert grown < 100 * MiB, f"the daemon's RSS grew by {grown / MiB:.0f} MiB"
         c.close()
 

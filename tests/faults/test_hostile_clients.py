@@ -16,44 +16,28 @@ import time
 from typing import Any
 
 import msgpack
-import psutil
 import pytest
 
-from tests.helpers import EXAMPLES, ROOT, TEST_AGENTS, DaemonProc, RawConn, closed_by_peer, wait_for
+from tests.helpers import (
+    EXAMPLES,
+    HOSTILE,
+    TEST_AGENTS,
+    DaemonProc,
+    MiB,
+    RawConn,
+    closed_by_peer,
+    daemon_fds,
+    daemon_rss,
+    settled_fds,
+    wait_for,
+)
 from tests.helpers import running as _running
 
 pytestmark = pytest.mark.slow
 
-HOSTILE = str(ROOT / "tests" / "agents" / "hostile.py")
 APPS = (EXAMPLES, TEST_AGENTS, HOSTILE)
 running = functools.partial(_running, apps=APPS)
-MiB = 1 << 20
 MAX_MESSAGE = 64 * MiB
-
-
-def _proc(d: DaemonProc) -> psutil.Process:
-    assert d.proc is not None
-    return psutil.Process(d.proc.pid)
-
-
-def _rss(d: DaemonProc) -> int:
-    return int(_proc(d).memory_info().rss)
-
-
-def _fds(d: DaemonProc) -> int:
-    return int(_proc(d).num_fds())
-
-
-def _settled_fds(d: DaemonProc) -> int:
-    """The daemon's fd count once it stops moving (right after READY the notify
-    socket may still be open, for one)."""
-    seen: list[int] = []
-
-    def settled() -> int | None:
-        seen.append(_fds(d))
-        return seen[-1] if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] else None
-
-    return int(wait_for(settled, 5, interval=0.05, what="the daemon's fd count to settle"))
 
 
 def _first_reply_then_closed(c: RawConn) -> dict[str, Any] | None:
@@ -73,7 +57,7 @@ def test_frame_over_the_max_message_size_gets_too_large_and_is_closed():
     with running() as d:
         bystander = d.conn()
         assert bystander.ok("status")["agents"] == 0
-        rss0 = _rss(d)
+        rss0 = daemon_rss(d)
         c = d.conn()
         size = MAX_MESSAGE + MiB  # a bin32 of 65 MiB: one message over the limit
         chunk = b"\0" * MiB
@@ -90,7 +74,7 @@ def test_frame_over_the_max_message_size_gets_too_large_and_is_closed():
         assert reply is not None, "no TOO_LARGE answer before the hang-up"
         assert reply["id"] is None and reply["error"]["code"] == "TOO_LARGE", reply
         assert sent < size, "the daemon read all of a message over its limit"
-        grown = _rss(d) - rss0
+        grown = daemon_rss(d) - rss0
         assert grown < 96 * MiB, f"the daemon's RSS grew by {grown / MiB:.0f} MiB"
         # Other clients were not affected, and new ones are served.
         assert bystander.ok("status")["pid"] == d.proc.pid
@@ -112,7 +96,7 @@ def test_non_utf8_str_is_a_protocol_error(where: str):
     with running() as d:
         bystander = d.conn()
         assert bystander.ok("status")["agents"] == 0
-        rss0 = _rss(d)
+        rss0 = daemon_rss(d)
         c = d.conn()
         c.send_raw(frame)
         reply = _first_reply_then_closed(c)
@@ -120,7 +104,7 @@ def test_non_utf8_str_is_a_protocol_error(where: str):
         assert reply is not None and reply["error"]["code"] == "PROTOCOL_ERROR", reply
         assert reply["id"] is None
         assert bystander.ok("status")["pid"] == d.proc.pid
-        assert _rss(d) - rss0 < 5 * MiB
+        assert daemon_rss(d) - rss0 < 5 * MiB
         bystander.close()
 
 
@@ -129,11 +113,11 @@ def test_non_utf8_str_is_a_protocol_error(where: str):
 
 def test_truncated_frame_and_silent_client_are_closed_and_their_fds_released():
     with running({"client_read_timeout": 1, "client_idle_timeout": 2}) as d:
-        base_fds = _settled_fds(d)
+        base_fds = settled_fds(d)
         truncated, silent = d.conn(), d.conn()
         t0 = time.monotonic()
         truncated.send_raw(msgpack.packb({"v": 1, "id": 1, "op": "status"})[:5])
-        wait_for(lambda: _fds(d) >= base_fds + 2, 5, what="the daemon to accept both")
+        wait_for(lambda: daemon_fds(d) >= base_fds + 2, 5, what="the daemon to accept both")
         closed = {}
         for name, c in (("truncated", truncated), ("silent", silent)):
             assert closed_by_peer(c.sock, 8) is not None, f"the {name} client was kept open"
@@ -142,7 +126,7 @@ def test_truncated_frame_and_silent_client_are_closed_and_their_fds_released():
         assert closed["silent"] >= 1.5, f"the idle client was closed before its 2 s: {closed}"
         truncated.close()
         silent.close()
-        wait_for(lambda: _fds(d) <= base_fds, 5, what=f"the daemon's fds to return to {base_fds}")
+        wait_for(lambda: daemon_fds(d) <= base_fds, 5, what=f"the daemon's fds to return to {base_fds}")
         log = d.log()
         assert log.count("closing a silent connection") >= 2, log[-2000:]
         assert time.monotonic() - t0 < 15
@@ -184,8 +168,8 @@ def test_slow_reader_is_dropped_and_others_are_served(flood: str):
         big = "Blob()"
         # One 1 MiB result computed; the flood asks for it again and again.
         assert len(other.ok("invoke", agent=big, method="blob", args=[MiB], idempotency_key="b")["result"]) == MiB
-        rss0 = _rss(d)
-        base_fds = _settled_fds(d)
+        rss0 = daemon_rss(d)
+        base_fds = settled_fds(d)
         slow = d.conn()
         if flood == "large_results":
             sent = _flood_requests(slow, lambda i: {"op": "invoke", "agent": big, "method": "blob",
@@ -203,9 +187,9 @@ def test_slow_reader_is_dropped_and_others_are_served(flood: str):
         slow.close()
         assert took is not None, f"the slow reader was not hung up on (sent {sent})"
         assert max(latencies) < 3.0, f"status took up to {max(latencies) * 1000:.0f} ms meanwhile"
-        grown = _rss(d) - rss0
+        grown = daemon_rss(d) - rss0
         assert grown < 40 * MiB, f"the daemon's RSS grew by {grown / MiB:.0f} MiB for a client that never reads"
-        wait_for(lambda: _fds(d) <= base_fds, 5, what=f"the daemon's fds to return to {base_fds}")
+        wait_for(lambda: daemon_fds(d) <= base_fds, 5, what=f"the daemon's fds to return to {base_fds}")
         assert other.ok("invoke", agent=big, method="blob", args=[10], idempotency_key="s")["result"] == "x" * 10
         other.close()
 

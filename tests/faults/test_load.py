@@ -17,26 +17,17 @@ import pytest
 
 from golemctl.aio import AsyncClient
 from golemd.errors import GolemError
-from tests.helpers import DaemonProc, running, wait_for
+from tests.helpers import (
+    DaemonProc,
+    MiB,
+    daemon_process,
+    running,
+    settled_fds,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-MiB = 1 << 20
-
-
-def _proc(d: DaemonProc) -> psutil.Process:
-    assert d.proc is not None
-    return psutil.Process(d.proc.pid)
-
-
-def _settled_fds(d: DaemonProc) -> int:
-    seen: list[int] = []
-
-    def settled() -> int | None:
-        seen.append(_proc(d).num_fds())
-        return seen[-1] if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] else None
-
-    return int(wait_for(settled, 10, interval=0.05, what="the daemon's fd count to settle"))
 
 
 def _raise_nofile() -> None:
@@ -107,7 +98,7 @@ def test_a_thousand_concurrent_clients_are_all_answered():
         for k in range(COUNTERS):  # the workers exist before the crowd comes
             assert c.ok("invoke", agent=f'CounterAgent("load{k}")', method="increment")["result"] == 1
         c.close()
-        base_fds = _settled_fds(d)
+        base_fds = settled_fds(d)
         t0 = time.monotonic()
         results = asyncio.run(_crowd(d.socket, CLIENTS, ("status", "invoke"), 60))
         took = time.monotonic() - t0
@@ -129,7 +120,7 @@ def test_a_thousand_concurrent_clients_are_all_answered():
             value = c.ok("invoke", agent=f'CounterAgent("load{k}")', method="get")["result"]
             assert value == 1 + per_agent[k], (k, value, per_agent[k], figures)
         c.close()
-        wait_for(lambda: _proc(d).num_fds() <= base_fds, 10,
+        wait_for(lambda: daemon_process(d).num_fds() <= base_fds, 10,
                  what=f"the daemon's fds to return to {base_fds} ({figures})")
 
 
@@ -141,8 +132,8 @@ def test_accept_out_of_fds_is_logged_and_recovered_from():
         c = d.conn()
         assert c.ok("invoke", agent='CounterAgent("fd")', method="increment")["result"] == 1
         c.close()
-        base_fds = _settled_fds(d)
-        _proc(d).rlimit(psutil.RLIMIT_NOFILE, (256, 256))
+        base_fds = settled_fds(d)
+        daemon_process(d).rlimit(psutil.RLIMIT_NOFILE, (256, 256))
         results = asyncio.run(_crowd(d.socket, 400, ("status",), 60))
         hung = [r for r in results if not isinstance(r, dict)]
         assert not hung, f"{len(hung)} clients hung or broke, e.g. {hung[:3]}"
@@ -150,7 +141,7 @@ def test_accept_out_of_fds_is_logged_and_recovered_from():
         assert all(r["codes"] == ["ok"] for r in results), Counter(tuple(r["codes"]) for r in results)
         log = d.log()
         assert "Too many open files" in log or "out of system resource" in log, log[-3000:]
-        wait_for(lambda: _proc(d).num_fds() <= base_fds, 10, what=f"the daemon's fds to return to {base_fds}")
+        wait_for(lambda: daemon_process(d).num_fds() <= base_fds, 10, what=f"the daemon's fds to return to {base_fds}")
         c = d.conn()
         assert c.ok("invoke", agent='CounterAgent("fd")', method="increment")["result"] == 2
         c.close()
@@ -202,7 +193,7 @@ async def _soak(path: str, d: DaemonProc, seed: int) -> dict[str, Any]:
     done = asyncio.Event()
 
     def sample(label: str) -> None:
-        p = _proc(d)
+        p = daemon_process(d)
         marks[label] = (int(p.memory_info().rss), int(p.num_fds()))
 
     async def one_agent(a: int) -> None:
@@ -278,8 +269,8 @@ def test_soak_20000_invocations_with_crashes_exactly_once():
             assert len(entries) == len(set(entries)), f"{figures}: duplicates on soak{a}"
             assert entries == out["acked"][a], f"{figures}: soak{a} lost or reordered entries"
         c.close()
-        base_fds = _settled_fds(d)
-        rss_end = int(_proc(d).memory_info().rss)
+        base_fds = settled_fds(d)
+        rss_end = int(daemon_process(d).memory_info().rss)
         rss_q, fds_q = out["marks"]["quarter"]
         plateau = (f"{figures}; RSS {rss_q / MiB:.0f} -> {rss_end / MiB:.0f} MiB, "
                    f"fds {fds_q} -> {base_fds}")
