@@ -1,12 +1,19 @@
 """One agent: its pending FIFO, its running invocation, its worker, its history.
 
-The runner task exists only while the agent has work. It takes invocations
-from the head of the queue one at a time, makes sure a worker holds the
-agent (spawning one from the last snapshot if needed), sends the call and
-records the outcome together with the new snapshot in one transaction before
+An invocation enters the queue once its enqueue is committed, and runs from
+the head of it, one at a time, in one of two ways:
+
+- the warm path: the agent's worker is alive and idle, so the call is sent at
+  once and its reply handled from inside the read of it (`_run_warm`); the
+  outcome is recorded and the next call sent in that same loop round;
+- the runner task, for everything that must wait: starting a worker (from the
+  last snapshot), retrying after a death with backoff, and every death,
+  including one on the warm path, which hands its invocation over.
+
+Either way the outcome is committed together with the new snapshot before
 any caller hears of it. Control operations (cancel, interrupt, delete) never
-wait for the runner: they change the facts, kill the worker if they must,
-and the runner reads `abort` to learn why its worker died.
+wait: they change the facts, kill the worker if they must, and whoever holds
+the invocation reads `abort` to learn why its worker died.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class Agent:
         self.interrupted: bool = bool(row.get("interrupted", 0))
         self.failed_error: dict[str, Any] | None = None
         self.snapshot: bytes | None = row.get("snapshot")
+        self._snapshot_dirty = False  # changed since the row was last written
         self.next_seq = 0  # recovery sets it from the journal
         self.queue: deque[Invocation] = deque()
         self.scheduled: list[tuple[float, int, Invocation]] = []
@@ -68,6 +76,7 @@ class Agent:
         self.deleted = False
         self.abort: str | None = None
         self.runner: asyncio.Task[None] | None = None
+        self._settled: list[asyncio.Future[None]] = []  # told when nothing runs any more
         self.wake = asyncio.Event()
         self.output = AgentOutput(log_path(sup.logs_dir, self.name), sup.config.log_buffer_lines,
                                   sup.config.log_buffer_bytes, sup.config.agent_log_bytes)
@@ -124,6 +133,7 @@ class Agent:
     # -- the queue -------------------------------------------------------
 
     def enqueue(self, inv: Invocation) -> None:
+        """Queue a journaled invocation (its enqueue is committed: it may run)."""
         self.active[inv.key] = inv
         if inv.status == S.SCHEDULED:
             bisect.insort(self.scheduled, (inv.schedule_at or 0.0, inv.seq, inv), key=lambda t: t[:2])
@@ -160,41 +170,106 @@ class Agent:
         self._arm_schedule()
         self.kick()
 
+    def _may_run(self) -> bool:
+        return (bool(self.queue) and self.queue[0].journaled and not self.interrupted
+                and not self.deleted and self.failed_error is None and not self.sup.draining)
+
+    def _warm(self) -> bool:
+        """Whether the next call can go straight to a live worker on current code."""
+        worker = self.worker
+        return worker is not None and worker.alive and worker.template is self.sup.template
+
     def kick(self) -> None:
-        if (self.runner is None and self.queue and not self.interrupted and not self.deleted
-                and self.failed_error is None and not self.sup.draining):
+        """Start the head of the queue if nothing runs: on the warm path when the
+        worker is ready, else in a runner task."""
+        if self.runner is not None or self.current is not None or not self._may_run():
+            return
+        if self._warm():
+            self._run_warm(self.queue.popleft())
+        else:
             self.runner = asyncio.create_task(self._run(), name=f"agent {self.name}")
 
-    async def _run(self) -> None:
+    @property
+    def busy(self) -> bool:
+        return self.runner is not None or self.current is not None
+
+    def settled(self) -> asyncio.Future[None]:
+        """Resolved once no invocation runs (drain and shutdown wait on it)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.busy:
+            self._settled.append(fut)
+        else:
+            fut.set_result(None)
+        return fut
+
+    def _idle(self) -> None:
+        """Nothing runs and nothing more can start now."""
+        if self.worker is not None and self.worker.template is not self.sup.template:
+            self.suspend()  # it ran on code a reload replaced: the next call starts on the new
+        self._arm_idle()
+        self.sup.trim()  # a burst may have left more workers than the budget
+        waiting, self._settled = self._settled, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _next(self) -> None:
+        self.kick()
+        if not self.busy:
+            self._idle()
+
+    async def _run(self, resume: Invocation | None = None,
+                   died: tuple[WorkerDied, Worker] | None = None) -> None:
+        """The slow path; `resume` is a warm-path invocation whose worker died."""
         try:
-            while (self.queue and not self.interrupted and not self.deleted
-                   and self.failed_error is None and not self.sup.draining):
-                inv = self.queue[0]
-                journaled = inv.journaled
-                if journaled is not None:
-                    if not journaled.done():
-                        try:
-                            await asyncio.shield(journaled)
-                        except GolemError:
-                            pass
-                        continue
-                    if journaled.exception() is not None:
-                        # Never journaled, so never accepted: it must not run.
-                        self.queue.popleft()
-                        continue
-                self.queue.popleft()
-                try:
-                    await self._execute(inv)
-                except Exception as exc:
-                    log.exception("%s: internal error running %s", self.name, inv.key)
-                    if inv.status == S.RUNNING:
-                        self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
+            if resume is not None:
+                await self._guarded(resume, died)
+            while self._may_run() and not self._warm():
+                await self._guarded(self.queue.popleft())
         finally:
             self.runner = None
-            if self.worker is not None and self.worker.template is not self.sup.template:
-                self.suspend()  # it ran on code a reload replaced: the next call starts on the new
-            self._arm_idle()
-            self.sup.trim()  # a burst may have left more workers than the budget
+            self._next()  # a worker is up now: what is left goes on the warm path
+
+    async def _guarded(self, inv: Invocation, died: tuple[WorkerDied, Worker] | None = None) -> None:
+        try:
+            await self._execute(inv, died)
+        except Exception as exc:
+            log.exception("%s: internal error running %s", self.name, inv.key)
+            if inv.status == S.RUNNING:
+                self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
+
+    def _run_warm(self, inv: Invocation) -> None:
+        self._begin(inv)
+        worker = self.worker
+        assert worker is not None
+        timer = None
+        if inv.timeout is not None:
+            timer = asyncio.get_running_loop().call_later(inv.timeout, self._time_out, worker)
+
+        def then(reply: Any, died: WorkerDied | None) -> None:
+            if timer is not None:
+                timer.cancel()
+            if died is not None:
+                # Retry, put back or fail: the runner's job, from the death on.
+                self.runner = asyncio.create_task(self._run(inv, (died, worker)), name=f"agent {self.name}")
+                return
+            store = self.sup.store
+            # The next call goes to the worker before this outcome's commit and
+            # reply: the worker runs it meanwhile.
+            store.hold()
+            try:
+                self._complete(inv, reply)
+            except Exception as exc:
+                log.exception("%s: internal error completing %s", self.name, inv.key)
+                if inv.status == S.RUNNING:
+                    self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
+            finally:
+                try:
+                    self._next()
+                finally:
+                    store.release()
+
+        worker.call_then(inv.method, inv.args, then)
 
     # -- running one invocation --------------------------------------------
 
@@ -206,7 +281,7 @@ class Agent:
             for listener in waiting.listeners:
                 listener({"type": "queued", "ahead": ahead})
 
-    async def _execute(self, inv: Invocation) -> None:
+    def _begin(self, inv: Invocation) -> None:
         inv.move(S.RUNNING)
         self.current = inv
         if self.listened:
@@ -215,9 +290,16 @@ class Agent:
         self.sup.touch(self)
         # Not journaled: recovery treats a running invocation as pending, and
         # its started_at is written with its outcome.
+
+    async def _execute(self, inv: Invocation, died: tuple[WorkerDied, Worker] | None = None) -> None:
+        if died is None:
+            self._begin(inv)
         while True:
             worker: Worker | None = None
             try:
+                if died is not None:
+                    (exc, worker), died = died, None
+                    raise exc
                 worker = await self._ensure_worker()
                 if self.abort is not None:
                     raise WorkerDied("stopped before the call was sent")
@@ -402,13 +484,15 @@ class Agent:
         try:
             if not self.deleted:
                 store = self.sup.store
-                store.update_invocation(self.name, inv.key, status=status.value, outcome=pack(outcome),
-                                        finished_at=now, started_at=inv.started_at)
-                cols: dict[str, Any] = {"last_active_at": now, "completed_count": self.completed_count,
-                                        "failed_count": self.failed_count, "last_error": self.last_error}
+                cols = {"status": status.value, "outcome": pack(outcome), "finished_at": now,
+                        "started_at": inv.started_at}
+                if inv.rowid:
+                    store.update_invocation_row(inv.rowid, **cols)
+                else:
+                    store.update_invocation(self.name, inv.key, **cols)
                 if snapshot_changed and self.durable:
-                    cols["snapshot"] = self.snapshot
-                store.update_agent(self.name, **cols)
+                    self._snapshot_dirty = True
+                store.write_before_commit(self.name, self._write_row)
                 self.sup.note_finished(self)
         except GolemError as err:
             # The outcome could not be journaled: say so rather than report it.
@@ -419,6 +503,8 @@ class Agent:
         def deliver(failed: GolemError | None) -> None:
             crash_point("finished")
             if failed is not None:
+                if self.durable:
+                    self._snapshot_dirty = True  # the worker holds it: store it with the next commit
                 resolve(waiters, error=failed)
             elif error is not None:
                 resolve(waiters, error=error)
@@ -426,6 +512,17 @@ class Agent:
                 resolve(waiters, value=result)
 
         self.sup.store.on_commit(deliver)
+
+    def _write_row(self) -> None:
+        """The agent's row as of now: written once per group commit, before it."""
+        if self.deleted:
+            return
+        cols: dict[str, Any] = {"last_active_at": self.last_active_at, "completed_count": self.completed_count,
+                                "failed_count": self.failed_count, "last_error": self.last_error}
+        if self._snapshot_dirty:
+            cols["snapshot"] = self.snapshot
+            self._snapshot_dirty = False
+        self.sup.store.update_agent(self.name, **cols)
 
     def _fail_agent(self, error: dict[str, Any], inv: Invocation | None, what: str | None = None) -> None:
         """The constructor raised, the state cannot be loaded, or the process
@@ -544,16 +641,30 @@ class Agent:
                 listener(entry)
 
     def _arm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self.worker is not None and not self.deleted and self.sup.config.idle_timeout > 0:
+        """Suspend after idle_timeout without a call. One timer per idle spell,
+        not per call: when it fires early it re-arms for what is left."""
+        if self.worker is None or self.deleted or self.sup.config.idle_timeout <= 0:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            return
+        if self._idle_timer is None:
             self._idle_timer = asyncio.get_running_loop().call_later(
-                self.sup.config.idle_timeout, self.suspend)
+                self.sup.config.idle_timeout, self._idle_due)
+
+    def _idle_due(self) -> None:
+        self._idle_timer = None
+        left = self.last_active_at + self.sup.config.idle_timeout - time.time()
+        if left > 0.001 and self.worker is not None:
+            self._idle_timer = asyncio.get_running_loop().call_later(left, self._idle_due)
+            return
+        self.suspend()
 
     def suspend(self) -> bool:
         """Stop an idle worker; the agent lives on in its snapshot. False if busy."""
-        self._idle_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self.current is not None or self.runner is not None or self.worker is None:
             return False
         self.event("suspended")

@@ -1,7 +1,9 @@
 """One small function per operation of the wire protocol (docs/protocol.md).
 
 Each takes the daemon, the validated request and an `emit` callback for
-event messages, and returns the success fields or raises GolemError.
+event messages, and returns the success fields or raises GolemError. Invoke
+is not here: the connection hands it to `Supervisor.submit`, which answers
+through a callback (see golemd/server.py).
 """
 
 from __future__ import annotations
@@ -19,11 +21,6 @@ if TYPE_CHECKING:
 
 Emit = Callable[[dict[str, Any]], None]
 Handler = Callable[["Daemon", dict[str, Any], Emit], Awaitable[dict[str, Any]]]
-
-
-async def invoke(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
-    listener = emit if req.get("stream") and req.get("mode", "await") == "await" else None
-    return await d.supervisor.invoke(req, listener)
 
 
 async def get(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
@@ -133,7 +130,7 @@ async def stop(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
 
 
 HANDLERS: dict[str, Handler] = {
-    "invoke": invoke, "get": get, "list": list_, "cancel": cancel, "interrupt": interrupt,
+    "get": get, "list": list_, "cancel": cancel, "interrupt": interrupt,
     "simulate_crash": simulate_crash, "resume": resume, "delete": delete,
     "invocations": invocations, "oplog": oplog, "stream": stream, "types": types,
     "status": status, "reload": reload, "stop": stop,

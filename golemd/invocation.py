@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +11,12 @@ from golemd.errors import GolemError
 from golemd.states import InvocationStatus, check_transition
 
 Listener = Callable[[dict[str, Any]], None]
+# Told the outcome: (result, None) or (None, error). A plain callback rather
+# than a future, so that an outcome reaches the caller's socket in the same
+# loop round as its commit.
+Waiter = Callable[[Any, "GolemError | None"], None]
+
+log = logging.getLogger("golemd.invocation")
 
 
 @dataclass(eq=False)
@@ -26,10 +32,12 @@ class Invocation:
     timeout: float | None = None
     started_at: float | None = None
     attempts: int = 0
-    waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+    waiters: list[Waiter] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
-    # The commit of its enqueue; it must not start before that is durable.
-    journaled: asyncio.Future[None] | None = None
+    # Whether its enqueue is committed: it must not start before. Those in
+    # the queue are journaled in order, so only the head needs looking at.
+    journaled: bool = True
+    rowid: int = 0  # its row in the store, once inserted
 
     def move(self, new: InvocationStatus) -> None:
         self.status = check_transition(self.status, new)
@@ -40,14 +48,13 @@ class Invocation:
                 "schedule_at": self.schedule_at}
 
 
-def resolve(futures: list[asyncio.Future[Any]], value: Any = None,
-            error: GolemError | None = None) -> None:
-    """Answer every awaiting caller; callers that went away are skipped."""
-    for fut in futures:
-        if fut.done():
-            continue
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(value)
-    futures.clear()
+def resolve(waiters: list[Waiter], value: Any = None, error: GolemError | None = None) -> None:
+    """Answer every awaiting caller, once: the list is emptied first."""
+    todo = waiters[:]
+    waiters.clear()
+    for waiter in todo:
+        try:
+            waiter(None, error) if error is not None else waiter(value, None)
+        except Exception:
+            # One caller's broken callback must not keep the others waiting.
+            log.exception("answering a caller failed")

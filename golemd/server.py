@@ -1,8 +1,10 @@
 """The Unix socket: accept connections, decode requests, run handlers, write replies.
 
-Each request runs in its own task, so one connection can pipeline many
-requests and a reply for an idle agent overtakes one for a busy agent. A
-connection's tasks end with it (`finally`), but an awaited invocation does
+An invoke is handled by callbacks, with no task of its own: the supervisor
+tells the connection its answer, from inside the commit that makes it
+durable. Every other request runs in its own task. Either way one connection
+pipelines many requests and a reply for an idle agent overtakes one for a
+busy agent. A connection's tasks end with it, but an awaited invocation does
 not: it runs on and its outcome stays retrievable by its idempotency key.
 """
 
@@ -150,6 +152,7 @@ class Connection(asyncio.Protocol):
         self.daemon = daemon
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.invoking = 0  # invokes not yet answered (they have no task)
         self.closed = False
         self.peer: tuple[int, int, int] | None = None
         self.who = "unknown peer"
@@ -207,7 +210,7 @@ class Connection(asyncio.Protocol):
         config = self.daemon.config
         partial = self.fed > self.done
         limit = config.client_read_timeout if partial else config.client_idle_timeout
-        if self.tasks and not partial:
+        if (self.tasks or self.invoking) and not partial:
             self._arm_timer(limit)
             return
         left = self.last_read + limit - asyncio.get_running_loop().time()
@@ -232,6 +235,9 @@ class Connection(asyncio.Protocol):
                 Code.TOO_LARGE, f"a message is larger than {MAX_MESSAGE_BYTES} bytes")))
             self.close()
             return
+        store = self.daemon.supervisor.store
+        # The enqueues of every request in this read share one commit.
+        store.hold()
         try:
             for msg in self.unpacker:
                 self.done = self.unpacker.tell()
@@ -240,6 +246,8 @@ class Connection(asyncio.Protocol):
             self.send(error_reply(None, GolemError(Code.PROTOCOL_ERROR, f"undecodable msgpack: {exc}")))
             self.close()
             return
+        finally:
+            store.release()
         if self.fed > self.done and self._timer is not None:
             # Part of a request: it must come whole within the read timeout.
             limit = self.daemon.config.client_read_timeout
@@ -256,9 +264,41 @@ class Connection(asyncio.Protocol):
         except GolemError as err:
             self.send(error_reply(getattr(err, "request_id", None), err))
             return
+        if op == "invoke":
+            self.invoke(rid, req)
+            return
         task = asyncio.create_task(self.run(rid, op, req))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def invoke(self, rid: int | None, req: dict[str, Any]) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("invoke %s by %s", req.get("agent", ""), self.who)
+        listener = None
+        if req.get("stream") and req.get("mode", "await") == "await":
+            def listener(event: dict[str, Any]) -> None:
+                self.send({"id": rid, "event": event})
+
+        answered = False
+
+        def done(reply: dict[str, Any] | None, err: GolemError | None) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            self.invoking -= 1
+            if err is not None:
+                self.send(error_reply(rid, err))
+            else:
+                reply["id"] = rid  # type: ignore[index]
+                self.send(reply)  # type: ignore[arg-type]
+
+        self.invoking += 1
+        try:
+            self.daemon.supervisor.submit(req, listener, done)
+        except Exception as exc:
+            log.exception("invoke failed")
+            done(None, GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
 
     async def run(self, rid: int | None, op: str, req: dict[str, Any]) -> None:
         if op in MUTATING:

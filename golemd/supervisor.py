@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -27,6 +28,14 @@ from golemd.workers import Template, Worker
 
 log = logging.getLogger("golemd.supervisor")
 
+# Told the answer to an invoke request: (reply fields, None) or (None, error).
+Done = Callable[[dict[str, Any] | None, GolemError | None], None]
+
+
+def _key_prefix() -> str:
+    """All of a random version-4 UUID but its last 8 hex digits."""
+    return str(uuid.uuid4())[:-8]
+
 
 class Supervisor:
     def __init__(self, config: Config, store: Store, template: Template):
@@ -39,6 +48,7 @@ class Supervisor:
         self.draining = False
         self.started = time.time()
         self.logs_dir = os.path.join(config.state_dir, "logs")
+        self._key_prefix, self._key_count = _key_prefix(), 0
 
     @property
     def types(self) -> dict[str, dict[str, Any]]:
@@ -79,6 +89,32 @@ class Supervisor:
     # -- invoke ------------------------------------------------------------
 
     async def invoke(self, req: dict[str, Any], listener: Listener | None = None) -> dict[str, Any]:
+        """submit(), awaited: the reply's fields, or the GolemError raised."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def done(reply: dict[str, Any] | None, err: GolemError | None) -> None:
+            if fut.done():
+                return
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(reply or {})
+
+        self.submit(req, listener, done)
+        return await fut
+
+    def submit(self, req: dict[str, Any], listener: Listener | None, done: Done) -> None:
+        """Validate an invoke request and answer it from the idempotency record,
+        or enqueue it. `done(reply, None)` or `done(None, error)` is called
+        exactly once: now, at the enqueue's commit (a trigger), or with the
+        outcome (await). Callbacks rather than a task per request: a warm
+        call is answered in the loop round its worker's reply arrives in."""
+        try:
+            self._submit(req, listener, done)
+        except GolemError as err:
+            done(None, err)  # _submit raises only before anything was answered or attached
+
+    def _submit(self, req: dict[str, Any], listener: Listener | None, done: Done) -> None:
         if self.draining:
             raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and accepts no new invocations")
         aid = self.parse_id(req["agent"])
@@ -100,11 +136,9 @@ class Supervisor:
         key = req.get("idempotency_key")
         args_packed = pack([method, args])
         if key is None:
-            key = str(uuid.uuid4())  # new, so there is nothing to look up
-        elif agent is not None:
-            existing = await self._existing(agent, key, args_packed, mode, listener)
-            if existing is not None:
-                return existing
+            key = self._new_key()  # new, so there is nothing to look up
+        elif agent is not None and self._existing(agent, key, args_packed, mode, listener, done):
+            return
         if agent is not None:
             if agent.failed_error is not None:
                 raise GolemError.from_wire(agent.failed_error)
@@ -114,20 +148,21 @@ class Supervisor:
         created = agent is None
         if agent is None:
             agent = self._create(aid, info)
-        return await self._enqueue(agent, created, req, key, method, args, args_packed, mode, listener)
+        self._enqueue(agent, created, req, key, method, args, args_packed, mode, listener, done)
 
-    async def _enqueue(self, agent: Agent, created: bool, req: dict[str, Any], key: str, method: str,
-                       args: list[Any], args_packed: bytes, mode: str,
-                       listener: Listener | None) -> dict[str, Any]:
+    def _enqueue(self, agent: Agent, created: bool, req: dict[str, Any], key: str, method: str,
+                 args: list[Any], args_packed: bytes, mode: str, listener: Listener | None,
+                 done: Done) -> None:
         now = time.time()
         schedule_at = req.get("schedule_at")
         inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
                          seq=agent.take_seq(), created_at=now,
                          status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
                          schedule_at=schedule_at,
-                         timeout=req.get("timeout") or self._method_timeout(agent, method))
+                         timeout=req.get("timeout") or self._method_timeout(agent, method),
+                         journaled=False)
         try:
-            self.store.insert_invocation({
+            inv.rowid = self.store.insert_invocation({
                 "agent_id": agent.name, "key": key, "seq": inv.seq, "method": method, "args": args_packed,
                 "status": inv.status.value, "created_at": now, "schedule_at": schedule_at,
                 "timeout": inv.timeout})
@@ -135,23 +170,37 @@ class Supervisor:
             self._forget_if_new(agent, created)
             raise
         ahead = len(agent.queue) + (1 if agent.current else 0)
-        waiter = self._attach(agent, inv, mode, listener)
+        self._attach(agent, inv, key, mode, listener, done)
         crash_point("enqueued")
-        inv.journaled = self.store.commit()
-        agent.enqueue(inv)
-        try:
-            await inv.journaled
-        except GolemError as err:
-            # Not journaled, so not accepted: it must not run either.
-            agent.withdraw(inv, err)
-            self._forget_if_new(agent, created)
-            raise
-        crash_point("acked")
-        if waiter is None:
-            return {"idempotency_key": key, "status": "pending"}
-        if listener is not None and ahead and inv.status == S.PENDING:
-            listener({"type": "queued", "ahead": ahead})
-        return {"idempotency_key": key, "result": await waiter}
+        agent.enqueue(inv)  # in the queue now, to start once the commit below is done
+
+        def journaled(err: GolemError | None) -> None:
+            if err is not None:
+                # Not journaled, so not accepted: it must not run either.
+                agent.withdraw(inv, err)
+                self._forget_if_new(agent, created)
+                if mode != "await":
+                    done(None, err)
+                return
+            crash_point("acked")
+            inv.journaled = True
+            if mode != "await":
+                done({"idempotency_key": key, "status": "pending"}, None)
+            elif listener is not None and ahead and inv.status == S.PENDING:
+                listener({"type": "queued", "ahead": ahead})
+            agent.kick()
+
+        self.store.on_commit(journaled)
+
+    def _new_key(self) -> str:
+        """A version-4 UUID, as uuid4() makes, at a tenth of its cost: 90 random
+        bits drawn once per 2**32 keys, then a counter. Unique, not secret
+        (a key is not a credential: the socket's access rules are)."""
+        n = self._key_count
+        if n >> 32:
+            self._key_prefix, n = _key_prefix(), 0
+        self._key_count = n + 1
+        return f"{self._key_prefix}{n:08x}"
 
     def _forget_if_new(self, agent: Agent, created: bool) -> None:
         """An agent whose creation was not journaled does not exist."""
@@ -163,39 +212,43 @@ class Supervisor:
             return None
         return self.methods_of(agent.type_info).get(method, {}).get("timeout")
 
-    def _attach(self, agent: Agent, inv: Invocation, mode: str,
-                listener: Listener | None) -> asyncio.Future[Any] | None:
+    def _attach(self, agent: Agent, inv: Invocation, key: str, mode: str, listener: Listener | None,
+                done: Done) -> bool:
+        """Make an awaiting caller a waiter of `inv`; False for a trigger (nothing to wait for)."""
         if mode != "await":
-            return None
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        inv.waiters.append(fut)
+            return False
         if listener is not None:
             inv.listeners.append(listener)
             agent.listened += 1
 
-            def detach(_f: asyncio.Future[Any]) -> None:
+        def waiter(value: Any, error: GolemError | None) -> None:
+            if listener is not None:
                 # A finished invocation must not keep a dead connection's callback alive.
                 agent.listened -= 1
                 if listener in inv.listeners:
                     inv.listeners.remove(listener)
+            if error is not None:
+                done(None, error)
+            else:
+                done({"idempotency_key": key, "result": value}, None)
 
-            fut.add_done_callback(detach)
-        return fut
+        inv.waiters.append(waiter)
+        return True
 
-    async def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
-                        listener: Listener | None) -> dict[str, Any] | None:
-        """The answer for a key this agent has seen, or None for a new key."""
+    def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
+                  listener: Listener | None, done: Done) -> bool:
+        """Answer for a key this agent has seen (True), or False for a new key."""
         inv = agent.active.get(key)
         if inv is not None:
             if inv.args_packed != args_packed:
                 raise self._conflict(agent, key, inv.method)
-            waiter = self._attach(agent, inv, mode, listener)
-            if waiter is None:
-                return {"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"}
-            return {"idempotency_key": key, "result": await waiter}
+            if not self._attach(agent, inv, key, mode, listener, done):
+                done({"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"},
+                     None)
+            return True
         row = self.store.get_invocation(agent.name, key)
         if row is None:
-            return None
+            return False
         if bytes(row["args"]) != args_packed:
             raise self._conflict(agent, key, row["method"])
         if row["status"] == S.CANCELED.value:
@@ -204,8 +257,10 @@ class Supervisor:
         if "error" in outcome:
             raise GolemError.from_wire(outcome["error"])
         if mode != "await":
-            return {"idempotency_key": key, "status": "completed", "result": outcome.get("result")}
-        return {"idempotency_key": key, "result": outcome.get("result")}
+            done({"idempotency_key": key, "status": "completed", "result": outcome.get("result")}, None)
+        else:
+            done({"idempotency_key": key, "result": outcome.get("result")}, None)
+        return True
 
     @staticmethod
     def _conflict(agent: Agent, key: str, method: str) -> GolemError:
@@ -294,6 +349,7 @@ class Supervisor:
     def recover(self) -> int:
         """Rebuild agents and queues from the store. Returns the number of agents."""
         next_seqs = self.store.next_seqs()
+        active = self.store.load_active()
         for row in self.store.load_agents():
             args = msgpack.unpackb(row["args"], raw=False, strict_map_key=False)
             aid = make_agent_id(row["env"], row["type"], args)
@@ -307,7 +363,7 @@ class Supervisor:
                 agent.failed_error = {"code": Code.AGENT_FAILED.value,
                                       "message": f"agent type {aid.type!r} is not loaded"}
                 agent.last_error = f"AGENT_FAILED: agent type {aid.type!r} is not loaded"
-            for inv_row in self.store.load_active(agent.name):
+            for inv_row in active.get(agent.name, ()):
                 status = S(inv_row["status"])
                 if status == S.RUNNING:  # never journaled today; a running one runs again
                     status = S.PENDING
@@ -315,7 +371,8 @@ class Supervisor:
                 inv = Invocation(key=inv_row["key"], method=method, args=args,
                                  args_packed=bytes(inv_row["args"]), seq=inv_row["seq"],
                                  created_at=inv_row["created_at"], status=status,
-                                 schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"])
+                                 schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"],
+                                 rowid=inv_row["id"])
                 agent.enqueue(inv)
             if agent.failed_error is not None and agent.pending_count:
                 agent.fail_all_pending(GolemError.from_wire(agent.failed_error))
@@ -325,9 +382,13 @@ class Supervisor:
     async def drain(self, timeout: float) -> None:
         """Stop starting invocations; let running ones finish for `timeout` seconds."""
         self.draining = True
-        runners = [a.runner for a in self.agents.values() if a.runner is not None]
-        if runners:
-            await asyncio.wait(runners, timeout=timeout)
+        await self._settled(timeout)
+
+    async def _settled(self, timeout: float) -> None:
+        """Wait until no agent runs anything (warm path and runners alike)."""
+        waits = [a.settled() for a in self.agents.values() if a.busy]
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
 
     async def stop_all(self) -> None:
         """Kill every worker; answer every waiting caller. Pending work stays journaled."""
@@ -338,9 +399,7 @@ class Supervisor:
                 agent.wake.set()
             if agent.worker is not None:
                 agent.worker.kill()
-        runners = [a.runner for a in self.agents.values() if a.runner is not None]
-        if runners:
-            await asyncio.wait(runners, timeout=10)
+        await self._settled(10)
         shutting = GolemError(Code.SHUTTING_DOWN, "the daemon is stopping; the invocation stays "
                               "queued and runs after the restart")
         for agent in self.agents.values():

@@ -31,6 +31,9 @@ MAX_WORKER_MESSAGE = 256 * 1024 * 1024
 MAX_LINE = 64 * 1024
 
 
+ReplyCallback = Callable[[Any, "WorkerDied | None"], None]
+
+
 class WorkerDied(Exception):
     """The worker's control channel closed: the process died or was killed."""
 
@@ -280,7 +283,7 @@ class Worker:
         self.killed = False
         self.protocol_error = False
         self._calls = itertools.count(1)
-        self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[Any, asyncio.Future[dict[str, Any]] | ReplyCallback] = {}
         self._transport: asyncio.Transport | None = None
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
@@ -301,11 +304,18 @@ class Worker:
 
     def _on_message(self, msg: Any) -> None:
         key = msg.get("id", "init") if isinstance(msg, dict) else None
-        fut = self._pending.pop(key, None)
-        if fut is None:
+        pending = self._pending.pop(key, None)
+        if pending is None:
             raise ValueError(f"unexpected control message {str(msg)[:100]}")
-        if not fut.done():
-            fut.set_result(msg)
+        if isinstance(pending, asyncio.Future):
+            if not pending.done():
+                pending.set_result(msg)
+            return
+        try:
+            pending(msg, None)
+        except Exception:
+            # Our bug, not the worker's: it must not pass for a protocol error.
+            log.exception("handling a reply of worker %d failed", self.pid)
 
     def _on_broken(self, exc: BaseException) -> None:
         self.death_reason = str(exc)[:200]
@@ -317,10 +327,15 @@ class Worker:
             self.death_reason = f"its control channel failed ({exc})" if exc else "its control channel closed"
         self.alive = False
         err = WorkerDied(self.death_reason)
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self._pending.clear()
+        pending, self._pending = self._pending, {}
+        for waiting in pending.values():
+            if not isinstance(waiting, asyncio.Future):
+                try:
+                    waiting(None, err)
+                except Exception:
+                    log.exception("handling the death of worker %d failed", self.pid)
+            elif not waiting.done():
+                waiting.set_exception(err)
         if self.on_dead is not None:
             self.on_dead(self)
 
@@ -339,6 +354,17 @@ class Worker:
     def call(self, method: str, args: list[Any]) -> asyncio.Future[dict[str, Any]]:
         call_id = next(self._calls)
         return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
+
+    def call_then(self, method: str, args: list[Any], then: ReplyCallback) -> None:
+        """Send a call; `then(reply, None)` runs from inside the read of the
+        reply, or `then(None, WorkerDied)` when the worker dies first. No
+        future and no task in between: this is the warm invocation's path."""
+        if not self.alive or self._transport is None or self._transport.is_closing():
+            then(None, WorkerDied(self.death_reason or "it is not running"))
+            return
+        call_id = next(self._calls)
+        self._pending[call_id] = then
+        self._transport.write(pack({"op": "call", "id": call_id, "method": method, "args": args}))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the worker and its process group.

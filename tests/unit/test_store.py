@@ -65,7 +65,7 @@ def inv_row(key: str, agent_id: str = A, seq: int = 0, status: str = "pending", 
 # -- schema ------------------------------------------------------------------
 
 def test_schema_is_created(store, path):
-    assert SCHEMA_VERSION == 1
+    assert SCHEMA_VERSION == 2
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"agents", "invocations", "events"} <= tables
@@ -146,9 +146,12 @@ def test_load_active_in_queue_order(store):
     for seq, status in reversed(list(enumerate(statuses))):
         store.insert_invocation(inv_row(f"k{seq}", seq=seq, status=status))
     store.insert_invocation(inv_row("other", agent_id=B, seq=0))
-    active = store.load_active(A)
-    assert [(r["key"], r["status"]) for r in active] == [
+    store.insert_invocation(inv_row("done", agent_id="C()", seq=0, status="completed"))
+    active = store.load_active()
+    assert [(r["key"], r["status"]) for r in active[A]] == [
         ("k1", "pending"), ("k2", "running"), ("k3", "scheduled"), ("k6", "pending")]
+    assert [r["key"] for r in active[B]] == ["other"]
+    assert "C()" not in active  # nothing open there
 
 
 # -- group commit ------------------------------------------------------------------
@@ -449,3 +452,24 @@ def test_prune_gives_the_space_back(store):
     store.commit_now()
     assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert store.db.execute("PRAGMA page_count").fetchone()[0] < full / 5
+
+
+def test_schema_1_store_is_upgraded_to_the_open_invocations_index(path, monkeypatch):
+    from golemd import store as store_mod
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
+    s = Store(path)
+    s.insert_invocation(inv_row("k0", seq=0))
+    s.insert_invocation(inv_row("k1", seq=1, status="completed"))
+    s.commit_now()
+    s.close()
+    monkeypatch.undo()
+    s = Store(path)
+    try:
+        assert [r["key"] for r in s.load_active()[A]] == ["k0"]
+    finally:
+        s.close()
+    indexes = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "invocations_open" in indexes and "invocations_active" not in indexes
+    assert raw(path, "PRAGMA user_version") == [(2,)]
