@@ -182,3 +182,35 @@ def test_an_app_file_may_share_a_name_with_a_module(tmp_path):
         assert next(t for t in c.ok("types")["types"] if t["name"] == "Dice")["module"] == "golemd_app_random"
         assert c.ok("invoke", agent="Dice()", method="stdlib_random")["result"] is True  # not shadowed
         c.close()
+
+
+def test_a_burst_in_one_write_runs_in_order_per_agent(conn: RawConn):
+    """Many requests read at once (they share one enqueue commit), over agents
+    that are warm and cold, awaited and triggered: each agent runs its own in
+    order, every caller gets its own answer, and every generated key is a
+    distinct version-4 UUID."""
+    import uuid
+
+    import msgpack
+
+    agents = [f'CounterAgent("burst{i}")' for i in range(5)]
+    conn.ok("invoke", agent=agents[0], method="increment")  # one warm, the rest cold
+    frames, ids = [], []
+    for n in range(40):
+        conn.next_id += 1
+        ids.append(conn.next_id)
+        mode = "trigger" if n % 7 == 3 else "await"
+        frames.append(msgpack.packb({"v": 1, "id": conn.next_id, "op": "invoke", "agent": agents[n % 5],
+                                     "method": "increment", "mode": mode}))
+    conn.send_raw(b"".join(frames))
+    replies = {rid: conn.reply(rid) for rid in ids}
+    keys = [r["idempotency_key"] for r in replies.values()]
+    assert len(set(keys)) == 40 and all(uuid.UUID(k).version == 4 for k in keys)
+    for a in range(len(agents)):
+        results = [replies[rid]["result"] for n, rid in enumerate(ids) if n % 5 == a and "result" in replies[rid]]
+        assert results == sorted(results) and len(set(results)) == len(results)  # FIFO, one at a time
+    for a, agent in enumerate(agents):
+        expect = 8 + (1 if a == 0 else 0)
+        wait_for(lambda agent=agent, expect=expect: conn.meta(agent)["completed_count"] == expect,
+                 what=f"{agent} to finish its burst")
+    assert conn.ok("invoke", agent=agents[1], method="get")["result"] == 8

@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from golemd.errors import Code, GolemError
 from golemd.store import SCHEMA_VERSION, Store
 
 A = 'CounterAgent("a")'
@@ -202,6 +203,75 @@ def test_concurrent_writers_share_one_commit(path):
             s.close()
 
     asyncio.run(main())
+
+
+def test_held_writes_share_one_commit_at_release(path):
+    """A batch of requests read together: a lone writer would commit at once
+    (nothing else is ready), but hold() keeps the commit for release()."""
+    async def main() -> None:
+        s = Store(path)
+        commits: list[str] = []
+        s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+        told: list[str] = []
+        try:
+            s.hold()
+            for i in range(5):
+                s.insert_invocation(inv_row(f"k{i}", seq=i))
+                s.on_commit(lambda err, i=i: told.append(f"k{i}" if err is None else repr(err)))
+            assert commits == [] and told == []
+            assert raw(path, "SELECT count(*) FROM invocations") == [(0,)]
+            s.release()
+            assert commits == ["COMMIT"]
+            assert told == [f"k{i}" for i in range(5)]  # in the order they asked
+            assert raw(path, "SELECT count(*) FROM invocations") == [(5,)]
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_write_before_commit_runs_once_per_commit_in_the_same_transaction(path):
+    async def main() -> None:
+        s = Store(path)
+        s.insert_agent(agent_row())
+        s.commit_now()
+        writes: list[int] = []
+        try:
+            for n in (1, 2, 3):
+                s.insert_invocation(inv_row(f"k{n}", seq=n))
+
+                def write(n: int = n) -> None:
+                    writes.append(n)
+                    s.update_agent(A, completed_count=n)
+
+                s.write_before_commit(A, write)  # asked three times: written once, the last
+            await asyncio.wait_for(s.commit(), 5)
+            assert writes == [3]
+            assert raw(path, "SELECT completed_count FROM agents") == [(3,)]
+            # A failing write fails the whole group: nothing of it is committed.
+            s.insert_invocation(inv_row("k9", seq=9))
+
+            def broken() -> None:
+                raise GolemError(Code.STORAGE_FULL, "no space")
+
+            s.write_before_commit(A, broken)
+            with pytest.raises(GolemError) as info:
+                await asyncio.wait_for(s.commit(), 5)
+            assert info.value.code == Code.STORAGE_FULL.value
+            assert raw(path, "SELECT count(*) FROM invocations WHERE key = 'k9'") == [(0,)]
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_rows_are_updated_by_row_id(store):
+    rowid = store.insert_invocation(inv_row("k1"))
+    other = store.insert_invocation(inv_row("k2", seq=1))
+    assert rowid and other and rowid != other
+    store.update_invocation_row(rowid, status="completed", finished_at=5.0)
+    assert store.get_invocation(A, "k1")["status"] == "completed"
+    assert store.get_invocation(A, "k2")["status"] == "pending"
 
 
 def test_commit_with_nothing_written_resolves_at_once(path):
