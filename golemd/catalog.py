@@ -46,13 +46,16 @@ def _allowed(annotation: str | None) -> tuple[type, ...] | None:
 
 def check_args(what: str, sig: dict[str, Any], args: list[Any]) -> str | None:
     """Why `args` cannot be passed positionally to `sig`, or None if they can."""
-    positional = [p for p in sig["params"] if p["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
-    varargs = any(p["kind"] == "VAR_POSITIONAL" for p in sig["params"])
-    kwonly_required = [p["name"] for p in sig["params"]
-                       if p["kind"] == "KEYWORD_ONLY" and not p["has_default"]]
+    cached = _PLANS.get(id(sig))
+    if cached is None or cached[0] is not sig:
+        # On every invocation's path: worked out once per signature. Kept
+        # beside the signature, not in it: the catalog goes out on the wire.
+        if len(_PLANS) > 10_000:
+            _PLANS.clear()
+        cached = _PLANS[id(sig)] = (sig, _plan(sig))
+    positional, varargs, kwonly_required, required, allowed = cached[1]
     if kwonly_required:
         return f"{what}{sig['signature']} needs keyword-only arguments ({', '.join(kwonly_required)}), which cannot be passed"
-    required = sum(1 for p in positional if not p["has_default"])
     n = len(args)
     if n < required or (not varargs and n > len(positional)):
         if varargs:
@@ -62,10 +65,22 @@ def check_args(what: str, sig: dict[str, Any], args: list[Any]) -> str | None:
         else:
             want = f"{required} to {len(positional)}"
         return f"{what}{sig['signature']} takes {want} argument{'s' if want != '1' else ''}, {n} given"
-    for i, (p, value) in enumerate(zip(positional, args, strict=False), 1):
-        allowed = _allowed(p["annotation"])
-        if allowed is None or isinstance(value, allowed):
+    for i, (p, types, value) in enumerate(zip(positional, allowed, args, strict=False), 1):
+        if types is None or isinstance(value, types):
             continue
         return (f"{what}{sig['signature']}: argument {i} ({p['name']}) must be "
                 f"{p['annotation']}, got {type(value).__name__} {value!r:.60}")
     return None
+
+
+_PLANS: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _plan(sig: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, list[str], int,
+                                        list[tuple[type, ...] | None]]:
+    positional = [p for p in sig["params"] if p["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
+    varargs = any(p["kind"] == "VAR_POSITIONAL" for p in sig["params"])
+    kwonly_required = [p["name"] for p in sig["params"]
+                       if p["kind"] == "KEYWORD_ONLY" and not p["has_default"]]
+    required = sum(1 for p in positional if not p["has_default"])
+    return positional, varargs, kwonly_required, required, [_allowed(p["annotation"]) for p in positional]

@@ -166,6 +166,15 @@ class Store:
         cols = tuple(c for c in _INV_COLS if c in row)
         return self._exec(self._sql("insert", "invocations", cols), [row[c] for c in cols]).lastrowid or 0
 
+    _ENQUEUE_SQL = ("INSERT OR REPLACE INTO invocations(agent_id, key, seq, method, args, status, created_at, "
+                    "schedule_at, timeout) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+    def enqueue_invocation(self, agent_id: str, key: str, seq: int, method: str, args: bytes, status: str,
+                           created_at: float, schedule_at: float | None, timeout: float | None) -> int:
+        """insert_invocation for a new one, without a dict: on every invocation's path."""
+        return self._exec(self._ENQUEUE_SQL, (agent_id, key, seq, method, args, status, created_at,
+                                              schedule_at, timeout)).lastrowid or 0
+
     def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
         self._exec(self._sql("update", "invocations", tuple(cols)), [*cols.values(), agent_id, key])
 

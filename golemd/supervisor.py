@@ -162,10 +162,8 @@ class Supervisor:
                          timeout=req.get("timeout") or self._method_timeout(agent, method),
                          journaled=False)
         try:
-            inv.rowid = self.store.insert_invocation({
-                "agent_id": agent.name, "key": key, "seq": inv.seq, "method": method, "args": args_packed,
-                "status": inv.status.value, "created_at": now, "schedule_at": schedule_at,
-                "timeout": inv.timeout})
+            inv.rowid = self.store.enqueue_invocation(agent.name, key, inv.seq, method, args_packed,
+                                                      inv.status.value, now, schedule_at, inv.timeout)
         except GolemError:
             self._forget_if_new(agent, created)
             raise

@@ -12,6 +12,7 @@ The template reaps its children and reports each exit.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import resource
 import select
@@ -177,6 +178,10 @@ def main(argv: list[str]) -> NoReturn:
     from golemd.sdk import registered_types
 
     _send(sock, {"op": "ready", "types": catalog})
+    # Everything imported so far is left out of garbage collection from now
+    # on: a collection in a worker would otherwise write to every inherited
+    # object's header and un-share the pages fork gave it for free.
+    gc.freeze()
     serve(sock, registered_types())
 
 
