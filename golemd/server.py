@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from golemd import cork
 from golemd.errors import Code, GolemError
 from golemd.handlers import HANDLERS
 from golemd.protocol import MAX_MESSAGE_BYTES, error_reply, make_unpacker, pack, validate_request
@@ -165,7 +166,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._out_bytes = 0
-        self._flush_scheduled = False
+        self._corked = False  # waiting in golemd.cork for its flush
 
     # -- lifecycle -------------------------------------------------------
 
@@ -195,7 +196,7 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         """Hang up once what was written has been sent."""
         self.closed = True
-        self._flush()
+        self.flush()
         if self.transport is not None:
             self.transport.close()
 
@@ -236,7 +237,9 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         store = self.daemon.supervisor.store
-        # The enqueues of every request in this read share one commit.
+        # The enqueues of every request in this read share one commit, and
+        # their answers one write.
+        cork.hold()
         store.hold()
         try:
             for msg in self.unpacker:
@@ -248,6 +251,7 @@ class Connection(asyncio.Protocol):
             return
         finally:
             store.release()
+            cork.release()
         if self.fed > self.done and self._timer is not None:
             # Part of a request: it must come whole within the read timeout.
             limit = self.daemon.config.client_read_timeout
@@ -323,7 +327,7 @@ class Connection(asyncio.Protocol):
     # -- writing ---------------------------------------------------------
 
     def send(self, obj: dict[str, Any]) -> None:
-        """Queue a reply; replies made in the same loop round leave in one write."""
+        """Write a reply: at once, or, while corked, with the others of the burst."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -331,24 +335,24 @@ class Connection(asyncio.Protocol):
             data = pack(obj)
         except (TypeError, ValueError, OverflowError) as exc:
             data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
-        if not self._flush_scheduled:
-            # The first reply of a loop round leaves at once; those that follow
-            # in the same round wait for the end of it and leave in one write.
-            transport.write(data)
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        else:
+        if cork.held():
             self._out.append(data)
             self._out_bytes += len(data)
+            if not self._corked:
+                self._corked = True
+                cork.later(self)
+        else:
+            transport.write(data)
         if self._out_bytes + transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
             # A client that does not read its replies must not grow our memory.
             log.warning("dropping a client that does not read its replies (%s)", self.who)
             self._out.clear()
+            self._out_bytes = 0
             transport.abort()
             self.closed = True
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def flush(self) -> None:
+        self._corked = False
         transport = self.transport
         out, self._out, self._out_bytes = self._out, [], 0
         if out and transport is not None and not transport.is_closing():

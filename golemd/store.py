@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from golemd import cork
 from golemd.errors import Code, GolemError
 
 log = logging.getLogger("golemd.store")
@@ -302,11 +303,15 @@ class Store:
                 except sqlite3.Error:
                     pass
             self._in_txn = False
-        for fn in callbacks:
-            try:
-                fn(error)
-            except Exception:
-                log.exception("a commit callback failed")
+        cork.hold()  # the callers told of this commit are answered in one write per connection
+        try:
+            for fn in callbacks:
+                try:
+                    fn(error)
+                except Exception:
+                    log.exception("a commit callback failed")
+        finally:
+            cork.release()
 
     def commit_now(self) -> None:
         """Commit synchronously (start-up and shutdown, outside the group commit)."""

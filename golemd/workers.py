@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from golemd import cork
 from golemd.protocol import make_unpacker, pack
 
 log = logging.getLogger("golemd.workers")
@@ -256,6 +257,7 @@ class _Control(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        cork.hold()
         try:
             self.unpacker.feed(data)
             for msg in self.unpacker:
@@ -264,6 +266,8 @@ class _Control(asyncio.Protocol):
             self.worker._on_broken(exc)
             if self.transport is not None:
                 self.transport.close()
+        finally:
+            cork.release()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker._on_closed(exc)
