@@ -543,3 +543,64 @@ def test_schema_1_store_is_upgraded_to_the_open_invocations_index(path, monkeypa
     indexes = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "invocations_open" in indexes and "invocations_active" not in indexes
     assert raw(path, "PRAGMA user_version") == [(2,)]
+    # The old rows are filed: found by agent, through agent_rows.
+    assert raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ?", (A,)) == [(2,)]
+    assert raw(path, "SELECT value FROM meta WHERE key = 'filed_upto'") == [("2",)]
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    from golemd import store as store_mod
+
+    monkeypatch.setattr(store_mod, "FILE_BATCH", 3)
+
+
+def test_an_agents_rows_are_found_filed_or_not(store, path, small_batches):
+    """agent_rows is filed every FILE_BATCH rows; what is not filed yet is
+    found by row id. Oplog, prune and delete see both."""
+    for t in range(1, 11):  # interleaved with B's, so the batches mix agents
+        store.insert_invocation(inv_row(f"f{t}", seq=t, status="completed", finished_at=float(t)))
+        store.insert_invocation(inv_row(f"f{t}", agent_id=B, seq=t, status="completed", finished_at=float(t)))
+    store.commit_now()
+    filed = raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ?", (A,))[0][0]
+    assert 0 < filed < 10  # some filed, the newest not yet
+    assert sum(1 for e in store.oplog(A, None) if e["kind"] == "enqueued") == 10
+    store.prune(A, 3, 100.0)
+    store.commit_now()
+    assert _keys(store) == {"f8", "f9", "f10"} and len(_keys(store, B)) == 10
+    assert raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ? AND id NOT IN "
+               "(SELECT id FROM invocations)", (A,)) == [(0,)]  # no entry outlives its row
+    store.delete_agent(B)
+    store.commit_now()
+    assert _keys(store, B) == set() and raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ?", (B,)) == [(0,)]
+    assert _keys(store) == {"f8", "f9", "f10"}
+
+
+def test_a_rolled_back_batch_is_filed_again(path, small_batches):
+    async def main() -> None:
+        s = Store(path)
+        try:
+            s.insert_invocation(inv_row("k0", seq=0))
+            s.commit_now()
+
+            def broken() -> None:
+                raise GolemError(Code.STORAGE_FULL, "no space")
+
+            for i in range(1, 4):  # the third insert files a batch, in the transaction that fails
+                s.insert_invocation(inv_row(f"k{i}", seq=i))
+            s.write_before_commit(A, broken)
+            with pytest.raises(GolemError):
+                await asyncio.wait_for(s.commit(), 5)
+            assert raw(path, "SELECT count(*) FROM agent_rows") == [(0,)]
+            for i in range(1, 7):
+                s.insert_invocation(inv_row(f"k{i}", seq=i))
+            await asyncio.wait_for(s.commit(), 5)
+            # every row of A is reachable by agent again: none was skipped by the lost batch
+            assert sum(1 for e in s.oplog(A, None) if e["kind"] == "enqueued") == 7
+            s.delete_agent(A)
+            await asyncio.wait_for(s.commit(), 5)
+            assert raw(path, "SELECT count(*) FROM invocations") == [(0,)]
+        finally:
+            s.close()
+
+    asyncio.run(main())
