@@ -66,6 +66,7 @@ class Agent:
         self.failed_error: dict[str, Any] | None = None
         self.snapshot: bytes | None = row.get("snapshot")
         self._snapshot_dirty = False  # changed since the row was last written
+        self._write_row_now = self._write_row  # bound once: asked for after every invocation
         self.next_seq = 0  # recovery sets it from the journal
         self.queue: deque[Invocation] = deque()
         self.scheduled: list[tuple[float, int, Invocation]] = []
@@ -140,7 +141,8 @@ class Agent:
             self._arm_schedule()
         else:
             self.queue.append(inv)
-            self.kick()
+            if inv.journaled:
+                self.kick()  # else its commit will
 
     def take_seq(self) -> int:
         seq = self.next_seq
@@ -484,15 +486,14 @@ class Agent:
         try:
             if not self.deleted:
                 store = self.sup.store
-                cols = {"status": status.value, "outcome": pack(outcome), "finished_at": now,
-                        "started_at": inv.started_at}
                 if inv.rowid:
-                    store.update_invocation_row(inv.rowid, **cols)
+                    store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at)
                 else:
-                    store.update_invocation(self.name, inv.key, **cols)
+                    store.update_invocation(self.name, inv.key, status=status.value, outcome=pack(outcome),
+                                            finished_at=now, started_at=inv.started_at)
                 if snapshot_changed and self.durable:
                     self._snapshot_dirty = True
-                store.write_before_commit(self.name, self._write_row)
+                store.write_before_commit(self.name, self._write_row_now)
                 self.sup.note_finished(self)
         except GolemError as err:
             # The outcome could not be journaled: say so rather than report it.

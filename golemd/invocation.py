@@ -19,7 +19,7 @@ Waiter = Callable[[Any, "GolemError | None"], None]
 log = logging.getLogger("golemd.invocation")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Invocation:
     key: str
     method: str

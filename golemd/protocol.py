@@ -62,40 +62,43 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
     """Check a decoded request; return (id, op, msg) or raise GolemError.
 
     The id is returned even when the rest is wrong, so the error reply can
-    echo it; the exception carries it as `.request_id`.
+    echo it; the exception carries it as `.request_id`. Every request goes
+    through here, so it is written for speed: one pass over the fields.
     """
     if not isinstance(msg, dict):
         raise _bad(None, f"a request must be a map, got {type(msg).__name__}")
     rid = msg.get("id")
-    if not all(isinstance(k, str) for k in msg):
-        raise _bad(rid if isinstance(rid, int) and not isinstance(rid, bool) else None,
-                   "a request's keys must be strings")
-    if not isinstance(rid, int) or isinstance(rid, bool):
+    for k in msg:
+        if k.__class__ is not str and not isinstance(k, str):
+            raise _bad(rid if isinstance(rid, int) and not isinstance(rid, bool) else None,
+                       "a request's keys must be strings")
+    if rid.__class__ is not int and (not isinstance(rid, int) or isinstance(rid, bool)):
         raise _bad(None, "the request needs an integer 'id'")
     if "v" not in msg:
         raise _bad(rid, "the request needs 'v' (the protocol version, 1)")
-    if type(msg["v"]) is not int or msg["v"] != PROTOCOL_VERSION:
+    if msg["v"].__class__ is not int or msg["v"] != PROTOCOL_VERSION:
         e = GolemError(Code.UNSUPPORTED_VERSION,
                        f"protocol version {msg['v']!r} is not supported; this daemon speaks {PROTOCOL_VERSION}")
         e.request_id = rid  # type: ignore[attr-defined]
         raise e
     op = msg.get("op")
-    if not isinstance(op, str) or op not in OPS:
+    schema = OPS.get(op) if isinstance(op, str) else None  # type: ignore[arg-type]
+    if schema is None:
         raise _bad(rid, f"unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
-    schema = OPS[op]
     for field, value in msg.items():
-        if field in ("v", "id", "op"):
-            continue
-        if field not in schema:
+        spec = schema.get(field)
+        if spec is None:
+            if field in _COMMON:
+                continue
             raise _bad(rid, f"op {op!r} has no field {field!r}")
-        types, required = schema[field]
+        types, required = spec
         if value is None and not required:
             continue  # an optional field may be nil: the same as absent
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        if not isinstance(value, types) or (value.__class__ is bool and bool not in types):
             names = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
             raise _bad(rid, f"field {field!r} of op {op!r} must be {names}")
-    for field, (_, required) in schema.items():
-        if required and field not in msg:
+    for field in _REQUIRED[op]:  # type: ignore[index]
+        if field not in msg:
             raise _bad(rid, f"op {op!r} needs the field {field!r}")
     if op == "invoke":
         if msg.get("mode") is not None and msg["mode"] not in MODES:
@@ -106,10 +109,15 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
         t = msg.get("timeout")
         if t is not None and not t > 0:
             raise _bad(rid, "field 'timeout' must be a positive number of seconds")
-    for field in ("last", "limit"):
-        if msg.get(field) is not None and msg[field] < 0:
-            raise _bad(rid, f"field {field!r} must not be negative")
-    return rid, op, msg
+    elif "last" in msg or "limit" in msg:
+        for field in ("last", "limit"):
+            if msg.get(field) is not None and msg[field] < 0:
+                raise _bad(rid, f"field {field!r} must not be negative")
+    return rid, op, msg  # type: ignore[return-value]
+
+
+_COMMON = frozenset({"v", "id", "op"})
+_REQUIRED = {op: tuple(f for f, (_, required) in schema.items() if required) for op, schema in OPS.items()}
 
 
 def _bad(rid: int | None, message: str) -> GolemError:

@@ -115,6 +115,8 @@ class Store:
         self._callbacks: list[Callable[[GolemError | None], None]] = []
         self._flush_scheduled = False
         self._holds = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: Any = None
         self._deferred: dict[str, Callable[[], None]] = {}
         self._filed_upto = self._read_filed_upto()
 
@@ -221,6 +223,13 @@ class Store:
     def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
         self._exec(self._sql("update", "invocations", tuple(cols)), [*cols.values(), agent_id, key])
 
+    _FINISH_SQL = "UPDATE invocations SET status = ?, outcome = ?, finished_at = ?, started_at = ? WHERE id = ?"
+
+    def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
+                          started_at: float | None) -> None:
+        """An outcome's write, by row id: on every invocation's path."""
+        self._exec(self._FINISH_SQL, (status, outcome, finished_at, started_at, rowid))
+
     def update_invocation_row(self, rowid: int, **cols: Any) -> None:
         """update_invocation by row id: no index lookup (an outcome's write)."""
         self._exec(self._sql("update_row", "invocations", tuple(cols)), [*cols.values(), rowid])
@@ -293,14 +302,17 @@ class Store:
         """Commit what was written, telling no one: a failure is logged by the commit."""
         self.on_commit(_ignore)
 
-    def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _flush_soon(self) -> None:
         """Commit at the end of this loop round, so that every request handled in
         it shares the transaction; or now, when nothing else is ready to run in
         this round and so nobody could share it (a lone call saves a round)."""
         if self._flush_scheduled or self._holds:
             return
-        ready = getattr(loop, "_ready", None)  # CPython's queue of this round's callbacks
-        if ready is not None and not ready:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._ready = getattr(loop, "_ready", None)  # CPython's queue of this round's callbacks
+        if self._ready is not None and not self._ready:
             self._flush()
             return
         self._flush_scheduled = True
@@ -314,7 +326,7 @@ class Store:
     def release(self) -> None:
         self._holds -= 1
         if not self._holds and self._callbacks:
-            self._flush_soon(asyncio.get_running_loop())
+            self._flush_soon()
 
     def on_commit(self, fn: Callable[[GolemError | None], None]) -> None:
         """Call fn(None) once everything written so far is committed, or fn(error).
@@ -325,7 +337,7 @@ class Store:
             fn(None)
             return
         self._callbacks.append(fn)
-        self._flush_soon(asyncio.get_running_loop())
+        self._flush_soon()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

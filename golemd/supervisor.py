@@ -148,18 +148,19 @@ class Supervisor:
         created = agent is None
         if agent is None:
             agent = self._create(aid, info)
-        self._enqueue(agent, created, req, key, method, args, args_packed, mode, listener, done)
+        timeout = req.get("timeout") or methods[method].get("timeout")
+        self._enqueue(agent, created, req, key, method, args, args_packed, mode, listener, done, timeout)
 
     def _enqueue(self, agent: Agent, created: bool, req: dict[str, Any], key: str, method: str,
                  args: list[Any], args_packed: bytes, mode: str, listener: Listener | None,
-                 done: Done) -> None:
+                 done: Done, timeout: float | None) -> None:
         now = time.time()
         schedule_at = req.get("schedule_at")
         inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
                          seq=agent.take_seq(), created_at=now,
                          status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
                          schedule_at=schedule_at,
-                         timeout=req.get("timeout") or self._method_timeout(agent, method),
+                         timeout=timeout,
                          journaled=False)
         try:
             inv.rowid = self.store.enqueue_invocation(agent.name, key, inv.seq, method, args_packed,
@@ -204,11 +205,6 @@ class Supervisor:
         """An agent whose creation was not journaled does not exist."""
         if created and not agent.active and agent.current is None and self.agents.get(agent.name) is agent:
             del self.agents[agent.name]
-
-    def _method_timeout(self, agent: Agent, method: str) -> float | None:
-        if agent.type_info is None:
-            return None
-        return self.methods_of(agent.type_info).get(method, {}).get("timeout")
 
     def _attach(self, agent: Agent, inv: Invocation, key: str, mode: str, listener: Listener | None,
                 done: Done) -> bool:
