@@ -135,6 +135,19 @@ def test_truncated_frame_and_silent_client_are_closed_and_their_fds_released():
         fresh.close()
 
 
+def test_a_connection_awaiting_an_invocation_is_not_idle():
+    """An awaited invoke has no task of its own: the connection must still
+    count it as in flight, past the idle timeout, and answer it."""
+    with running({"client_idle_timeout": 1}) as d:
+        c = d.conn()
+        t0 = time.monotonic()
+        r = c.ok("invoke", agent='SlowAgent("idle")', method="work", args=[2.5, "done"])
+        assert r["result"] == "done" and time.monotonic() - t0 >= 2.5
+        # and once answered, the same connection idles out as usual
+        assert closed_by_peer(c.sock, 5) is not None
+        c.close()
+
+
 def test_truncated_frame_is_closed_after_the_read_timeout_not_the_idle_timeout():
     with running({"client_read_timeout": 1, "client_idle_timeout": 30}) as d:
         c = d.conn()
