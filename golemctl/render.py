@@ -3,7 +3,6 @@ lines for people. Pure functions from reply data to text; cli.py prints."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -36,10 +35,14 @@ def _json_key(key: Any) -> str:
         import base64
 
         return base64.b64encode(key).decode("ascii")
+    import json  # here, not at the top: text output, the default, never needs it
+
     return json.dumps(jsonable(key))
 
 
 def to_json(value: Any) -> str:
+    import json
+
     return json.dumps(jsonable(value))
 
 

@@ -8,7 +8,6 @@ which uses this module, starts fast.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, NamedTuple
 
@@ -158,10 +157,25 @@ def parse_literal(text: str, what: str = "argument") -> Any:
     return _literal(tree.body, fail)
 
 
+# What json.dumps(s, ensure_ascii=False) escapes, and how (its ESCAPE and
+# ESCAPE_DCT). Canonical IDs are stored and compared, so this must stay
+# exactly json's output; tests/unit/test_fuzz.py holds it to that. Not json
+# itself: golemctl renders IDs with this and json costs 1.5 ms to import.
+_ESCAPE = re.compile(r'[\x00-\x1f\\"\b\f\n\r\t]')
+_ESCAPE_DCT = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+for _i in range(0x20):
+    _ESCAPE_DCT.setdefault(chr(_i), f"\\u{_i:04x}")
+
+
+def quote(s: str) -> str:
+    """A string as a JSON string literal, non-ASCII kept (json.dumps(s, ensure_ascii=False))."""
+    return '"' + _ESCAPE.sub(lambda m: _ESCAPE_DCT[m.group(0)], s) + '"'
+
+
 def format_literal(value: Any) -> str:
     """Canonical text of a literal: double-quoted strings, ", " separators."""
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return quote(value)
     if value is None or isinstance(value, (bool, int, float, bytes)):
         return repr(value)
     if isinstance(value, list):

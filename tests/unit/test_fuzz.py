@@ -93,3 +93,23 @@ def test_cli_literal_parser_accepts_or_refuses_cleanly(text):
         assert err.code == Code.USAGE
         return
     msgpack.packb(value)  # whatever it accepts can be sent
+
+
+@given(st.text(max_size=200))
+def test_quote_is_exactly_json(text):
+    """Canonical IDs are stored and compared: golemd's own quoting must stay
+    byte for byte json.dumps(s, ensure_ascii=False), surrogates included."""
+    import json
+
+    from golemd.agent_id import quote
+
+    assert quote(text) == json.dumps(text, ensure_ascii=False)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x40), max_size=50) | st.just("\ud800x\udfff"))
+def test_quote_is_exactly_json_on_control_characters(text):
+    import json
+
+    from golemd.agent_id import quote
+
+    assert quote(text) == json.dumps(text, ensure_ascii=False)
