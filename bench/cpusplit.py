@@ -1,0 +1,64 @@
+"""Where the CPU goes under pipelined load: the server, its workers, the client.
+
+    python -m bench.cpusplit [golemd|floor] [--calls N]
+
+W2's shape (100 warm agents, calls round-robin, 1,000 in flight on one
+connection), with psutil CPU times (user + sys) of the server process, of
+its descendants and of this client taken before and after. Per call, so it
+shows which process is the bottleneck without a profiler's distortion.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import psutil
+
+from bench.client import RawClient, counter_id
+from bench.systems import Server
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+def measure(name: str, calls: int, agents: int = 100, window: int = 1000) -> dict[str, float]:
+    server = Server(name)
+    server.start()
+    try:
+        names = [counter_id(f"w2-{i}") for i in range(agents)]
+        with RawClient(server.socket) as c:
+            c.pipeline(names, window=agents)  # every agent warm
+            root = psutil.Process(server.pid)
+            procs = [root, *root.children(recursive=True)]
+            me = psutil.Process()
+            before = {p.pid: _cpu(p) for p in procs}
+            mine = _cpu(me)
+            wall = c.pipeline([names[i % agents] for i in range(calls)], window=window)
+            mine = _cpu(me) - mine
+            spent: dict[int, float] = {}
+            for p in procs:
+                try:
+                    spent[p.pid] = _cpu(p) - before[p.pid]
+                except psutil.NoSuchProcess:
+                    pass
+    finally:
+        server.stop()
+    us = 1e6 / calls
+    return {"calls_s": calls / wall, "server_us": spent.pop(server.pid, 0.0) * us,
+            "workers_us": sum(spent.values()) * us, "client_us": mine * us}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "floor"])
+    p.add_argument("--calls", type=int, default=40_000)
+    args = p.parse_args()
+    r = measure(args.system, args.calls)
+    print(f"{args.system}: {r['calls_s']:,.0f} calls/s; CPU per call: server {r['server_us']:.1f} us, "
+          f"its workers {r['workers_us']:.1f} us, this client {r['client_us']:.1f} us")
+
+
+if __name__ == "__main__":
+    main()
