@@ -332,12 +332,14 @@ class Agent:
         # None, dead, or running code that a reload replaced: start afresh.
         if self.worker is not None:
             await self._reap_worker(self.worker)
-        worker = await self.sup.spawn_worker(self)
+        snapshot = self.snapshot if self.durable else None
+        worker = await self.sup.spawn_worker(
+            self, {"op": "init", "args": list(self.id.args), "snapshot": snapshot})
         worker.on_dead = self._worker_died
         self.worker = worker
-        snapshot = self.snapshot if self.durable else None
         self.start_failures += 1  # until the agent is built: a death now is a crash loop
-        reply = await worker.init(list(self.id.args), snapshot)
+        assert worker.initialized is not None
+        reply = await worker.initialized
         self.start_failures = 0
         if not reply["ok"]:
             worker.kill()

@@ -317,10 +317,10 @@ class Supervisor:
                 self.live.pop(victim.name, None)
                 excess -= 1
 
-    async def spawn_worker(self, agent: Agent) -> Worker:
+    async def spawn_worker(self, agent: Agent, init: dict[str, Any] | None = None) -> Worker:
         self.trim(reserve=1)
         limit = (agent.type_info or {}).get("memory_limit_mb") or self.config.memory_limit_mb
-        worker = await self.template.spawn(agent.id.type, agent.on_output, limit)
+        worker = await self.template.spawn(agent.id.type, agent.on_output, limit, init)
         self.live[agent.name] = agent
         return worker
 

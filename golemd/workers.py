@@ -30,6 +30,7 @@ _SCRUBBED_ENV = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", 
                  "WATCHDOG_PID")
 MAX_WORKER_MESSAGE = 256 * 1024 * 1024
 MAX_LINE = 64 * 1024
+_EARLY_MAX = 64 * 1024  # an init message this small is sent along with the spawn request
 
 
 ReplyCallback = Callable[[Any, "WorkerDied | None"], None]
@@ -156,10 +157,14 @@ class Template:
                 self.on_lost()
 
     async def spawn(self, type_name: str, on_line: Callable[[str, str], None],
-                    memory_limit_mb: int = 0) -> Worker:
+                    memory_limit_mb: int = 0, init: dict[str, Any] | None = None) -> Worker:
+        """A new worker. `init`, if given, is its first control message: sent
+        as soon as the spawn is asked for, so the fork and the constructor's
+        start overlap our wait for the pid; its reply is `worker.initialized`."""
         if self.sock is None or self._reader is None or self._reader.done():
             raise TemplateError("the template process is not running")
         loop = asyncio.get_running_loop()
+        init_late: bytes | None = None
         ctl_ours, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -170,6 +175,11 @@ class Template:
             _send_fds(self.sock, pack({"op": "spawn", "req": req, "type": type_name,
                                        "memory_limit": memory_limit_mb * 1024 * 1024}),
                       [ctl_theirs.fileno(), out_w, err_w])
+            early = pack(init) if init is not None else b""
+            if early and len(early) <= _EARLY_MAX:
+                ctl_ours.send(early)  # fits a fresh socket's buffer: never blocks
+            elif early:
+                init_late = early
         finally:
             ctl_theirs.close()
             os.close(out_w)
@@ -184,7 +194,11 @@ class Template:
         self.workers += 1
         exit_fut = self._exits.setdefault(pid, loop.create_future())
         worker = Worker(pid, ctl_ours, exit_fut, lambda: self._exits.pop(pid, None), self)
+        if init is not None:
+            worker.initialized = worker.expect("init")
         await worker.attach(out_r, err_r, on_line)
+        if init_late is not None and worker._transport is not None:
+            worker._transport.write(init_late)  # a large snapshot goes the usual way
         return worker
 
     def retire(self) -> None:
@@ -292,19 +306,24 @@ class Worker:
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
         self.on_dead: Callable[[Worker], None] | None = None
+        self.initialized: asyncio.Future[dict[str, Any]] | None = None  # see Template.spawn(init=)
         self._psutil: Any = None
 
     async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.connect_accepted_socket(lambda: _Control(self), sock=self.ctl)
-        # Its death is certain once the template reaped it, even if a descendant
-        # still holds the control socket open: close our end then.
-        self.exit_fut.add_done_callback(lambda _f: self._transport and self._transport.close())
+        pipes = []
         for name, fd in (("stdout", out_r), ("stderr", err_r)):
             done: asyncio.Future[None] = loop.create_future()
             self._outputs.append(done)
             pipe = os.fdopen(fd, "rb", buffering=0)
-            await loop.connect_read_pipe(lambda n=name, d=done: _Lines(n, on_line, d), pipe)
+            pipes.append(loop.connect_read_pipe(lambda n=name, d=done: _Lines(n, on_line, d), pipe))
+        # Side by side: each takes a loop round or two, and a new agent's
+        # first call waits for all three.
+        (self._transport, _), *_ = await asyncio.gather(
+            loop.connect_accepted_socket(lambda: _Control(self), sock=self.ctl), *pipes)
+        # Its death is certain once the template reaped it, even if a descendant
+        # still holds the control socket open: close our end then.
+        self.exit_fut.add_done_callback(lambda _f: self._transport and self._transport.close())
 
     def _on_message(self, msg: Any) -> None:
         key = msg.get("id", "init") if isinstance(msg, dict) else None
@@ -352,8 +371,11 @@ class Worker:
         self._transport.write(pack(msg))
         return fut
 
-    def init(self, args: list[Any], snapshot: bytes | None) -> asyncio.Future[dict[str, Any]]:
-        return self._request("init", {"op": "init", "args": args, "snapshot": snapshot})
+    def expect(self, key: Any) -> asyncio.Future[dict[str, Any]]:
+        """A future for the reply to a message sent before we were attached."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[key] = fut
+        return fut
 
     def call(self, method: str, args: list[Any]) -> asyncio.Future[dict[str, Any]]:
         call_id = next(self._calls)
