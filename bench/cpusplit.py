@@ -1,6 +1,6 @@
 """Where the CPU goes under pipelined load: the server, its workers, the client.
 
-    python -m bench.cpusplit [golemd|floor] [--calls N]
+    python -m bench.cpusplit [golemd|floor] [--calls N] [--sequential]
 
 W2's shape (100 warm agents, calls round-robin, 1,000 in flight on one
 connection), with the CPU time (from /proc/PID/schedstat) of the server
@@ -29,7 +29,9 @@ def _cpu(p: psutil.Process) -> float:
         raise psutil.NoSuchProcess(p.pid) from None
 
 
-def measure(name: str, calls: int, agents: int = 100, window: int = 1000) -> dict[str, float]:
+def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
+            sequential: bool = False) -> dict[str, float]:
+    """W2's shape, or with `sequential` W1's: one warm agent, one call at a time."""
     server = Server(name)
     server.start()
     try:
@@ -41,7 +43,10 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000) -> dic
             me = psutil.Process()
             before = {p.pid: _cpu(p) for p in procs}
             mine = _cpu(me)
-            wall = c.pipeline([names[i % agents] for i in range(calls)], window=window)
+            if sequential:
+                wall = sum(c.timed_invokes(names[0], calls))
+            else:
+                wall = c.pipeline([names[i % agents] for i in range(calls)], window=window)
             mine = _cpu(me) - mine
             spent: dict[int, float] = {}
             for p in procs:
@@ -60,8 +65,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "floor"])
     p.add_argument("--calls", type=int, default=40_000)
+    p.add_argument("--sequential", action="store_true", help="W1's shape: one agent, one call at a time")
     args = p.parse_args()
-    r = measure(args.system, args.calls)
+    r = measure(args.system, args.calls, sequential=args.sequential)
     print(f"{args.system}: {r['calls_s']:,.0f} calls/s; CPU per call: server {r['server_us']:.1f} us, "
           f"its workers {r['workers_us']:.1f} us, this client {r['client_us']:.1f} us")
 
