@@ -209,7 +209,7 @@ class Agent:
         if self.worker is not None and self.worker.template is not self.sup.template:
             self.suspend()  # it ran on code a reload replaced: the next call starts on the new
         self._arm_idle()
-        self.sup.trim()  # a burst may have left more workers than the budget
+        self.sup.trim_soon()  # a burst may have left more workers than the budget
         waiting, self._settled = self._settled, []
         for fut in waiting:
             if not fut.done():

@@ -32,6 +32,9 @@ log = logging.getLogger("golemd.supervisor")
 Done = Callable[[dict[str, Any] | None, GolemError | None], None]
 
 
+TRIM_DELAY = 0.02  # s: how long the live-worker budget may be exceeded before a trim
+
+
 def _key_prefix() -> str:
     """All of a random version-4 UUID but its last 8 hex digits."""
     return str(uuid.uuid4())[:-8]
@@ -49,6 +52,7 @@ class Supervisor:
         self.started = time.time()
         self.logs_dir = os.path.join(config.state_dir, "logs")
         self._key_prefix, self._key_count = _key_prefix(), 0
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     @property
     def types(self) -> dict[str, dict[str, Any]]:
@@ -303,11 +307,11 @@ class Supervisor:
 
     # -- workers -----------------------------------------------------------
 
-    def trim(self, reserve: int = 0) -> None:
+    def trim(self) -> None:
         """Suspend idle agents, least recently used first, until at most
-        max_live_workers - reserve workers live. Busy agents are left alone:
-        over budget for a while beats making callers wait."""
-        excess = len(self.live) - (self.config.max_live_workers - reserve)
+        max_live_workers workers live. Busy agents are left alone: over
+        budget for a while beats making callers wait."""
+        excess = len(self.live) - self.config.max_live_workers
         if excess <= 0:
             return
         for victim in list(self.live.values()):
@@ -317,11 +321,22 @@ class Supervisor:
                 self.live.pop(victim.name, None)
                 excess -= 1
 
+    def trim_soon(self) -> None:
+        """Over the budget: trim shortly, in one batch, rather than on the path
+        of the call that went over (a suspension is an event, a commit and a
+        kill; a new agent's first call is ~2 ms and should not wait for one)."""
+        if self._trim_timer is None and len(self.live) > self.config.max_live_workers:
+            self._trim_timer = asyncio.get_running_loop().call_later(TRIM_DELAY, self._trim_due)
+
+    def _trim_due(self) -> None:
+        self._trim_timer = None
+        self.trim()
+
     async def spawn_worker(self, agent: Agent, init: dict[str, Any] | None = None) -> Worker:
-        self.trim(reserve=1)
         limit = (agent.type_info or {}).get("memory_limit_mb") or self.config.memory_limit_mb
         worker = await self.template.spawn(agent.id.type, agent.on_output, limit, init)
         self.live[agent.name] = agent
+        self.trim_soon()
         return worker
 
     def touch(self, agent: Agent) -> None:
