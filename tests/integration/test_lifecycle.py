@@ -108,3 +108,44 @@ def test_a_burst_over_the_budget_is_trimmed_when_it_ends():
         # Back within the budget long before the 60 s idle timeout.
         wait_for(lambda: c.ok("status")["live_workers"] <= 3, 10, what="the budget to be restored")
         c.close()
+
+
+def test_the_template_keeps_one_spare_worker_ready():
+    """A new agent's worker is a spare forked ahead of need; the template
+    forks the next one after handing it over. A spare is neither an agent's
+    worker nor an orphan to kill, and it goes with the daemon."""
+    from tests.helpers import daemon_process
+
+    with running() as d:
+        c = d.conn()
+        (template,) = daemon_process(d).children()
+        names = [f'CounterAgent("spare{i}")' for i in range(3)]
+
+        def others() -> set[int]:
+            workers = {c.meta(a)["pid"] for a in names if c.meta(a)["pid"] is not None}
+            return {p.pid for p in template.children()} - workers
+
+        wait_for(lambda: len(template.children()) == 1, 10, what="the first spare")
+        first = template.children()[0].pid
+        assert c.ok("invoke", agent=names[0], method="increment")["result"] == 1
+        assert c.meta(names[0])["pid"] == first  # the spare became the worker
+        for a in names[1:]:
+            assert c.ok("invoke", agent=a, method="increment")["result"] == 1
+        wait_for(lambda: len(others()) == 1, 10, what="a new spare after the hand-overs")
+        spare = others().pop()
+        assert spare != first and psutil_alive(spare)
+        for a in names:
+            c.ok("delete", agent=a)
+        # The workers' deaths make the template sweep its children: the spare stays.
+        wait_for(lambda: {p.pid for p in template.children()} == {spare}, 10, what="only the spare left")
+        c.close()
+    assert not psutil_alive(spare)
+
+
+def psutil_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
