@@ -47,8 +47,9 @@ def _tune_gc() -> None:
     """Collect cycles less often: every invocation allocates a few dozen
     short-lived objects, and with the default threshold (700) the collector
     ran every ~20 invocations over every invocation in flight, about a tenth
-    of the daemon's time under load (`bench/RESULTS.md`). What start-up built
-    (agents, the catalog, modules) is frozen out of collections altogether."""
+    of the daemon's time under load (`bench/RESULTS.md`). What start-up
+    imported and built before any agent (modules, the catalog, the config) is
+    frozen out of collections altogether."""
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 20)
 
@@ -120,6 +121,7 @@ class Daemon:
         except Exception as exc:
             store.close()
             raise StartupError(str(exc)) from exc
+        _tune_gc()  # before recovery: recovered agents stay collectable once deleted
         self.supervisor = Supervisor(self.config, store, template)
         template.on_lost = self._template_lost
         # Recovery reads the whole store; give systemd's start timeout room for it.
@@ -137,7 +139,6 @@ class Daemon:
         self.server = await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=1024)
         log.info("golemd %d listening on %s, state in %s", os.getpid(), self.socket_path,
                  self.config.state_dir)
-        _tune_gc()
         systemd.notify(f"READY=1\nSTATUS=serving {count} agents\nMAINPID={os.getpid()}")
         watchdog = asyncio.create_task(self._watchdog())
         await self.stop_requested.wait()
