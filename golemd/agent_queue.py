@@ -255,6 +255,8 @@ class Agent:
                 # Retry, put back or fail: the runner's job, from the death on.
                 self.runner = asyncio.create_task(self._run(inv, (died, worker)), name=f"agent {self.name}")
                 return
+            if self.listened:
+                worker.drain_output()  # its lines reach streaming callers before its result
             store = self.sup.store
             # The next call goes to the worker before this outcome's commit and
             # reply: the worker runs it meanwhile.
@@ -314,6 +316,8 @@ class Agent:
                 finally:
                     if timer is not None:
                         timer.cancel()
+                if self.listened:
+                    worker.drain_output()  # its lines reach streaming callers before its result
             except ConstructorFailed as exc:
                 self._fail_agent(exc.error, inv)
                 return

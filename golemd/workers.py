@@ -307,6 +307,7 @@ class Worker:
         self.death_reason: str | None = None
         self.on_dead: Callable[[Worker], None] | None = None
         self.initialized: asyncio.Future[dict[str, Any]] | None = None  # see Template.spawn(init=)
+        self._pipes: list[tuple[asyncio.ReadTransport, _Lines]] = []
         self._psutil: Any = None
 
     async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
@@ -319,8 +320,9 @@ class Worker:
             pipes.append(loop.connect_read_pipe(lambda n=name, d=done: _Lines(n, on_line, d), pipe))
         # Side by side: each takes a loop round or two, and a new agent's
         # first call waits for all three.
-        (self._transport, _), *_ = await asyncio.gather(
+        (self._transport, _), *attached = await asyncio.gather(
             loop.connect_accepted_socket(lambda: _Control(self), sock=self.ctl), *pipes)
+        self._pipes = [(transport, protocol) for transport, protocol in attached]
         # Its death is certain once the template reaped it, even if a descendant
         # still holds the control socket open: close our end then.
         self.exit_fut.add_done_callback(lambda _f: self._transport and self._transport.close())
@@ -391,6 +393,23 @@ class Worker:
         call_id = next(self._calls)
         self._pending[call_id] = then
         self._transport.write(pack({"op": "call", "id": call_id, "method": method, "args": args}))
+
+    def drain_output(self) -> None:
+        """Read now what the worker wrote before its reply. It flushes its
+        output before it answers, but the event loop may see the reply first,
+        and a streaming caller must get an invocation's lines before its result."""
+        for transport, protocol in self._pipes:
+            if transport.is_closing():
+                continue  # its fd may be closed, even reused
+            fd = transport.get_extra_info("pipe").fileno()
+            while True:
+                try:
+                    data = os.read(fd, 1 << 16)
+                except OSError:  # EAGAIN: nothing more; anything else is the transport's to see
+                    break
+                if not data:
+                    break  # end of file: left for the transport, which closes on it
+                protocol.data_received(data)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the worker and its process group.
