@@ -178,8 +178,7 @@ class Store:
             if kind == "insert":
                 sql = f"INSERT OR REPLACE INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
             else:
-                where = ("id = ?" if kind == "update_row" else "agent_id = ?" if table == "agents"
-                         else "agent_id = ? AND key = ?")
+                where = "agent_id = ?" if table == "agents" else "agent_id = ? AND key = ?"
                 sql = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {where}"
             self._statements[(kind, table, cols)] = sql
         return sql
@@ -192,7 +191,7 @@ class Store:
         self._exec(self._sql("update", "agents", tuple(cols)), [*cols.values(), agent_id])
 
     def insert_invocation(self, row: dict[str, Any]) -> int:
-        """Insert; returns the row's id, for update_invocation_row()."""
+        """Insert; returns the row's id, for finish_invocation()."""
         cols = tuple(c for c in _INV_COLS if c in row)
         return self._inserted(self._exec(self._sql("insert", "invocations", cols), [row[c] for c in cols]))
 
@@ -229,10 +228,6 @@ class Store:
                           started_at: float | None) -> None:
         """An outcome's write, by row id: on every invocation's path."""
         self._exec(self._FINISH_SQL, (status, outcome, finished_at, started_at, rowid))
-
-    def update_invocation_row(self, rowid: int, **cols: Any) -> None:
-        """update_invocation by row id: no index lookup (an outcome's write)."""
-        self._exec(self._sql("update_row", "invocations", tuple(cols)), [*cols.values(), rowid])
 
     def write_before_commit(self, name: str, write: Callable[[], None]) -> None:
         """Call write() just before the next commit, once however often asked:

@@ -265,12 +265,14 @@ def test_write_before_commit_runs_once_per_commit_in_the_same_transaction(path):
     asyncio.run(main())
 
 
-def test_rows_are_updated_by_row_id(store):
-    rowid = store.insert_invocation(inv_row("k1"))
+def test_outcomes_are_written_by_row_id(store):
+    rowid = store.enqueue_invocation(A, "k1", 0, "increment", msgpack.packb([]), "pending", 1.0, None, None)
     other = store.insert_invocation(inv_row("k2", seq=1))
     assert rowid and other and rowid != other
-    store.update_invocation_row(rowid, status="completed", finished_at=5.0)
-    assert store.get_invocation(A, "k1")["status"] == "completed"
+    store.finish_invocation(rowid, "completed", msgpack.packb({"result": 1}), 5.0, 2.0)
+    row = store.get_invocation(A, "k1")
+    assert (row["status"], row["finished_at"], row["started_at"]) == ("completed", 5.0, 2.0)
+    assert msgpack.unpackb(row["outcome"]) == {"result": 1}
     assert store.get_invocation(A, "k2")["status"] == "pending"
 
 
