@@ -11,9 +11,10 @@ the head of it, one at a time, in one of two ways:
   including one on the warm path, which hands its invocation over.
 
 Either way the outcome is committed together with the new snapshot before
-any caller hears of it. Control operations (cancel, interrupt, delete) never
-wait: they change the facts, kill the worker if they must, and whoever holds
-the invocation reads `abort` to learn why its worker died.
+any caller hears of it. Control operations (cancel, interrupt, delete, in
+golemd.agent_control) never wait: they change the facts, kill the worker if
+they must, and whoever holds the invocation reads `abort` to learn why its
+worker died.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from golemd.agent_control import AgentControl
 from golemd.agent_id import AgentId
 from golemd.agentlog import AgentOutput, log_path
 from golemd.errors import Code, GolemError
@@ -47,7 +49,7 @@ class ConstructorFailed(Exception):
         self.error = error
 
 
-class Agent:
+class Agent(AgentControl):
     def __init__(self, sup: Supervisor, aid: AgentId, type_info: dict[str, Any] | None,
                  row: dict[str, Any] | None = None):
         self.sup = sup
@@ -555,84 +557,6 @@ class Agent:
         self._arm_schedule()
         for inv in pending:
             self._finish(inv, S.FAILED, error=err)
-
-    # -- control operations ---------------------------------------------
-
-    def cancel(self, key: str) -> None:
-        inv = self.active.get(key)
-        if inv is None:
-            row = self.sup.store.get_invocation(self.name, key)
-            if row is None:
-                raise GolemError(Code.NOT_FOUND, f"no invocation with idempotency key {key!r} on {self.name}")
-            if row["status"] == S.CANCELED.value:
-                return
-            raise GolemError(Code.TOO_LATE, f"invocation {key!r} already completed")
-        if inv.status == S.RUNNING:
-            raise GolemError(Code.TOO_LATE, f"invocation {key!r} has already started")
-        # Journal first: a cancel that cannot be written changes nothing.
-        self.sup.store.update_invocation(self.name, key, status=S.CANCELED.value, finished_at=time.time())
-        if inv.status == S.SCHEDULED:
-            self.scheduled = [t for t in self.scheduled if t[2] is not inv]
-            self._arm_schedule()
-        else:
-            self.queue.remove(inv)
-        inv.move(S.CANCELED)
-        del self.active[key]
-        resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
-
-    def withdraw(self, inv: Invocation, err: GolemError) -> None:
-        """Forget an invocation whose enqueue was never committed."""
-        if self.active.get(inv.key) is not inv or inv.status == S.RUNNING:
-            return  # already started: it runs, and its outcome will be journaled
-        self.active.pop(inv.key)
-        if inv in self.queue:
-            self.queue.remove(inv)
-        self.scheduled = [t for t in self.scheduled if t[2] is not inv]
-        resolve(inv.waiters, error=err)
-
-    def interrupt(self, recover: bool) -> None:
-        if recover:
-            if self.worker is not None and self.worker.alive:
-                if self.current is not None:
-                    self.abort = "recover"
-                self.worker.kill()
-            return
-        if not self.interrupted:
-            self.interrupted = True
-            self.event("interrupted", self.current)
-            self.sup.store.update_agent(self.name, interrupted=1)
-        if self.current is not None:
-            self.abort = self.abort or "interrupt"
-            if self.worker is not None:
-                self._stop_worker(self.worker)
-            self.wake.set()
-
-    def resume(self) -> None:
-        if self.interrupted:
-            self.interrupted = False
-            self.event("resumed")
-            self.sup.store.update_agent(self.name, interrupted=0)
-            self.kick()
-
-    def delete(self) -> None:
-        self.deleted = True
-        if self._sched_timer is not None:
-            self._sched_timer.cancel()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        if self.current is not None:
-            self.abort = "delete"
-            self.wake.set()
-        if self.worker is not None:
-            worker = self.worker
-            asyncio.ensure_future(self._stop_then_reap(worker))
-        pending = list(self.queue) + [t[2] for t in self.scheduled]
-        self.queue.clear()
-        self.scheduled.clear()
-        for inv in pending:
-            resolve(inv.waiters, error=GolemError(Code.CANCELED, f"the agent was deleted before {inv.key!r} ran"))
-        self.output.end("deleted")
-        self.output.file.remove()
 
     # -- workers and output ---------------------------------------------
 
