@@ -1,7 +1,8 @@
 """One agent: its pending FIFO, its running invocation, its worker, its history.
 
-An invocation enters the queue once its enqueue is committed, and runs from
-the head of it, one at a time, in one of two ways:
+An invocation enters the queue when it is accepted and may start once its
+enqueue is committed (`Invocation.journaled`). It runs from the head of the
+queue, one at a time, in one of two ways:
 
 - the warm path: the agent's worker is alive and idle, so the call is sent at
   once and its reply handled from inside the read of it (`_run_warm`); the
@@ -238,9 +239,13 @@ class Agent(AgentControl):
         try:
             await self._execute(inv, died)
         except Exception as exc:
-            log.exception("%s: internal error running %s", self.name, inv.key)
-            if inv.status == S.RUNNING:
-                self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
+            self._internal_error(inv, exc)
+
+    def _internal_error(self, inv: Invocation, exc: Exception) -> None:
+        """Our bug, not the agent's: fail the invocation rather than leave it running."""
+        log.exception("%s: internal error running %s", self.name, inv.key)
+        if inv.status == S.RUNNING:
+            self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
 
     def _run_warm(self, inv: Invocation) -> None:
         self._begin(inv)
@@ -266,9 +271,7 @@ class Agent(AgentControl):
             try:
                 self._complete(inv, reply)
             except Exception as exc:
-                log.exception("%s: internal error completing %s", self.name, inv.key)
-                if inv.status == S.RUNNING:
-                    self._finish(inv, S.FAILED, error=GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
+                self._internal_error(inv, exc)
             finally:
                 try:
                     self._next()
@@ -494,11 +497,7 @@ class Agent(AgentControl):
         try:
             if not self.deleted:
                 store = self.sup.store
-                if inv.rowid:
-                    store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at)
-                else:
-                    store.update_invocation(self.name, inv.key, status=status.value, outcome=pack(outcome),
-                                            finished_at=now, started_at=inv.started_at)
+                store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at)
                 if snapshot_changed and self.durable:
                     self._snapshot_dirty = True
                 store.write_before_commit(self.name, self._write_row_now)

@@ -332,7 +332,7 @@ class Supervisor:
         self._trim_timer = None
         self.trim()
 
-    async def spawn_worker(self, agent: Agent, init: dict[str, Any] | None = None) -> Worker:
+    async def spawn_worker(self, agent: Agent, init: dict[str, Any]) -> Worker:
         limit = (agent.type_info or {}).get("memory_limit_mb") or self.config.memory_limit_mb
         worker = await self.template.spawn(agent.id.type, agent.on_output, limit, init)
         self.live[agent.name] = agent

@@ -157,8 +157,8 @@ class Template:
                 self.on_lost()
 
     async def spawn(self, type_name: str, on_line: Callable[[str, str], None],
-                    memory_limit_mb: int = 0, init: dict[str, Any] | None = None) -> Worker:
-        """A new worker. `init`, if given, is its first control message: sent
+                    memory_limit_mb: int, init: dict[str, Any]) -> Worker:
+        """A new worker. `init` is its first control message (building the agent): sent
         as soon as the spawn is asked for, so the fork and the constructor's
         start overlap our wait for the pid; its reply is `worker.initialized`."""
         if self.sock is None or self._reader is None or self._reader.done():
@@ -175,10 +175,10 @@ class Template:
             _send_fds(self.sock, pack({"op": "spawn", "req": req, "type": type_name,
                                        "memory_limit": memory_limit_mb * 1024 * 1024}),
                       [ctl_theirs.fileno(), out_w, err_w])
-            early = pack(init) if init is not None else b""
-            if early and len(early) <= _EARLY_MAX:
+            early = pack(init)
+            if len(early) <= _EARLY_MAX:
                 ctl_ours.send(early)  # fits a fresh socket's buffer: never blocks
-            elif early:
+            else:
                 init_late = early
         finally:
             ctl_theirs.close()
@@ -194,8 +194,7 @@ class Template:
         self.workers += 1
         exit_fut = self._exits.setdefault(pid, loop.create_future())
         worker = Worker(pid, ctl_ours, exit_fut, lambda: self._exits.pop(pid, None), self)
-        if init is not None:
-            worker.initialized = worker.expect("init")
+        worker.initialized = worker.expect("init")
         await worker.attach(out_r, err_r, on_line)
         if init_late is not None and worker._transport is not None:
             worker._transport.write(init_late)  # a large snapshot goes the usual way
