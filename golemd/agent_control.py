@@ -48,9 +48,20 @@ class AgentControl:
         resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
 
     def withdraw(self: Agent, inv: Invocation, err: GolemError) -> None:
-        """Forget an invocation whose enqueue was never committed."""
-        if self.active.get(inv.key) is not inv or inv.status == S.RUNNING:
-            return  # already started: it runs, and its outcome will be journaled
+        """Forget an invocation whose enqueue was never committed. One that
+        started early (golemd.supervisor: an awaited call to an idle warm
+        agent) is stopped with its worker, so that the state it left in that
+        process is dropped too; its reply, if it comes first, is ignored."""
+        if self.active.get(inv.key) is not inv:
+            return
+        if inv.status == S.RUNNING:
+            if self.current is inv:
+                del self.active[inv.key]  # unknown at once, though its worker takes a moment to die
+                self.abort = "refused"
+                resolve(inv.waiters, error=err)
+                if self.worker is not None:
+                    self.worker.kill()
+            return
         self.active.pop(inv.key)
         if inv in self.queue:
             self.queue.remove(inv)

@@ -179,6 +179,12 @@ class Agent(AgentControl):
         return (bool(self.queue) and self.queue[0].journaled and not self.interrupted
                 and not self.deleted and self.failed_error is None and not self.sup.draining)
 
+    def ready_warm(self) -> bool:
+        """Whether a call enqueued now would start at once on the warm path."""
+        return (self.runner is None and self.current is None and not self.queue and not self.interrupted
+                and not self.deleted and self.failed_error is None and not self.sup.draining
+                and self._warm())
+
     def _warm(self) -> bool:
         """Whether the next call can go straight to a live worker on current code."""
         worker = self.worker
@@ -258,6 +264,8 @@ class Agent(AgentControl):
         def then(reply: Any, died: WorkerDied | None) -> None:
             if timer is not None:
                 timer.cancel()
+            if died is None and self.abort == "refused":
+                died = WorkerDied("its invocation was refused")  # the reply must not count
             if died is not None:
                 # Retry, put back or fail: the runner's job, from the death on.
                 self.runner = asyncio.create_task(self._run(inv, (died, worker)), name=f"agent {self.name}")
@@ -393,6 +401,9 @@ class Agent(AgentControl):
                            worker: Worker | None) -> bool:
         """The worker died during `inv`. Return True to run it again."""
         reason, self.abort = self.abort, None
+        if reason == "refused":  # its enqueue failed: it never existed (withdraw)
+            self.current = None
+            return False
         if reason is None and worker is not None and worker.protocol_error:
             self._finish(inv, S.FAILED, error=GolemError(
                 Code.PROTOCOL_ERROR, f"the agent's process broke the control protocol "

@@ -34,8 +34,9 @@ class Invocation:
     attempts: int = 0
     waiters: list[Waiter] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
-    # Whether its enqueue is committed: it must not start before. Those in
-    # the queue are journaled in order, so only the head needs looking at.
+    # Whether it may start: its enqueue is committed (those in the queue are
+    # journaled in order, so only the head needs looking at), or it is an
+    # awaited call to an idle warm agent, journaled as its worker runs it.
     journaled: bool = True
     rowid: int = 0  # its row in the store, once inserted
 

@@ -166,20 +166,36 @@ class Supervisor:
                          schedule_at=schedule_at,
                          timeout=timeout,
                          journaled=False)
+        # An awaited call to an idle warm agent goes to its worker first and
+        # is journaled while the worker runs it: the commit is off the call's
+        # critical path. Its outcome commits after its enqueue (its reply
+        # comes later, at the earliest a loop round later), and if the
+        # enqueue fails, the call is stopped with its worker (withdraw).
+        early = mode == "await" and inv.status == S.PENDING and agent.ready_warm()
+        if early:
+            inv.journaled = True
+            self._attach(agent, inv, key, mode, listener, done)
+            agent.enqueue(inv)  # it starts now
         try:
             inv.rowid = self.store.enqueue_invocation(agent.name, key, inv.seq, method, args_packed,
                                                       inv.status.value, now, schedule_at, inv.timeout)
-        except GolemError:
+        except GolemError as err:
+            if early:
+                agent.withdraw(inv, err)  # its caller is answered
+                return
             self._forget_if_new(agent, created)
             raise
         ahead = len(agent.queue) + (1 if agent.current else 0)
-        self._attach(agent, inv, key, mode, listener, done)
+        if not early:
+            self._attach(agent, inv, key, mode, listener, done)
         crash_point("enqueued")
-        agent.enqueue(inv)  # in the queue now, to start once the commit below is done
+        if not early:
+            agent.enqueue(inv)  # in the queue now, to start once the commit below is done
 
         def journaled(err: GolemError | None) -> None:
             if err is not None:
-                # Not journaled, so not accepted: it must not run either.
+                # Not journaled, so not accepted: it must not run either (or, started
+                # early, must leave no trace).
                 agent.withdraw(inv, err)
                 self._forget_if_new(agent, created)
                 if mode != "await":

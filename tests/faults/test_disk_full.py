@@ -68,3 +68,39 @@ def test_disk_full_refuses_new_work_keeps_answering_and_recovers():
             d.stop()
         subprocess.run(["umount", "-l", d.state_dir])
         d.assert_no_strays()
+
+
+def test_disk_full_refuses_a_warm_agents_call_without_a_trace():
+    """An awaited call to an idle warm agent goes to its worker while its
+    enqueue commits; when that commit fails, the call is refused all the
+    same: its caller gets STORAGE_FULL, the store has no trace of it, and
+    the state it left in the worker is dropped with the worker."""
+    d = DaemonProc()
+    os.makedirs(d.state_dir)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", d.state_dir]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        d.start()
+        c = d.conn()
+        a = 'Journal("warm")'
+        assert c.ok("invoke", agent=a, method="append", args=["first"])["result"] == 1
+        worker = c.ok("get", agent=a)["agent"]["pid"]
+        filler = os.path.join(d.state_dir, "filler")
+        _fill(filler)
+        marks = 0
+        for i in range(40):
+            r = c.call("invoke", agent=a, method="mark", args=["x" * 50_000], idempotency_key=f"m{i}")
+            if "error" in r:
+                break
+            marks += 1
+        assert r["error"]["code"] == "STORAGE_FULL", r
+        os.unlink(filler)
+        assert c.err("cancel", agent=a, idempotency_key=f"m{marks}") == "NOT_FOUND"
+        assert c.ok("invoke", agent=a, method="all")["result"] == ["first"] + ["mark"] * marks
+        assert c.ok("get", agent=a)["agent"]["pid"] != worker  # the refused call's worker was stopped
+        c.close()
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+        subprocess.run(["umount", "-l", d.state_dir])
+        d.assert_no_strays()
