@@ -351,7 +351,8 @@ class Agent(AgentControl):
             await self._reap_worker(self.worker)
         snapshot = self.snapshot if self.durable else None
         worker = await self.sup.spawn_worker(
-            self, {"op": "init", "args": list(self.id.args), "snapshot": snapshot})
+            self, {"op": "init", "args": list(self.id.args), "snapshot": snapshot,
+                   "spin_us": self.sup.config.spin_us})
         worker.on_dead = self._worker_died
         self.worker = worker
         self.start_failures += 1  # until the agent is built: a death now is a crash loop

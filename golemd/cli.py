@@ -65,7 +65,10 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
     from golemd.server import SocketPathError
 
     try:
-        code = asyncio.run(Daemon(config).run())
+        from golemd.spin import new_event_loop
+
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(config.spin_us)) as runner:
+            code = runner.run(Daemon(config).run())
     except (StartupError, SocketPathError) as exc:
         logging.getLogger("golemd").error("%s", exc)
         click.echo(f"golemd: error: {exc}", err=True)

@@ -49,6 +49,8 @@ class Config:
     stop_grace: float = 2.0  # SIGTERM -> SIGKILL when stopping a worker (interrupt, delete, timeout)
     drain_timeout: float = 30.0
     memory_limit_mb: int = 0  # per worker address space (RLIMIT_AS); 0: none
+    # the event loop polls this long before it sleeps (golemd.spin); 0: never
+    spin_us: float = 200.0
     # clients
     allow_uids: tuple[int, ...] = ()  # besides our own uid and root
     allow_groups: tuple[str, ...] = ()  # besides socket_group
@@ -77,7 +79,7 @@ class Config:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
-                     "drain_timeout", "retention_seconds", "memory_limit_mb", "client_idle_timeout",
+                     "drain_timeout", "retention_seconds", "memory_limit_mb", "client_idle_timeout", "spin_us",
                      "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")

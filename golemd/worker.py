@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 
 from golemd.protocol import make_unpacker, pack
 from golemd.sdk import spec_of
+from golemd.spin import Window
+from golemd.spin import recv as polled_recv
 
 
 def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
@@ -121,14 +123,16 @@ class AgentHost:
 def serve(ctl: socket.socket, cls: type) -> NoReturn:
     unpacker = make_unpacker(strict_map_key=False)
     host: AgentHost | None = None
+    window = Window(0)  # until init says how long to poll for the next call
     while True:
-        data = ctl.recv(1 << 16)
+        data = polled_recv(ctl, window)
         if not data:
             os._exit(0)
         unpacker.feed(data)
         for msg in unpacker:
             op = msg.get("op")
             if op == "init":
+                window = Window(int(msg.get("spin_us", 0) * 1000))
                 try:
                     host = AgentHost(cls, msg["args"])
                     host.build(msg.get("snapshot"))
