@@ -186,13 +186,19 @@ def goal_lines(results: dict[str, dict[str, Any]], systems: list[str]) -> list[s
     return lines
 
 
-def journal_lines(results: dict[str, dict[str, Any]]) -> list[str]:
-    on, off = results.get("golemd", {}), results.get("golemd-nojournal", {})
+VARIANTS = {"golemd-nojournal": "Cost of the journal (golemd / golemd-nojournal)",
+            "golemd-nopoll": "What polling does (golemd / golemd-nopoll, spin_us = 0)"}
+
+
+def variant_lines(results: dict[str, dict[str, Any]], variant: str) -> list[str]:
+    """golemd's figures over those of one of its variants."""
+    on, off = results.get("golemd", {}), results.get(variant, {})
+    what = variant.removeprefix("golemd-no")
     lines = []
     for key, label in (("w1_p50_us", "W1 p50"), ("w1_p99_us", "W1 p99"), ("w2_calls_s", "W2 throughput"),
                        ("w3_median_ms", "W3 median"), ("w4_wall_s", "W4 wall")):
         if on.get(key) and off.get(key):
-            lines.append(f"{label}: journal on {on[key]:,.2f} / off {off[key]:,.2f} = {on[key] / off[key]:.2f}")
+            lines.append(f"{label}: {what} on {on[key]:,.2f} / off {off[key]:,.2f} = {on[key] / off[key]:.2f}")
     return lines
 
 
@@ -278,9 +284,10 @@ def write_results(path: str, command: str, results: dict[str, dict[str, Any]], s
     goals = goal_lines(results, systems)
     if goals:
         parts += ["## Goals (Performance issue)", ""] + [f"- {g}" for g in goals] + [""]
-    journal = journal_lines(results)
-    if journal:
-        parts += ["## Cost of the journal (golemd / golemd-nojournal)", ""] + [f"- {j}" for j in journal] + [""]
+    for variant, heading in VARIANTS.items():
+        lines = variant_lines(results, variant)
+        if lines:
+            parts += [f"## {heading}", ""] + [f"- {line}" for line in lines] + [""]
     if notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     with open(path, "w") as f:

@@ -29,7 +29,7 @@ from bench import report, workloads
 from bench.noise import ForeignCPU
 from bench.systems import ROOT, Server
 
-ALL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "ray", "restate"]
+ALL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "golemd-nopoll", "ray", "restate"]
 ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "CLI", "IDLE"]
 EXTERNAL_WORKLOADS = {"W1", "W2", "W3"}
 
@@ -46,9 +46,11 @@ def _csv(text: str, allowed: list[str], what: str) -> list[str]:
     return items
 
 
-LOCAL_SYSTEMS = ["floor", "golemd", "golemd-nojournal"]
+LOCAL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "golemd-nopoll"]
 SIDE_BY_SIDE = ["W1", "W2", "W3", "CLI"]
 ONE_AT_A_TIME = ["W4", "IDLE"]
+# golemd-nopoll shows what polling (spin_us) does to the calls, so it runs W1-W3 only.
+CALLS_ONLY = {"golemd-nopoll"}
 
 
 def new_server(name: str, args: argparse.Namespace, phase: str) -> Server:
@@ -56,7 +58,7 @@ def new_server(name: str, args: argparse.Namespace, phase: str) -> Server:
     profile = None
     if args.profile and name.startswith("golemd"):
         profile = os.path.join(args.profile, f"{name}-{phase}.prof")
-    return Server(name, journal=journal, profile=profile)
+    return Server(name, journal=journal, profile=profile, spin_us=0.0 if name == "golemd-nopoll" else None)
 
 
 def stop_server(server: Server) -> None:
@@ -101,7 +103,7 @@ def run_local(names: list[str], only: list[str], args: argparse.Namespace) -> di
             for w in side:
                 if w == "CLI":
                     for n in names:
-                        if n != "floor":
+                        if n != "floor" and n not in CALLS_ONLY:
                             t0 = time.perf_counter()
                             _record(res[n], n, w, workloads.cli(servers[n], runs=args.cli_runs), t0)
                     continue
@@ -122,7 +124,7 @@ def run_local(names: list[str], only: list[str], args: argparse.Namespace) -> di
         for n in names:
             res[n]["foreign_cpu_pct"] = pct
     alone = [w for w in only if w in ONE_AT_A_TIME]
-    for n in names if alone else []:
+    for n in [n for n in names if n not in CALLS_ONLY] if alone else []:
         server = new_server(n, args, "w4")
         say(f"[{n}] starting fresh for {', '.join(alone)}")
         noise = ForeignCPU()
@@ -362,11 +364,12 @@ def main(argv: list[str] | None = None) -> None:
         say("\nGoals (Performance issue):")
         for g in goals:
             say("  " + g)
-    journal = report.journal_lines(results)
-    if journal:
-        say("\nCost of the journal (golemd / golemd-nojournal):")
-        for j in journal:
-            say("  " + j)
+    for variant, heading in report.VARIANTS.items():
+        lines = report.variant_lines(results, variant)
+        if lines:
+            say(f"\n{heading}:")
+            for line in lines:
+                say("  " + line)
     notes = [n for s in systems for n in results.get(s, {}).get("notes", [])]
     say(f"\n{len(systems)} systems in {duration:.0f} s")
     if not args.no_results:

@@ -21,9 +21,11 @@ AGENTS = "bench/agents.py"
 class Server:
     """One system under test, running as a subprocess."""
 
-    def __init__(self, name: str, journal: str | None = None, profile: str | None = None):
+    def __init__(self, name: str, journal: str | None = None, profile: str | None = None,
+                 spin_us: float | None = None):
         self.name = name
         self.journal = journal
+        self.spin_us = spin_us
         self.profile = profile
         self.dir = tempfile.mkdtemp(prefix="gb-", dir="/tmp")
         self.socket = os.path.join(self.dir, "s")
@@ -45,6 +47,8 @@ class Server:
                         "--app", AGENTS, "--log-level", "WARNING"]
         if self.journal:
             cmd += ["--journal", self.journal]
+        if self.spin_us is not None:
+            cmd += ["--spin-us", str(self.spin_us)]
         return cmd
 
     def start(self) -> None:
