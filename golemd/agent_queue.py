@@ -415,6 +415,10 @@ class Agent(AgentControl):
         if reason == "recover":
             self.event("process_died", inv, "simulated crash; recovering at once")
             return True
+        if reason == "unsaved":
+            self.event("process_died", inv, "stopped: an earlier outcome could not be saved; "
+                       "running again from the last saved state")
+            return True
         if reason == "timeout":
             self._finish(inv, S.FAILED, error=GolemError(
                 Code.TIMEOUT, f"{inv.method}() ran longer than its timeout of {inv.timeout:g}s and was killed"))
@@ -517,14 +521,14 @@ class Agent(AgentControl):
         except GolemError as err:
             # The outcome could not be journaled: say so rather than report it.
             log.error("%s: cannot journal the outcome of %s: %s", self.name, inv.key, err)
+            self._drop_unsaved_state()
             resolve(waiters, error=err)
             return
 
         def deliver(failed: GolemError | None) -> None:
             crash_point("finished")
             if failed is not None:
-                if self.durable:
-                    self._snapshot_dirty = True  # the worker holds it: store it with the next commit
+                self._drop_unsaved_state()
                 resolve(waiters, error=failed)
             elif error is not None:
                 resolve(waiters, error=error)
@@ -532,6 +536,21 @@ class Agent(AgentControl):
                 resolve(waiters, value=result)
 
         self.sup.store.on_commit(deliver)
+
+    def _drop_unsaved_state(self) -> None:
+        """An outcome could not be committed, so the worker holds a state the
+        store does not: stop it, and go on from the last saved state, as after
+        a crash. A call it was running meanwhile (the next one goes out before
+        the commit) runs again from there."""
+        if self.deleted or not self.durable:
+            return
+        self.snapshot = self.sup.store.saved_snapshot(self.name)
+        self._snapshot_dirty = False
+        worker = self.worker
+        if worker is not None and worker.alive:
+            if self.current is not None and self.abort is None:
+                self.abort = "unsaved"
+            worker.kill()
 
     def _write_row(self) -> None:
         """The agent's row as of now: written once per group commit, before it."""

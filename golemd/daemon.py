@@ -20,6 +20,7 @@ from golemd import systemd
 from golemd.config import Config
 from golemd.errors import Code, GolemError
 from golemd.server import Access, Connection, bind_unix_socket
+from golemd.spin import call_when_idle
 from golemd.store import Store
 from golemd.supervisor import Supervisor
 from golemd.workers import Template, sweep_orphans
@@ -115,6 +116,7 @@ class Daemon:
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
         store = Store(self.config.db_path, self.config.synchronous)
+        store.idle_commits = call_when_idle(loop, store.idle)
         template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()

@@ -115,6 +115,8 @@ class Store:
         self._callbacks: list[Callable[[GolemError | None], None]] = []
         self._flush_scheduled = False
         self._holds = 0
+        self._urgent = False  # someone waits on a commit (on_commit), not only on_commit_idle
+        self.idle_commits = False  # the event loop calls idle() before it sleeps (golemd.spin)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: Any = None
         self._deferred: dict[str, Callable[[], None]] = {}
@@ -320,7 +322,7 @@ class Store:
 
     def release(self) -> None:
         self._holds -= 1
-        if not self._holds and self._callbacks:
+        if not self._holds and self._urgent:
             self._flush_soon()
 
     def on_commit(self, fn: Callable[[GolemError | None], None]) -> None:
@@ -332,10 +334,34 @@ class Store:
             fn(None)
             return
         self._callbacks.append(fn)
+        self._urgent = True
         self._flush_soon()
+
+    def on_commit_idle(self, fn: Callable[[GolemError | None], None]) -> None:
+        """on_commit, for a commit that may wait until the event loop has nothing
+        else to do (idle()) or another write needs one, whichever comes first: a
+        warm call's enqueue then commits with its outcome when the reply comes
+        back quickly. Without an idle hook on the loop, the same as on_commit."""
+        if not self.idle_commits:
+            self.on_commit(fn)
+            return
+        if not self._in_txn:
+            fn(None)
+            return
+        self._callbacks.append(fn)
+
+    def idle(self) -> bool:
+        """The event loop is about to sleep: commit what is left, in this loop round.
+        True when a commit was scheduled (the loop must run it before sleeping)."""
+        if not self._in_txn or self._flush_scheduled:
+            return False
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush)
+        return True
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._urgent = False
         error: GolemError | None = None
         if self._deferred:
             deferred, self._deferred = self._deferred, {}
@@ -383,6 +409,10 @@ class Store:
     def get_invocation(self, agent_id: str, key: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND key = ?", (agent_id, key))
         return rows[0] if rows else None  # type: ignore[return-value]
+
+    def saved_snapshot(self, agent_id: str) -> bytes | None:
+        row = self.db.execute("SELECT snapshot FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
+        return row[0] if row else None
 
     def load_agents(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM agents")  # type: ignore[return-value]

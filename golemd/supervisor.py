@@ -171,7 +171,7 @@ class Supervisor:
         # critical path. Its outcome commits after its enqueue (its reply
         # comes later, at the earliest a loop round later), and if the
         # enqueue fails, the call is stopped with its worker (withdraw).
-        early = mode == "await" and inv.status == S.PENDING and agent.ready_warm()
+        early = mode == "await" and listener is None and inv.status == S.PENDING and agent.ready_warm()
         if early:
             inv.journaled = True
             self._attach(agent, inv, key, mode, listener, done)
@@ -209,7 +209,12 @@ class Supervisor:
                 listener({"type": "queued", "ahead": ahead})
             agent.kick()
 
-        self.store.on_commit(journaled)
+        if early:
+            # Nobody is waiting on this commit but the call's own outcome: it may
+            # wait for the reply and share its commit (or for the loop to idle).
+            self.store.on_commit_idle(journaled)
+        else:
+            self.store.on_commit(journaled)
 
     def _new_key(self) -> str:
         """A version-4 UUID, as uuid4() makes, at a tenth of its cost: 90 random

@@ -87,6 +87,30 @@ def test_selector_without_a_window_only_sleeps(pair):
         sel.close()
 
 
+@pytest.mark.parametrize("spin_ns", [200_000, 0])
+def test_selector_runs_its_idle_hook_before_it_sleeps(pair, spin_ns):
+    """A hook that scheduled work makes select() return at once (the loop runs
+    the work, then selects again); one that did nothing lets it sleep."""
+    a, b = pair
+    sel = SpinningSelector(spin_ns)
+    calls: list[bool] = []
+    answers = [True, False]
+    sel.on_idle = lambda: calls.append(answers[len(calls)]) or calls[-1]
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        t0 = time.monotonic()
+        assert sel.select(5.0) == []  # the hook had work: back at once
+        assert time.monotonic() - t0 < 1.0
+        assert calls == [True]
+        threading.Timer(0.05, lambda: b.send(b"x")).start()
+        assert len(sel.select(5.0)) == 1  # the hook had nothing: slept until the event
+        assert calls == [True, False]
+        assert sel.select(0) != []  # a look (timeout 0) never runs the hook
+        assert len(calls) == 2
+    finally:
+        sel.close()
+
+
 def test_recv_returns_what_arrives_during_the_poll_or_after_it(pair):
     a, b = pair
     a.setblocking(True)

@@ -230,6 +230,55 @@ def test_held_writes_share_one_commit_at_release(path):
     asyncio.run(main())
 
 
+def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(path):
+    """A warm call's enqueue (on_commit_idle) shares its outcome's commit when
+    the reply comes first; else the loop's idle hook commits it alone."""
+    async def main() -> None:
+        s = Store(path)
+        s.idle_commits = True
+        commits: list[str] = []
+        s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+        told: list[str] = []
+        try:
+            assert s.idle() is False  # nothing written: nothing to do
+            s.hold()
+            s.insert_invocation(inv_row("k1", seq=1))
+            s.on_commit_idle(lambda err: told.append("enqueued" if err is None else repr(err)))
+            s.release()
+            await asyncio.sleep(0)
+            assert commits == [] and told == []  # nobody needs it yet
+            s.update_invocation(A, "k1", status="completed")
+            s.on_commit(lambda err: told.append("finished" if err is None else repr(err)))
+            assert commits == ["COMMIT"]  # one commit for both
+            assert told == ["enqueued", "finished"]
+            s.insert_invocation(inv_row("k2", seq=2))
+            s.on_commit_idle(lambda err: told.append("alone" if err is None else repr(err)))
+            assert s.idle() is True
+            assert s.idle() is False  # already scheduled
+            await asyncio.sleep(0)
+            assert commits == ["COMMIT", "COMMIT"] and told[-1] == "alone"
+            assert raw(path, "SELECT key, status FROM invocations ORDER BY seq") == [
+                ("k1", "completed"), ("k2", "pending")]
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_an_idle_commit_without_an_idle_hook_is_an_ordinary_one(path):
+    async def main() -> None:
+        s = Store(path)
+        told: list[str] = []
+        try:
+            s.insert_invocation(inv_row("k1", seq=1))
+            s.on_commit_idle(lambda err: told.append("enqueued" if err is None else repr(err)))
+            assert told == ["enqueued"]  # nothing else was ready: committed at once
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
 def test_write_before_commit_runs_once_per_commit_in_the_same_transaction(path):
     async def main() -> None:
         s = Store(path)
