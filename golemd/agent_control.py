@@ -33,6 +33,12 @@ class AgentControl:
                 raise GolemError(Code.NOT_FOUND, f"no invocation with idempotency key {key!r} on {self.name}")
             if row["status"] == S.CANCELED.value:
                 return
+            if row["status"] in (S.PENDING.value, S.RUNNING.value):
+                # It ran, but its outcome could not be saved, so it would run again
+                # after a restart: canceled, it will not.
+                self.sup.store.update_invocation(self.name, key, status=S.CANCELED.value,
+                                                 finished_at=time.time())
+                return
             raise GolemError(Code.TOO_LATE, f"invocation {key!r} already completed")
         if inv.status == S.RUNNING:
             raise GolemError(Code.TOO_LATE, f"invocation {key!r} has already started")
@@ -52,15 +58,16 @@ class AgentControl:
         started early (golemd.supervisor: an awaited call to an idle warm
         agent) is stopped with its worker, so that the state it left in that
         process is dropped too; its reply, if it comes first, is ignored."""
+        inv.rowid = 0  # its insert was rolled back: the row id may be another's soon
         if self.active.get(inv.key) is not inv:
-            return
+            return  # finished already, in the same failed commit (its outcome's deliver drops the state)
         if inv.status == S.RUNNING:
-            if self.current is inv:
-                del self.active[inv.key]  # unknown at once, though its worker takes a moment to die
-                self.abort = "refused"
-                resolve(inv.waiters, error=err)
-                if self.worker is not None:
-                    self.worker.kill()
+            del self.active[inv.key]  # unknown at once, though its worker takes a moment to die
+            inv.discard = "refused"
+            resolve(inv.waiters, error=err)
+            self.wake.set()  # a retry's backoff ends: there is nothing to retry
+            if self.worker is not None:
+                self.worker.kill()
             return
         self.active.pop(inv.key)
         if inv in self.queue:

@@ -185,10 +185,20 @@ class Agent(AgentControl):
                 and not self.deleted and self.failed_error is None and not self.sup.draining
                 and self._warm())
 
+    def start_early(self, inv: Invocation) -> None:
+        """Start an awaited call before its enqueue commits (ready_warm() holds):
+        golemd.supervisor journals it while the worker runs it, and withdraw()
+        stops it if that fails."""
+        inv.journaled = False
+        self.active[inv.key] = inv
+        self._run_warm(inv)
+
     def _warm(self) -> bool:
-        """Whether the next call can go straight to a live worker on current code."""
+        """Whether the next call can go straight to a live worker on current code
+        (not one being stopped: suspend and the control operations kill first)."""
         worker = self.worker
-        return worker is not None and worker.alive and worker.template is self.sup.template
+        return (worker is not None and worker.alive and not worker.killed
+                and worker.template is self.sup.template)
 
     def kick(self) -> None:
         """Start the head of the queue if nothing runs: on the warm path when the
@@ -264,8 +274,8 @@ class Agent(AgentControl):
         def then(reply: Any, died: WorkerDied | None) -> None:
             if timer is not None:
                 timer.cancel()
-            if died is None and self.abort == "refused":
-                died = WorkerDied("its invocation was refused")  # the reply must not count
+            if died is None and inv.discard is not None:
+                died = WorkerDied(f"its reply was discarded ({inv.discard})")
             if died is not None:
                 # Retry, put back or fail: the runner's job, from the death on.
                 self.runner = asyncio.create_task(self._run(inv, (died, worker)), name=f"agent {self.name}")
@@ -329,6 +339,8 @@ class Agent(AgentControl):
                 finally:
                     if timer is not None:
                         timer.cancel()
+                if inv.discard is not None:
+                    raise WorkerDied(f"its reply was discarded ({inv.discard})")
                 if self.listened:
                     worker.drain_output()  # its lines reach streaming callers before its result
             except ConstructorFailed as exc:
@@ -344,7 +356,8 @@ class Agent(AgentControl):
             return
 
     async def _ensure_worker(self) -> Worker:
-        if self.worker is not None and self.worker.alive and self.worker.template is self.sup.template:
+        if self._warm():
+            assert self.worker is not None
             return self.worker
         # None, dead, or running code that a reload replaced: start afresh.
         if self.worker is not None:
@@ -402,9 +415,15 @@ class Agent(AgentControl):
                            worker: Worker | None) -> bool:
         """The worker died during `inv`. Return True to run it again."""
         reason, self.abort = self.abort, None
-        if reason == "refused":  # its enqueue failed: it never existed (withdraw)
+        if inv.discard == "refused":  # its enqueue failed: it never existed (withdraw)
             self.current = None
             return False
+        if inv.discard == "unsaved":
+            inv.discard = None
+            if reason is None:
+                self.event("process_died", inv, "stopped: an earlier outcome could not be saved; "
+                           "running again from the last saved state")
+                return True
         if reason is None and worker is not None and worker.protocol_error:
             self._finish(inv, S.FAILED, error=GolemError(
                 Code.PROTOCOL_ERROR, f"the agent's process broke the control protocol "
@@ -414,10 +433,6 @@ class Agent(AgentControl):
             reason = "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown"
         if reason == "recover":
             self.event("process_died", inv, "simulated crash; recovering at once")
-            return True
-        if reason == "unsaved":
-            self.event("process_died", inv, "stopped: an earlier outcome could not be saved; "
-                       "running again from the last saved state")
             return True
         if reason == "timeout":
             self._finish(inv, S.FAILED, error=GolemError(
@@ -454,6 +469,9 @@ class Agent(AgentControl):
             pass
         self.retrying = False
         self.abort = None
+        if inv.discard == "refused":  # during the backoff
+            self.current = None
+            return False
         if self.deleted or self.interrupted or self.sup.draining:
             self._put_back(inv, "delete" if self.deleted else "interrupt" if self.interrupted else "shutdown")
             return False
@@ -548,8 +566,8 @@ class Agent(AgentControl):
         self._snapshot_dirty = False
         worker = self.worker
         if worker is not None and worker.alive:
-            if self.current is not None and self.abort is None:
-                self.abort = "unsaved"
+            if self.current is not None and self.current.discard is None:
+                self.current.discard = "unsaved"
             worker.kill()
 
     def _write_row(self) -> None:
@@ -630,5 +648,6 @@ class Agent(AgentControl):
             return False
         self.event("suspended")
         self.sup.store.commit_soon()
+        self.worker.kill()  # now, so that no call is sent to it meanwhile (_warm)
         asyncio.create_task(self._reap_worker(self.worker))
         return True

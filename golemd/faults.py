@@ -2,7 +2,11 @@
 SIGKILL the Nth time (default first) it passes LABEL. Unset, it costs one
 dict lookup. Labels: enqueued (journal written, not committed), acked
 (committed, reply not sent), result (agent answered, nothing journaled),
-finished (outcome committed, callers not told)."""
+finished (outcome committed, callers not told).
+
+GOLEMD_FAIL_COMMIT=PATH: while PATH exists, the next commit fails as on a
+full disk, and PATH is removed (one failure per file), so a test can fail
+exactly the commit it means to."""
 
 from __future__ import annotations
 
@@ -20,3 +24,13 @@ def crash_point(label: str) -> None:
         _left -= 1
         if _left == 0:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+_fail_flag = os.environ.get("GOLEMD_FAIL_COMMIT", "")
+
+
+def commit_fails() -> bool:
+    if _fail_flag and os.path.exists(_fail_flag):
+        os.unlink(_fail_flag)
+        return True
+    return False

@@ -34,11 +34,15 @@ class Invocation:
     attempts: int = 0
     waiters: list[Waiter] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
-    # Whether it may start: its enqueue is committed (those in the queue are
-    # journaled in order, so only the head needs looking at), or it is an
-    # awaited call to an idle warm agent, journaled as its worker runs it.
+    # Whether its enqueue is committed: a queued invocation must not start
+    # before (those in the queue are journaled in order, so only the head needs
+    # looking at). An early one (Agent.start_early) runs meanwhile.
     journaled: bool = True
-    rowid: int = 0  # its row in the store, once inserted
+    rowid: int = 0  # its row in the store, once inserted (0: none)
+    # Why its worker's reply must not count: "refused" (its enqueue failed: it
+    # never existed) or "unsaved" (an earlier outcome's commit failed, so the
+    # worker's state is not the saved one: it runs again from that).
+    discard: str | None = None
 
     def move(self, new: InvocationStatus) -> None:
         self.status = check_transition(self.status, new)

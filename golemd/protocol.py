@@ -16,6 +16,8 @@ from golemd.errors import Code, GolemError
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 256
+MAX_TIMEOUT = 1e9  # seconds (31 years): beyond it a number is a mistake, and the store's integers end
+MAX_TIMESTAMP = 1e11  # seconds since the epoch (the year 5138)
 MAX_NAME = 256
 
 _NUM = (int, float)
@@ -107,8 +109,11 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
             raise _bad(rid, f"an idempotency key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
         t = msg.get("timeout")
-        if t is not None and not t > 0:
-            raise _bad(rid, "field 'timeout' must be a positive number of seconds")
+        if t is not None and not 0 < t <= MAX_TIMEOUT:
+            raise _bad(rid, f"field 'timeout' must be a positive number of seconds, at most {MAX_TIMEOUT:g}")
+        s = msg.get("schedule_at")
+        if s is not None and not -MAX_TIMESTAMP < s < MAX_TIMESTAMP:
+            raise _bad(rid, "field 'schedule_at' must be a Unix time in seconds")
     elif "last" in msg or "limit" in msg:
         for field in ("last", "limit"):
             if msg.get(field) is not None and msg[field] < 0:

@@ -50,52 +50,48 @@ class Window:
 
 
 class SpinningSelector(selectors.EpollSelector):
-    """The daemon's selector. `on_idle()` is called when the loop has had nothing
-    to do for IDLE_AFTER_NS (or is about to sleep, whichever is first); when it
-    returns True it has scheduled work, and select() returns at once to run it."""
-
-    IDLE_AFTER_NS = 50_000
+    """The daemon's selector. `on_idle(sleeping)` is called at every turn of the
+    loop and of the poll, with `sleeping` True just before epoll_wait would
+    block; when it returns True it has scheduled work, and select() returns at
+    once so that the loop runs it (Store.idle: commits that may wait a little)."""
 
     def __init__(self, spin_ns: int):
         super().__init__()
         self.window = Window(spin_ns)
-        self.on_idle: Callable[[], bool] | None = None
+        self.on_idle: Callable[[bool], bool] | None = None
         self.polled = 0  # waits that polling ended (for the tests)
         self.slept = 0  # waits that ended in epoll_wait
 
-    def _idle(self) -> bool:
-        return self.on_idle is not None and self.on_idle()
+    def _idle(self, sleeping: bool) -> bool:
+        return self.on_idle is not None and self.on_idle(sleeping)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self._idle(False):
+            return []
         if timeout is not None and timeout <= 0:
             return super().select(timeout)  # work is ready: only look
         if self.window.limit_ns <= 0:
-            return [] if self._idle() else super().select(timeout)
+            return [] if self._idle(True) else super().select(timeout)
         start = _clock()
         window = self.window.ns
         if timeout is not None:
             window = min(window, int(timeout * 1e9))
-        asked = False  # the idle hook, once per select
         if window > 0:
             poll = super().select
             end = start + window
-            idle_at = start + self.IDLE_AFTER_NS
             while True:
                 ready = poll(0)
                 if ready:
                     self.polled += 1
                     return ready
-                now = _clock()
-                if now >= end:
+                if _clock() >= end:
                     break
-                if not asked and now >= idle_at:
-                    asked = True
-                    if self._idle():
-                        return []
+                if self._idle(False):
+                    return []
                 os.sched_yield()  # a task woken onto this CPU runs now, not after the poll
             if timeout is not None:
                 timeout = max(0.0, timeout - (_clock() - start) / 1e9)
-        if not asked and self._idle():
+        if self._idle(True):
             return []
         ready = super().select(timeout)
         self.slept += 1
@@ -103,8 +99,8 @@ class SpinningSelector(selectors.EpollSelector):
         return ready
 
 
-def call_when_idle(loop: Any, hook: Callable[[], bool]) -> bool:
-    """Have `loop` call `hook()` when it has nothing to do (SpinningSelector.on_idle).
+def call_when_idle(loop: Any, hook: Callable[[bool], bool]) -> bool:
+    """Have `loop` call `hook(sleeping)` at every turn (SpinningSelector.on_idle).
     False when its selector is not ours."""
     selector = getattr(loop, "_selector", None)
     if not isinstance(selector, SpinningSelector):

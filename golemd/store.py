@@ -14,11 +14,13 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
 from golemd import cork
 from golemd.errors import Code, GolemError
+from golemd.faults import commit_fails
 
 log = logging.getLogger("golemd.store")
 
@@ -116,7 +118,8 @@ class Store:
         self._flush_scheduled = False
         self._holds = 0
         self._urgent = False  # someone waits on a commit (on_commit), not only on_commit_idle
-        self.idle_commits = False  # the event loop calls idle() before it sleeps (golemd.spin)
+        self._lazy_since = 0  # perf_counter_ns of the oldest on_commit_idle not yet committed
+        self.idle_commits = False  # the event loop calls idle() (golemd.spin)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: Any = None
         self._deferred: dict[str, Callable[[], None]] = {}
@@ -338,22 +341,31 @@ class Store:
         self._flush_soon()
 
     def on_commit_idle(self, fn: Callable[[GolemError | None], None]) -> None:
-        """on_commit, for a commit that may wait until the event loop has nothing
-        else to do (idle()) or another write needs one, whichever comes first: a
-        warm call's enqueue then commits with its outcome when the reply comes
-        back quickly. Without an idle hook on the loop, the same as on_commit."""
+        """on_commit, for a commit that may wait a little: until another write
+        needs one, the event loop is about to sleep, or LAZY_NS have passed,
+        whichever comes first (idle()). A warm call's enqueue then commits with
+        its outcome when the reply comes back quickly. Without the loop's idle
+        hook, the same as on_commit."""
         if not self.idle_commits:
             self.on_commit(fn)
             return
         if not self._in_txn:
             fn(None)
             return
+        if not self._lazy_since:
+            self._lazy_since = time.perf_counter_ns()
         self._callbacks.append(fn)
 
-    def idle(self) -> bool:
-        """The event loop is about to sleep: commit what is left, in this loop round.
-        True when a commit was scheduled (the loop must run it before sleeping)."""
+    LAZY_NS = 50_000
+
+    def idle(self, sleeping: bool) -> bool:
+        """Called by the event loop at every turn (golemd.spin): commit, in this
+        loop round, what waits when the loop is about to sleep or when it has
+        waited LAZY_NS. True when a commit was scheduled, which the loop must
+        run before it sleeps."""
         if not self._in_txn or self._flush_scheduled:
+            return False
+        if not sleeping and time.perf_counter_ns() - self._lazy_since < self.LAZY_NS:
             return False
         self._flush_scheduled = True
         asyncio.get_running_loop().call_soon(self._flush)
@@ -362,6 +374,7 @@ class Store:
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._urgent = False
+        self._lazy_since = 0
         error: GolemError | None = None
         if self._deferred:
             deferred, self._deferred = self._deferred, {}
@@ -375,6 +388,8 @@ class Store:
             try:
                 if error is not None:
                     raise sqlite3.OperationalError(str(error))
+                if commit_fails():
+                    raise sqlite3.OperationalError("database or disk is full (GOLEMD_FAIL_COMMIT)")
                 self.db.execute("COMMIT")
             except sqlite3.Error as exc:
                 error = error or _storage_error(exc)

@@ -27,6 +27,7 @@ from golemd.store import Store
 from golemd.workers import Template, Worker
 
 log = logging.getLogger("golemd.supervisor")
+_ENDED = frozenset({S.COMPLETED.value, S.FAILED.value})
 
 # Told the answer to an invoke request: (reply fields, None) or (None, error).
 Done = Callable[[dict[str, Any] | None, GolemError | None], None]
@@ -173,15 +174,16 @@ class Supervisor:
         # enqueue fails, the call is stopped with its worker (withdraw).
         early = mode == "await" and listener is None and inv.status == S.PENDING and agent.ready_warm()
         if early:
-            inv.journaled = True
             self._attach(agent, inv, key, mode, listener, done)
-            agent.enqueue(inv)  # it starts now
+            agent.start_early(inv)
         try:
             inv.rowid = self.store.enqueue_invocation(agent.name, key, inv.seq, method, args_packed,
                                                       inv.status.value, now, schedule_at, inv.timeout)
-        except GolemError as err:
+        except Exception as exc:
             if early:
-                agent.withdraw(inv, err)  # its caller is answered
+                err = exc if isinstance(exc, GolemError) else GolemError(
+                    Code.INTERNAL, f"the journal failed: {exc!r}")
+                agent.withdraw(inv, err)  # stopped, and its caller answered
                 return
             self._forget_if_new(agent, created)
             raise
@@ -262,8 +264,11 @@ class Supervisor:
             if inv.args_packed != args_packed:
                 raise self._conflict(agent, key, inv.method)
             if not self._attach(agent, inv, key, mode, listener, done):
-                done({"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"},
-                     None)
+                ack = {"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"}
+                if inv.journaled:
+                    done(ack, None)
+                else:  # an early call: it is not accepted before its enqueue commits
+                    self.store.on_commit(lambda err: done(None, err) if err else done(ack, None))
             return True
         row = self.store.get_invocation(agent.name, key)
         if row is None:
@@ -272,6 +277,10 @@ class Supervisor:
             raise self._conflict(agent, key, row["method"])
         if row["status"] == S.CANCELED.value:
             raise GolemError(Code.CANCELED, f"invocation {key!r} was canceled")
+        if row["status"] not in _ENDED:
+            # Journaled, not in memory: it ran, and its outcome could not be saved.
+            raise GolemError(Code.STORAGE_FULL, f"invocation {key!r} ran but its outcome could not be "
+                             "saved; it stays journaled and runs again after a restart (or cancel it)")
         outcome = msgpack.unpackb(row["outcome"], raw=False, strict_map_key=False) if row["outcome"] else {}
         if "error" in outcome:
             raise GolemError.from_wire(outcome["error"])

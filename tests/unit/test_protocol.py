@@ -419,3 +419,14 @@ def test_codes_named_elsewhere_in_the_protocol_doc_exist():
     named = {code for p in paragraphs for code in re.findall(r"`([A-Z_]{3,})`", p)}
     assert {"INVALID_AGENT_ID", "TOO_LARGE", "TOO_LATE", "AGENT_NOT_FOUND"} <= named
     assert named <= set(Code.__members__)
+
+
+@pytest.mark.parametrize("timeout", [2**64 - 1, 1e10, float("inf")])
+def test_timeout_beyond_any_use(timeout):
+    """The store keeps 64-bit integers: a bigger one must not get that far."""
+    assert "timeout" in refused(req("invoke", timeout=timeout)).message
+
+
+@pytest.mark.parametrize("at", [2**64 - 1, -(2**63), 1e12, float("inf"), float("nan")])
+def test_schedule_at_beyond_any_time(at):
+    assert "schedule_at" in refused(req("invoke", schedule_at=at, mode="trigger")).message

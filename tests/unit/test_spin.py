@@ -89,24 +89,36 @@ def test_selector_without_a_window_only_sleeps(pair):
 
 @pytest.mark.parametrize("spin_ns", [200_000, 0])
 def test_selector_runs_its_idle_hook_before_it_sleeps(pair, spin_ns):
-    """A hook that scheduled work makes select() return at once (the loop runs
-    the work, then selects again); one that did nothing lets it sleep."""
+    """The hook is asked at every turn; when it scheduled work, select()
+    returns at once (the loop runs the work, then selects again); when it
+    did nothing, select() goes on to poll and sleep, asking it again just
+    before it sleeps."""
     a, b = pair
     sel = SpinningSelector(spin_ns)
-    calls: list[bool] = []
-    answers = [True, False]
-    sel.on_idle = lambda: calls.append(answers[len(calls)]) or calls[-1]
+    asked: list[bool] = []
+    work = {"busy": True, "asleep": True}
+
+    def hook(sleeping: bool) -> bool:
+        asked.append(sleeping)
+        if sleeping:
+            return work["asleep"]
+        return work["busy"]
+
+    sel.on_idle = hook
     try:
         sel.register(a, selectors.EVENT_READ)
+        assert sel.select(0) == [] and asked == [False]  # due work first, even when the loop only looks
+        work["busy"] = False
         t0 = time.monotonic()
-        assert sel.select(5.0) == []  # the hook had work: back at once
+        assert sel.select(5.0) == []  # work just before sleeping: back at once
         assert time.monotonic() - t0 < 1.0
-        assert calls == [True]
-        threading.Timer(0.05, lambda: b.send(b"x")).start()
-        assert len(sel.select(5.0)) == 1  # the hook had nothing: slept until the event
-        assert calls == [True, False]
-        assert sel.select(0) != []  # a look (timeout 0) never runs the hook
-        assert len(calls) == 2
+        assert asked[-1] is True
+        work["asleep"] = False
+        timer = threading.Timer(0.05, lambda: b.send(b"x"))
+        timer.start()
+        assert len(sel.select(5.0)) == 1  # nothing to do: slept until the event
+        timer.join(5)
+        assert asked[-1] is True
     finally:
         sel.close()
 

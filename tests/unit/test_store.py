@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,7 +241,7 @@ def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(path):
         s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
         told: list[str] = []
         try:
-            assert s.idle() is False  # nothing written: nothing to do
+            assert s.idle(True) is False  # nothing written: nothing to do
             s.hold()
             s.insert_invocation(inv_row("k1", seq=1))
             s.on_commit_idle(lambda err: told.append("enqueued" if err is None else repr(err)))
@@ -253,12 +254,19 @@ def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(path):
             assert told == ["enqueued", "finished"]
             s.insert_invocation(inv_row("k2", seq=2))
             s.on_commit_idle(lambda err: told.append("alone" if err is None else repr(err)))
-            assert s.idle() is True
-            assert s.idle() is False  # already scheduled
+            assert s.idle(False) is False  # the loop is busy, and it has not waited long
+            time.sleep(s.LAZY_NS / 1e9)
+            assert s.idle(False) is True  # it has waited long enough, busy loop or not
+            assert s.idle(True) is False  # already scheduled
             await asyncio.sleep(0)
             assert commits == ["COMMIT", "COMMIT"] and told[-1] == "alone"
+            s.insert_invocation(inv_row("k3", seq=3))
+            s.on_commit_idle(lambda err: told.append("asleep" if err is None else repr(err)))
+            assert s.idle(True) is True  # the loop would sleep: at once
+            await asyncio.sleep(0)
+            assert told[-1] == "asleep"
             assert raw(path, "SELECT key, status FROM invocations ORDER BY seq") == [
-                ("k1", "completed"), ("k2", "pending")]
+                ("k1", "completed"), ("k2", "pending"), ("k3", "pending")]
         finally:
             s.close()
 
