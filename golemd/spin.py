@@ -33,11 +33,15 @@ _clock = time.perf_counter_ns
 
 
 class Window:
-    """How long to poll next time, adapted to how long the waits turn out."""
+    """How long to poll next time, adapted to how long the waits turn out.
+
+    It starts closed and opens only once a wait has ended soon after it
+    began: a worker whose agent is called once (most of them, when 10,000
+    agents are each invoked once) never polls."""
 
     def __init__(self, limit_ns: int):
         self.limit_ns = max(0, limit_ns)
-        self.ns = self.limit_ns
+        self.ns = 0
 
     def adapt(self, waited_ns: int) -> None:
         """After a wait that polling did not end: grow when it ended soon after, shrink when far after."""

@@ -16,7 +16,7 @@ from golemd.spin import SpinningSelector, Window, new_event_loop, recv
 
 def test_window_grows_after_near_misses_and_never_past_its_limit():
     w = Window(200_000)
-    w.ns = 0
+    assert w.ns == 0  # closed until a wait shows that polling would pay
     w.adapt(150_000)  # woke soon after polling would have given up: poll next time
     assert w.ns == 10_000
     for _ in range(10):
@@ -26,6 +26,7 @@ def test_window_grows_after_near_misses_and_never_past_its_limit():
 
 def test_window_shrinks_to_nothing_when_waits_are_long():
     w = Window(200_000)
+    w.ns = 200_000
     seen = []
     for _ in range(10):
         w.adapt(5_000_000_000)  # a caller that comes every few seconds
@@ -51,6 +52,7 @@ def pair():
 def test_selector_polls_when_the_event_is_there(pair):
     a, b = pair
     sel = SpinningSelector(200_000)
+    sel.window.ns = 200_000
     try:
         sel.register(a, selectors.EVENT_READ)
         b.send(b"x")
@@ -64,6 +66,7 @@ def test_selector_polls_when_the_event_is_there(pair):
 def test_selector_sleeps_after_its_window_and_keeps_the_timeout(pair):
     a, b = pair
     sel = SpinningSelector(200_000)
+    sel.window.ns = 200_000
     try:
         sel.register(a, selectors.EVENT_READ)
         t0 = time.monotonic()
@@ -127,6 +130,7 @@ def test_recv_returns_what_arrives_during_the_poll_or_after_it(pair):
     a, b = pair
     a.setblocking(True)
     w = Window(200_000)
+    w.ns = 200_000
     b.send(b"now")
     assert recv(a, w) == b"now"
     assert w.ns == 200_000  # ended by the poll: no change
