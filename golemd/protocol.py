@@ -131,8 +131,14 @@ def _bad(rid: int | None, message: str) -> GolemError:
     return e
 
 
+# One Packer per process: packb() makes a new one per call, and each allocates
+# a 256 KiB buffer, which a daemon or worker that runs cold (W2's 100 workers
+# taking turns) pays for in cache misses. Packer.pack resets itself on error.
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
 def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    return _pack(obj)
 
 
 def make_unpacker(max_buffer_size: int = MAX_MESSAGE_BYTES, strict_map_key: bool = True) -> msgpack.Unpacker:
