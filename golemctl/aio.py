@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 EventCallback = Callable[[dict[str, Any]], object]
 # `list` is also a method name in the client classes, where it would shadow the builtin.
 _Maps = list[dict[str, Any]]
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 64 * 1024  # 128 KiB or more is an mmap per read in glibc: 12 us each
 
 
 class _Pending:

@@ -35,7 +35,7 @@ __all__ = ["AsyncClient", "Client", "CONNECT_TIMEOUT", "REPLY_TIMEOUT", "default
 EventCallback = Callable[[dict[str, Any]], object]
 # `list` is also a method name in the client classes, where it would shadow the builtin.
 _Maps = list[dict[str, Any]]
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 64 * 1024  # 128 KiB or more is an mmap per read in glibc: 12 us each
 # A daemon that stops reading must not hang us inside sendall.
 _SEND_TIMEOUT = REPLY_TIMEOUT
 

@@ -24,7 +24,14 @@ import msgpack
 from golemd import cork
 from golemd.errors import Code, GolemError
 from golemd.handlers import HANDLERS
-from golemd.protocol import MAX_MESSAGE_BYTES, error_reply, make_unpacker, pack, validate_request
+from golemd.protocol import (
+    MAX_MESSAGE_BYTES,
+    error_reply,
+    make_unpacker,
+    pack,
+    small_reads,
+    validate_request,
+)
 
 if TYPE_CHECKING:
     from golemd.daemon import Daemon
@@ -172,6 +179,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        small_reads(transport)
         self.peer = peer_credentials(transport.get_extra_info("socket"))
         self.who = f"pid {self.peer[0]} uid {self.peer[1]}" if self.peer else "unknown peer"
         self.daemon.connections.add(self)

@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from golemd import cork
-from golemd.protocol import make_unpacker, pack
+from golemd.protocol import make_unpacker, pack, small_reads
 
 log = logging.getLogger("golemd.workers")
 
@@ -240,6 +240,9 @@ class _Lines(asyncio.Protocol):
         self.buf = b""
         self.done = done
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        small_reads(transport)
+
     def data_received(self, data: bytes) -> None:
         self.buf += data
         *lines, self.buf = self.buf.split(b"\n")
@@ -268,6 +271,7 @@ class _Control(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        small_reads(transport)
 
     def data_received(self, data: bytes) -> None:
         cork.hold()
