@@ -237,9 +237,10 @@ def status(st: dict[str, Any]) -> str:
     rows = [("version", _opt(st.get("version"))), ("pid", _opt(st.get("pid"))),
             ("uptime", duration(st.get("uptime"))), ("socket", _opt(st.get("socket"))),
             ("state dir", _opt(st.get("state_dir"))), ("agents", agents_line),
-            ("live workers", _opt(st.get("live_workers")))]
+            ("live workers", _opt(st.get("live_workers"))),
+            ("calls in flight", _opt(st.get("calls_in_flight")))]
     known = {"version", "pid", "uptime", "socket", "state_dir", "agents", "agents_by_status",
-             "live_workers"}
+             "live_workers", "calls_in_flight"}
     rows += [(k, _opt(v)) for k, v in st.items() if k not in known]
     return key_values(rows)
 

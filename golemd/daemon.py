@@ -20,10 +20,10 @@ from golemd import systemd
 from golemd.config import Config
 from golemd.errors import Code, GolemError
 from golemd.server import Access, Connection, bind_unix_socket
-from golemd.spin import call_when_idle
+from golemd.spin import hook_loop
 from golemd.store import Store
 from golemd.supervisor import Supervisor
-from golemd.workers import Template, sweep_orphans
+from golemd.workers import Template, Worker, sweep_orphans
 
 log = logging.getLogger("golemd")
 
@@ -116,7 +116,8 @@ class Daemon:
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
         store = Store(self.config.db_path, self.config.synchronous)
-        store.idle_commits = call_when_idle(loop, store.idle)
+        cpus = len(os.sched_getaffinity(0))
+        store.idle_commits = hook_loop(loop, store.idle, lambda: Worker.in_flight < cpus)
         template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import golemd
+from golemd.workers import Worker
 
 if TYPE_CHECKING:
     from golemd.daemon import Daemon
@@ -114,6 +115,7 @@ async def status(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
         "agents": len(sup.agents),
         "agents_by_status": sup.status_counts(),
         "live_workers": sum(1 for a in sup.agents.values() if a.worker is not None and a.worker.alive),
+        "calls_in_flight": Worker.in_flight,
         "socket": d.socket_path,
         "state_dir": d.config.state_dir,
     }

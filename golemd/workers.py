@@ -293,6 +293,12 @@ class _Control(asyncio.Protocol):
 class Worker:
     """One worker process as the supervisor sees it."""
 
+    in_flight = 0  # messages sent to all workers and not yet answered (golemd.spin polls only when few)
+
+    def _count(self, key: Any) -> None:
+        if key not in self._pending:
+            Worker.in_flight += 1
+
     def __init__(self, pid: int, ctl: socket.socket, exit_fut: asyncio.Future[int],
                  forget: Callable[[], Any], template: Template | None = None):
         self.pid = pid
@@ -333,6 +339,8 @@ class Worker:
     def _on_message(self, msg: Any) -> None:
         key = msg.get("id", "init") if isinstance(msg, dict) else None
         pending = self._pending.pop(key, None)
+        if pending is not None:
+            Worker.in_flight -= 1
         if pending is None:
             raise ValueError(f"unexpected control message {str(msg)[:100]}")
         if isinstance(pending, asyncio.Future):
@@ -356,6 +364,7 @@ class Worker:
         self.alive = False
         err = WorkerDied(self.death_reason)
         pending, self._pending = self._pending, {}
+        Worker.in_flight -= len(pending)
         for waiting in pending.values():
             if not isinstance(waiting, asyncio.Future):
                 try:
@@ -372,6 +381,7 @@ class Worker:
         if not self.alive or self._transport is None or self._transport.is_closing():
             fut.set_exception(WorkerDied(self.death_reason or "it is not running"))
             return fut
+        self._count(key)
         self._pending[key] = fut
         self._transport.write(pack(msg))
         return fut
@@ -379,6 +389,7 @@ class Worker:
     def expect(self, key: Any) -> asyncio.Future[dict[str, Any]]:
         """A future for the reply to a message sent before we were attached."""
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._count(key)
         self._pending[key] = fut
         return fut
 
@@ -394,6 +405,7 @@ class Worker:
             then(None, WorkerDied(self.death_reason or "it is not running"))
             return
         call_id = next(self._calls)
+        Worker.in_flight += 1
         self._pending[call_id] = then
         self._transport.write(pack({"op": "call", "id": call_id, "method": method, "args": args}))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.helpers import ROOT, running, toml_text
+from tests.helpers import ROOT, RawConn, running, toml_text, wait_for
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -50,6 +50,7 @@ def test_polling_stops_when_the_calls_stop():
         for i in range(1, 301):
             assert c.ok("invoke", agent=agent, method="increment")["result"] == i
         worker = c.ok("get", agent=agent)["agent"]["pid"]
+        assert c.ok("status")["calls_in_flight"] == 0  # every reply came: the daemon may poll again
         pids = [d.proc.pid, worker]
         assert all(psutil.pid_exists(p) for p in pids)
         time.sleep(0.2)  # the last waits end their polls
@@ -61,3 +62,24 @@ def test_polling_stops_when_the_calls_stop():
         # A poll that kept going would use most of a core; idle is near 0.
         assert max(used) < 0.05, f"CPU share after the calls stopped: daemon {used[0]:.1%}, worker {used[1]:.1%}"
         assert c.ok("invoke", agent=agent, method="increment")["result"] == 301
+
+
+def test_calls_in_flight_counts_the_busy_workers():
+    """The daemon polls only while fewer calls are out with workers than there
+    are CPUs; the count is in `status`, and it must come back to 0."""
+    with running() as d:
+        c = d.conn()
+        slow = [RawConn(d.socket) for _ in range(3)]
+        ids = [s.send(op="invoke", agent=f'SlowAgent("f{i}")', method="work", args=[0.5]) for i, s in enumerate(slow)]
+        wait_for(lambda: c.ok("status")["calls_in_flight"] == 3, what="three calls out")
+        for s, rid in zip(slow, ids, strict=True):
+            assert "result" in s.reply(rid)
+            s.close()
+        assert c.ok("status")["calls_in_flight"] == 0
+        cut = RawConn(d.socket)
+        rid = cut.send(op="invoke", agent='SlowAgent("f0")', method="work", args=[30.0])
+        wait_for(lambda: c.ok("status")["calls_in_flight"] == 1, what="one call out")
+        c.ok("interrupt", agent='SlowAgent("f0")')  # its worker is killed mid-call
+        assert cut.reply(rid)["error"]["code"] == "INTERRUPTED"
+        wait_for(lambda: c.ok("status")["calls_in_flight"] == 0, what="the death to answer what was out")
+        cut.close()

@@ -78,6 +78,24 @@ def test_selector_sleeps_after_its_window_and_keeps_the_timeout(pair):
         sel.close()
 
 
+def test_selector_does_not_poll_when_told_polling_cannot_pay(pair):
+    """may_poll False (more workers busy than CPUs): straight to epoll_wait."""
+    a, b = pair
+    sel = SpinningSelector(200_000)
+    sel.window.ns = 200_000
+    sel.may_poll = lambda: False
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        b.send(b"x")
+        assert len(sel.select(1.0)) == 1
+        assert (sel.polled, sel.slept) == (0, 1)
+        sel.may_poll = lambda: True
+        assert len(sel.select(1.0)) == 1  # still readable: found by the poll now
+        assert (sel.polled, sel.slept) == (1, 1)
+    finally:
+        sel.close()
+
+
 def test_selector_without_a_window_only_sleeps(pair):
     a, b = pair
     sel = SpinningSelector(0)
