@@ -49,51 +49,40 @@ def pair():
     b.close()
 
 
-def test_selector_polls_when_the_event_is_there(pair):
-    a, b = pair
+@pytest.fixture
+def opened(pair):
+    """A selector on `pair`'s first socket, its window open to the full 200 us."""
     sel = SpinningSelector(200_000)
     sel.window.ns = 200_000
-    try:
-        sel.register(a, selectors.EVENT_READ)
-        b.send(b"x")
-        ready = sel.select(10.0)
-        assert [key.fileobj for key, _ in ready] == [a]
-        assert (sel.polled, sel.slept) == (1, 0)
-    finally:
-        sel.close()
+    sel.register(pair[0], selectors.EVENT_READ)
+    yield sel
+    sel.close()
 
 
-def test_selector_sleeps_after_its_window_and_keeps_the_timeout(pair):
-    a, b = pair
-    sel = SpinningSelector(200_000)
-    sel.window.ns = 200_000
-    try:
-        sel.register(a, selectors.EVENT_READ)
-        t0 = time.monotonic()
-        assert sel.select(0.05) == []
-        assert time.monotonic() - t0 >= 0.045
-        assert (sel.polled, sel.slept) == (0, 1)
-        assert sel.window.ns == 100_000  # 50 ms is far past the limit: shrunk
-    finally:
-        sel.close()
+def test_selector_polls_when_the_event_is_there(pair, opened):
+    pair[1].send(b"x")
+    ready = opened.select(10.0)
+    assert [key.fileobj for key, _ in ready] == [pair[0]]
+    assert (opened.polled, opened.slept) == (1, 0)
 
 
-def test_selector_does_not_poll_when_told_polling_cannot_pay(pair):
+def test_selector_sleeps_after_its_window_and_keeps_the_timeout(opened):
+    t0 = time.monotonic()
+    assert opened.select(0.05) == []
+    assert time.monotonic() - t0 >= 0.045
+    assert (opened.polled, opened.slept) == (0, 1)
+    assert opened.window.ns == 100_000  # 50 ms is far past the limit: shrunk
+
+
+def test_selector_does_not_poll_when_told_polling_cannot_pay(pair, opened):
     """may_poll False (more workers busy than CPUs): straight to epoll_wait."""
-    a, b = pair
-    sel = SpinningSelector(200_000)
-    sel.window.ns = 200_000
-    sel.may_poll = lambda: False
-    try:
-        sel.register(a, selectors.EVENT_READ)
-        b.send(b"x")
-        assert len(sel.select(1.0)) == 1
-        assert (sel.polled, sel.slept) == (0, 1)
-        sel.may_poll = lambda: True
-        assert len(sel.select(1.0)) == 1  # still readable: found by the poll now
-        assert (sel.polled, sel.slept) == (1, 1)
-    finally:
-        sel.close()
+    opened.may_poll = lambda: False
+    pair[1].send(b"x")
+    assert len(opened.select(1.0)) == 1
+    assert (opened.polled, opened.slept) == (0, 1)
+    opened.may_poll = lambda: True
+    assert len(opened.select(1.0)) == 1  # still readable: found by the poll now
+    assert (opened.polled, opened.slept) == (1, 1)
 
 
 def test_selector_without_a_window_only_sleeps(pair):
