@@ -110,6 +110,13 @@ class Store:
         self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        # Checkpoint every 10,000 WAL pages (40 MiB), not SQLite's 1,000: a hot
+        # page (an agent's row, an index's right edge) is copied back once per
+        # checkpoint however often it changed, and NORMAL syncs twice per
+        # checkpoint. Under pipelined load the checkpoints took a third of the
+        # commit time. The WAL file is cut back to 64 MiB after each.
+        self.db.execute("PRAGMA wal_autocheckpoint=10000")
+        self.db.execute("PRAGMA journal_size_limit=67108864")
         self.db.execute("PRAGMA foreign_keys=OFF")
         self._migrate()
         self._in_txn = False
