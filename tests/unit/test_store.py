@@ -67,7 +67,7 @@ def inv_row(key: str, agent_id: str = A, seq: int = 0, status: str = "pending", 
 # -- schema ------------------------------------------------------------------
 
 def test_schema_is_created(store, path):
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"agents", "invocations", "events"} <= tables
@@ -583,7 +583,7 @@ def test_prune_gives_the_space_back(store):
     assert store.db.execute("PRAGMA page_count").fetchone()[0] < full / 5
 
 
-def test_schema_1_store_is_upgraded_to_the_open_invocations_index(path, monkeypatch):
+def test_schema_1_store_is_upgraded_in_steps(path, monkeypatch):
     from golemd import store as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
@@ -600,11 +600,37 @@ def test_schema_1_store_is_upgraded_to_the_open_invocations_index(path, monkeypa
     finally:
         s.close()
     indexes = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "invocations_open" in indexes and "invocations_active" not in indexes
-    assert raw(path, "PRAGMA user_version") == [(2,)]
+    # 1 -> 2 replaced invocations_active with invocations_open; 2 -> 3 dropped that too.
+    assert "invocations_key" in indexes
+    assert "invocations_open" not in indexes and "invocations_active" not in indexes
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     # The old rows are filed: found by agent, through agent_rows.
     assert raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ?", (A,)) == [(2,)]
     assert raw(path, "SELECT value FROM meta WHERE key = 'filed_upto'") == [("2",)]
+
+
+def test_schema_2_store_loses_the_open_index_and_keeps_its_queues(path, monkeypatch):
+    from golemd import store as store_mod
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    s = Store(path)
+    for i, status in enumerate(["completed", "pending", "scheduled", "failed", "running", "pending"]):
+        s.insert_invocation(inv_row(f"k{i}", seq=10 - i, status=status))
+    s.insert_invocation(inv_row("b0", agent_id=B, seq=0))
+    s.commit_now()
+    s.close()
+    assert "invocations_open" in {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    monkeypatch.undo()
+    s = Store(path)
+    try:
+        active = s.load_active()
+        assert [r["key"] for r in active[A]] == ["k5", "k4", "k2", "k1"]  # open ones, in queue (seq) order
+        assert [r["key"] for r in active[B]] == ["b0"]
+    finally:
+        s.close()
+    assert "invocations_open" not in {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert raw(path, "PRAGMA user_version") == [(3,)]
 
 
 @pytest.fixture
