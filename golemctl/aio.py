@@ -22,7 +22,7 @@ from golemctl.ops import CONNECT_TIMEOUT, Call
 from golemctl.paths import default_socket_path
 from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
 from golemd.errors import GolemError
-from golemd.protocol import make_unpacker
+from golemd.protocol import make_unpacker, small_reads
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -95,6 +95,7 @@ class AsyncClient:
             async with asyncio.timeout(timeout):
                 sock = await _connect_unix(p)
                 reader, writer = await asyncio.open_unix_connection(sock=sock)
+                small_reads(writer.transport)
         except (OSError, TimeoutError) as e:
             raise explain_connect_error(p, e, timeout) from None
         return cls(reader, writer, p)

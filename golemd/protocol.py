@@ -133,8 +133,10 @@ def _bad(rid: int | None, message: str) -> GolemError:
 
 # One Packer per process: packb() makes a new one per call, and each allocates
 # a 256 KiB buffer, which a daemon or worker that runs cold (W2's 100 workers
-# taking turns) pays for in cache misses. Packer.pack resets itself on error.
-_pack = msgpack.Packer(use_bin_type=True).pack
+# taking turns) pays for in cache misses. Packer.pack resets itself on error,
+# but its buffer never shrinks: after a message over 1 MiB it is replaced.
+_packer = msgpack.Packer(use_bin_type=True)
+_packing = False  # agent code run while packing (a mapping's items()) may pack too
 
 
 READ_BYTES = 1 << 16
@@ -151,7 +153,17 @@ def small_reads(transport: Any) -> None:
 
 
 def pack(obj: Any) -> bytes:
-    return _pack(obj)
+    global _packer, _packing
+    if _packing:
+        return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    _packing = True
+    try:
+        data: bytes = _packer.pack(obj)
+    finally:
+        _packing = False
+    if len(data) > 1 << 20:
+        _packer = msgpack.Packer(use_bin_type=True)
+    return data
 
 
 def make_unpacker(max_buffer_size: int = MAX_MESSAGE_BYTES, strict_map_key: bool = True) -> msgpack.Unpacker:

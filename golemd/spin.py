@@ -37,7 +37,7 @@ class Window:
 
     It starts closed and opens only once a wait has ended soon after it
     began: a worker whose agent is called once (most of them, when 10,000
-    agents are each invoked once) never polls."""
+    agents are each invoked once) polls at most 10 us, once."""
 
     def __init__(self, limit_ns: int):
         self.limit_ns = max(0, limit_ns)

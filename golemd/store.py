@@ -265,6 +265,14 @@ class Store:
     def prune(self, agent_id: str, keep: int, older_than: float) -> int:
         """Drop finished invocations that are neither among the newest `keep`
         nor finished after `older_than`; and events older than both."""
+        # Ranking sorts all the agent's rows; counting its index entries first
+        # is far cheaper, and while it holds no more than `keep` rows of any
+        # kind there is nothing to drop (W2's 100 agents each ranked 1,000
+        # rows for nothing at their 1,000th call).
+        held = self.db.execute(f"SELECT count(*) FROM ({_MINE})",
+                               {"agent": agent_id, "upto": self._filed_upto}).fetchone()[0]
+        if held <= keep:
+            return 0
         # Ranked newest first among the agent's rows that carry a finish time.
         rows = self.db.execute(
             f"SELECT id, finished_at, status, rn FROM (SELECT i.id, i.finished_at, i.status, "

@@ -378,11 +378,8 @@ class Supervisor:
             del self.live[agent.name]
 
     def note_finished(self, agent: Agent) -> None:
-        """Keep stored outcomes bounded: prune now and then, not on every call,
-        and not before the agent can have more finished rows than it keeps
-        (its lifetime counts bound them), for a prune ranks all of them."""
-        if agent.completed_count % 1000 == 0 and \
-                agent.completed_count + agent.failed_count > self.config.retention_count:
+        """Keep stored outcomes bounded: prune now and then, not on every call."""
+        if agent.completed_count % 1000 == 0:
             self.store.prune(agent.name, self.config.retention_count,
                              time.time() - self.config.retention_seconds)
 

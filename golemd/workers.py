@@ -195,7 +195,12 @@ class Template:
         exit_fut = self._exits.setdefault(pid, loop.create_future())
         worker = Worker(pid, ctl_ours, exit_fut, lambda: self._exits.pop(pid, None), self)
         worker.initialized = worker.expect("init")
-        await worker.attach(out_r, err_r, on_line)
+        try:
+            await worker.attach(out_r, err_r, on_line)
+        except BaseException:
+            worker.kill()
+            worker.forget_pending()  # its death will never be read: nothing waits on it
+            raise
         if init_late is not None and worker._transport is not None:
             worker._transport.write(init_late)  # a large snapshot goes the usual way
         return worker
@@ -357,6 +362,10 @@ class Worker:
         self.death_reason = str(exc)[:200]
         self.protocol_error = True
         self.kill()
+
+    def forget_pending(self) -> None:
+        Worker.in_flight -= len(self._pending)
+        self._pending.clear()
 
     def _on_closed(self, exc: Exception | None) -> None:
         if self.death_reason is None:

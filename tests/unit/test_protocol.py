@@ -430,3 +430,24 @@ def test_timeout_beyond_any_use(timeout):
 @pytest.mark.parametrize("at", [2**64 - 1, -(2**63), 1e12, float("inf"), float("nan")])
 def test_schedule_at_beyond_any_time(at):
     assert "schedule_at" in refused(req("invoke", schedule_at=at, mode="trigger")).message
+
+
+def test_pack_replaces_a_packer_grown_by_a_large_message():
+    from golemd import protocol
+
+    before = protocol._packer
+    big = b"x" * (2 << 20)
+    assert msgpack.unpackb(pack(big)) == big
+    assert protocol._packer is not before  # its 2 MiB buffer went with it
+    kept = protocol._packer
+    assert msgpack.unpackb(pack({"a": 1})) == {"a": 1}
+    assert protocol._packer is kept
+
+
+def test_pack_called_while_packing_does_not_corrupt_the_outer_message():
+    class Sneaky(dict):  # agent code that packs from inside a mapping's items()
+        def items(self):  # type: ignore[override]
+            pack(["inner"])
+            return super().items()
+
+    assert msgpack.unpackb(pack([Sneaky(a=1), "after"])) == [{"a": 1}, "after"]
