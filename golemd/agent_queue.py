@@ -187,7 +187,6 @@ class Agent(AgentControl, AgentWorker):
         """Start an awaited call before its enqueue commits (ready_warm() holds):
         golemd.supervisor journals it while the worker runs it, and withdraw()
         stops it if that fails."""
-        inv.journaled = False
         self.active[inv.key] = inv
         self._run_warm(inv)
 

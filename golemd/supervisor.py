@@ -168,9 +168,9 @@ class Supervisor:
                          timeout=timeout,
                          journaled=False)
         # An awaited call to an idle warm agent goes to its worker first and
-        # is journaled while the worker runs it: the commit is off the call's
-        # critical path. Its outcome commits after its enqueue (its reply
-        # comes later, at the earliest a loop round later), and if the
+        # is journaled while the worker runs it: the insert is off the call's
+        # critical path, and the commit is shared with its outcome's when the
+        # reply comes soon (on_commit_idle below), never after it. If the
         # enqueue fails, the call is stopped with its worker (withdraw).
         early = mode == "await" and listener is None and inv.status == S.PENDING and agent.ready_warm()
         if early:
@@ -187,11 +187,10 @@ class Supervisor:
                 return
             self._forget_if_new(agent, created)
             raise
+        crash_point("enqueued")
         ahead = len(agent.queue) + (1 if agent.current else 0)
         if not early:
             self._attach(agent, inv, key, mode, listener, done)
-        crash_point("enqueued")
-        if not early:
             agent.enqueue(inv)  # in the queue now, to start once the commit below is done
 
         def journaled(err: GolemError | None) -> None:
