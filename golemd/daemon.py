@@ -118,6 +118,7 @@ class Daemon:
         store = Store(self.config.db_path, self.config.synchronous)
         cpus = len(os.sched_getaffinity(0))
         store.idle_commits = hook_loop(loop, store.idle, lambda: Worker.in_flight < cpus)
+        store.busy = lambda: Worker.in_flight >= cpus
         template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()

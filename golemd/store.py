@@ -132,6 +132,8 @@ class Store:
         self._urgent = False  # someone waits on a commit (on_commit), not only on_commit_idle
         self._lazy_since = 0  # perf_counter_ns of the oldest on_commit_idle not yet committed
         self.idle_commits = False  # the event loop calls idle() (golemd.spin)
+        self.busy: Callable[[], bool] | None = None  # under load: group commits wait GROUP_DELAY
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: Any = None
         self._deferred: dict[str, Callable[[], None]] = {}
@@ -332,6 +334,14 @@ class Store:
         if self._loop is not loop:
             self._loop = loop
             self._ready = getattr(loop, "_ready", None)  # CPython's queue of this round's callbacks
+        if self.busy is not None and self.busy():
+            # Under load (more workers busy than CPUs) a commit waits a little
+            # to take in more: each commit rewrites every page it touched, and
+            # each busy agent's row once. Half the commits and agent-row writes
+            # in W2; nobody waiting on one call sees the delay.
+            self._flush_scheduled = True
+            self._flush_timer = loop.call_later(self.GROUP_DELAY, self._flush)
+            return
         if self._ready is not None and not self._ready:
             self._flush()
             return
@@ -391,7 +401,12 @@ class Store:
         asyncio.get_running_loop().call_soon(self._flush)
         return True
 
+    GROUP_DELAY = 0.001
+
     def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self._flush_scheduled = False
         self._urgent = False
         self._lazy_since = 0

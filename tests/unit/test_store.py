@@ -273,6 +273,40 @@ def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(path):
     asyncio.run(main())
 
 
+def test_under_load_a_group_commit_waits_a_little_to_take_in_more(path):
+    async def main() -> None:
+        s = Store(path)
+        load = {"busy": True}
+        s.busy = lambda: load["busy"]
+        commits: list[str] = []
+        s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+        told: list[str] = []
+        try:
+            s.insert_invocation(inv_row("k1", seq=1))
+            s.on_commit(lambda err: told.append("k1"))
+            await asyncio.sleep(0)  # a loop round: not yet, the load may bring more
+            s.insert_invocation(inv_row("k2", seq=2))
+            s.on_commit(lambda err: told.append("k2"))
+            assert commits == [] and told == []
+            await asyncio.sleep(s.GROUP_DELAY * 5)
+            assert commits == ["COMMIT"] and told == ["k1", "k2"]  # one commit for both
+            load["busy"] = False
+            s.insert_invocation(inv_row("k3", seq=3))
+            s.on_commit(lambda err: told.append("k3"))
+            assert commits == ["COMMIT", "COMMIT"] and told[-1] == "k3"  # no load: at once
+            s.insert_invocation(inv_row("k4", seq=4))
+            load["busy"] = True
+            s.on_commit(lambda err: told.append("k4"))
+            s.commit_now()  # a commit before the delay is up: the timer is dropped with it
+            assert told[-1] == "k4"
+            await asyncio.sleep(s.GROUP_DELAY * 5)
+            assert len(commits) == 3
+        finally:
+            s.close()
+
+    asyncio.run(main())
+
+
 def test_an_idle_commit_without_an_idle_hook_is_an_ordinary_one(path):
     async def main() -> None:
         s = Store(path)
