@@ -142,6 +142,7 @@ _META_LABELS = {
     "last_active_at": "Last active at", "completed_count": "Completed",
     "failed_count": "Failed", "retry_count": "Retries", "last_error": "Last error",
     "memory_rss_bytes": "Memory (RSS)", "cpu_seconds": "CPU time",
+    "output_cut_lines": "Output lines cut", "output_dropped_bytes": "Output dropped",
 }
 
 
@@ -161,6 +162,7 @@ def metadata(meta: dict[str, Any]) -> str:
         "memory_rss_bytes": size(meta.get("memory_rss_bytes")),
         "cpu_seconds": (f"{meta['cpu_seconds']:.2f} s"
                         if isinstance(meta.get("cpu_seconds"), (int, float)) else "-"),
+        "output_dropped_bytes": size(meta.get("output_dropped_bytes")),
     }
     rows = [(label, shown.get(k, _opt(meta.get(k)))) for k, label in _META_LABELS.items()]
     rows += [(k, _opt(v)) for k, v in meta.items() if k not in _META_LABELS]

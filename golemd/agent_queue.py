@@ -125,6 +125,10 @@ class Agent(AgentControl, AgentWorker):
             "last_error": self.last_error,
             "memory_rss_bytes": rss,
             "cpu_seconds": cpu,
+            # What the bounds on its output cost since the daemon started: pieces
+            # of over-long lines, and bytes its log file's rotation threw away.
+            "output_cut_lines": self.output.cut_lines,
+            "output_dropped_bytes": self.output.file.dropped_bytes,
         }
 
     def event(self, kind: str, inv: Invocation | None = None, detail: str | None = None) -> None:

@@ -192,7 +192,10 @@ class AgentWorker:
                 self.current.discard = "unsaved"
             worker.kill()
 
-    def on_output(self: Agent, stream: str, line: str) -> None:
+    def on_output(self: Agent, stream: str, line: str, cut: bool = False) -> None:
+        """A line of the worker's output; `cut`: a piece of a line over 64 KiB."""
+        if cut:
+            self.output.cut_lines += 1
         cur = self.current
         entry = {"type": "output", "stream": stream, "line": line, "ts": time.time(),
                  "idempotency_key": cur.key if cur else None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 Follower = Callable[[dict[str, Any] | None, str], None]
+log = logging.getLogger("golemd.agent")
 
 
 def log_path(logs_dir: str, agent_name: str) -> str:
@@ -31,6 +33,7 @@ class AgentLog:
         self.file: IO[str] | None = None
         self.size = 0
         self._flush_scheduled = False
+        self.dropped_bytes = 0  # in the rotated file when the next rotation replaced it
 
     def write(self, stream: str, line: str, ts: float | None = None) -> None:
         try:
@@ -64,6 +67,14 @@ class AgentLog:
     def _rotate(self) -> None:
         self.close()
         try:
+            lost = os.path.getsize(self.path + ".1")
+        except OSError:
+            lost = 0  # the first rotation: nothing is lost yet
+        if lost and not self.dropped_bytes:
+            log.warning("%s: the agent's output outruns its %d-byte log file; older output is dropped "
+                        "(counted in `agent get`, output_dropped_bytes)", self.path, self.max_bytes)
+        self.dropped_bytes += lost
+        try:
             os.replace(self.path, self.path + ".1")
         except OSError:
             pass
@@ -93,6 +104,7 @@ class AgentOutput:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.file = AgentLog(path, file_bytes)
+        self.cut_lines = 0  # lines over 64 KiB arrive cut into pieces: how many pieces
         self.followers: set[Follower] = set()
 
     def add(self, entry: dict[str, Any]) -> None:

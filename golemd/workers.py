@@ -156,7 +156,7 @@ class Template:
             if self.on_lost is not None:
                 self.on_lost()
 
-    async def spawn(self, type_name: str, on_line: Callable[[str, str], None],
+    async def spawn(self, type_name: str, on_line: Callable[[str, str, bool], None],
                     memory_limit_mb: int, init: dict[str, Any]) -> Worker:
         """A new worker. `init` is its first control message (building the agent): sent
         as soon as the spawn is asked for, so the fork and the constructor's
@@ -239,7 +239,7 @@ def _send_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
 class _Lines(asyncio.Protocol):
     """Splits a worker's output pipe into lines, bounding each line's size."""
 
-    def __init__(self, name: str, on_line: Callable[[str, str], None], done: asyncio.Future[None]):
+    def __init__(self, name: str, on_line: Callable[[str, str, bool], None], done: asyncio.Future[None]):
         self.name = name
         self.on_line = on_line
         self.buf = b""
@@ -252,14 +252,14 @@ class _Lines(asyncio.Protocol):
         self.buf += data
         *lines, self.buf = self.buf.split(b"\n")
         for line in lines:
-            self.on_line(self.name, line.decode("utf-8", "replace"))
+            self.on_line(self.name, line.decode("utf-8", "replace"), False)
         while len(self.buf) > MAX_LINE:
             chunk, self.buf = self.buf[:MAX_LINE], self.buf[MAX_LINE:]
-            self.on_line(self.name, chunk.decode("utf-8", "replace"))
+            self.on_line(self.name, chunk.decode("utf-8", "replace"), True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.buf:
-            self.on_line(self.name, self.buf.decode("utf-8", "replace"))
+            self.on_line(self.name, self.buf.decode("utf-8", "replace"), False)
             self.buf = b""
         if not self.done.done():
             self.done.set_result(None)
@@ -324,7 +324,7 @@ class Worker:
         self._pipes: list[tuple[asyncio.ReadTransport, _Lines]] = []
         self._psutil: Any = None
 
-    async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str], None]) -> None:
+    async def attach(self, out_r: int, err_r: int, on_line: Callable[[str, str, bool], None]) -> None:
         loop = asyncio.get_running_loop()
         pipes = []
         for name, fd in (("stdout", out_r), ("stderr", err_r)):

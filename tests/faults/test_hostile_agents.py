@@ -356,6 +356,11 @@ def test_stdout_flood_without_newline_is_bounded():
             rss.append(daemon_rss(d))
         # Bounded: a second flood costs nothing more than the first.
         assert rss[1] - rss[0] < 10 * MiB, f"RSS after each flood: {[x // MiB for x in rss]} MiB"
+        # What the bounds cost is counted: 400 MiB without a newline arrived in
+        # 64 KiB pieces, and all but the newest ~2 MiB left the log files.
+        meta = c.meta(spewer)
+        assert meta["output_cut_lines"] >= 2 * 200 * MiB // LINE - 2, meta
+        assert 2 * 200 * MiB - 3 * LOG_CAP <= meta["output_dropped_bytes"] <= 2 * 200 * MiB, meta
         r, took = _timed(c, "invoke", agent=spewer, method="burst", args=[100_000])
         assert r.get("result") == 100_000 and took < 60, (r, took)
         assert daemon_rss(d) - rss[0] < 10 * MiB
