@@ -117,8 +117,8 @@ class Daemon:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
         store = Store(self.config.db_path, self.config.synchronous)
         cpus = len(os.sched_getaffinity(0))
-        store.idle_commits = hook_loop(loop, store.idle, lambda: Worker.in_flight < cpus)
-        store.busy = lambda: Worker.in_flight >= cpus
+        store.busy = lambda: Worker.in_flight >= cpus  # every CPU has a worker's call to run
+        store.idle_commits = hook_loop(loop, store.idle, store.busy)
         template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()

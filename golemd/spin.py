@@ -63,11 +63,11 @@ class SpinningSelector(selectors.EpollSelector):
         super().__init__()
         self.window = Window(spin_ns)
         self.on_idle: Callable[[bool], bool] | None = None
-        # Whether polling may pay now: not while more workers are busy than
-        # there are CPUs, when they need every CPU and a polling daemon (whose
-        # CPU never goes idle, so the kernel never moves a waiting worker onto
-        # it) would only slow them down. The reply comes soon enough anyway.
-        self.may_poll: Callable[[], bool] | None = None
+        # Whether polling cannot pay now: while as many workers are busy as
+        # there are CPUs, they need every CPU, and a polling daemon (whose CPU
+        # never goes idle, so the kernel never moves a waiting worker onto it)
+        # would only slow them down. The reply comes soon enough anyway.
+        self.busy: Callable[[], bool] | None = None
         self.polled = 0  # waits that polling ended (for the tests)
         self.slept = 0  # waits that ended in epoll_wait
 
@@ -83,7 +83,7 @@ class SpinningSelector(selectors.EpollSelector):
             return [] if self._idle(True) else super().select(timeout)
         start = _clock()
         window = self.window.ns
-        if window and self.may_poll is not None and not self.may_poll():
+        if window and self.busy is not None and self.busy():
             window = 0
         if timeout is not None:
             window = min(window, int(timeout * 1e9))
@@ -110,14 +110,14 @@ class SpinningSelector(selectors.EpollSelector):
         return ready
 
 
-def hook_loop(loop: Any, on_idle: Callable[[bool], bool], may_poll: Callable[[], bool]) -> bool:
-    """Give `loop`'s selector its hooks (SpinningSelector.on_idle, .may_poll).
+def hook_loop(loop: Any, on_idle: Callable[[bool], bool], busy: Callable[[], bool]) -> bool:
+    """Give `loop`'s selector its hooks (SpinningSelector.on_idle, .busy).
     False when its selector is not ours."""
     selector = getattr(loop, "_selector", None)
     if not isinstance(selector, SpinningSelector):
         return False
     selector.on_idle = on_idle
-    selector.may_poll = may_poll
+    selector.busy = busy
     return True
 
 

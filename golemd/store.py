@@ -100,6 +100,9 @@ def _storage_error(exc: sqlite3.Error) -> GolemError:
 
 
 class Store:
+    LAZY_NS = 50_000  # an on_commit_idle commit waits at most this long (idle())
+    GROUP_DELAY = 0.001  # under load (busy()), a group commit waits this long to take in more
+
     def __init__(self, path: str, synchronous: str = "NORMAL"):
         self.path = path
         if path != ":memory:":
@@ -386,8 +389,6 @@ class Store:
             self._lazy_since = time.perf_counter_ns()
         self._callbacks.append(fn)
 
-    LAZY_NS = 50_000
-
     def idle(self, sleeping: bool) -> bool:
         """Called by the event loop at every turn (golemd.spin): commit, in this
         loop round, what waits when the loop is about to sleep or when it has
@@ -400,8 +401,6 @@ class Store:
         self._flush_scheduled = True
         asyncio.get_running_loop().call_soon(self._flush)
         return True
-
-    GROUP_DELAY = 0.001
 
     def _flush(self) -> None:
         if self._flush_timer is not None:

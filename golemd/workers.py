@@ -300,9 +300,24 @@ class Worker:
 
     in_flight = 0  # messages sent to all workers and not yet answered (golemd.spin polls only when few)
 
-    def _count(self, key: Any) -> None:
+    # _pending changes only through these three, which keep in_flight its sum.
+
+    def _await_reply(self, key: Any, waiter: asyncio.Future[dict[str, Any]] | ReplyCallback) -> None:
         if key not in self._pending:
             Worker.in_flight += 1
+        self._pending[key] = waiter
+
+    def _take_reply(self, key: Any) -> asyncio.Future[dict[str, Any]] | ReplyCallback | None:
+        waiter = self._pending.pop(key, None)
+        if waiter is not None:
+            Worker.in_flight -= 1
+        return waiter
+
+    def forget_pending(self) -> dict[Any, asyncio.Future[dict[str, Any]] | ReplyCallback]:
+        """Everything awaited, taken: its answers will never be read."""
+        pending, self._pending = self._pending, {}
+        Worker.in_flight -= len(pending)
+        return pending
 
     def __init__(self, pid: int, ctl: socket.socket, exit_fut: asyncio.Future[int],
                  forget: Callable[[], Any], template: Template | None = None):
@@ -343,9 +358,7 @@ class Worker:
 
     def _on_message(self, msg: Any) -> None:
         key = msg.get("id", "init") if isinstance(msg, dict) else None
-        pending = self._pending.pop(key, None)
-        if pending is not None:
-            Worker.in_flight -= 1
+        pending = self._take_reply(key)
         if pending is None:
             raise ValueError(f"unexpected control message {str(msg)[:100]}")
         if isinstance(pending, asyncio.Future):
@@ -363,18 +376,12 @@ class Worker:
         self.protocol_error = True
         self.kill()
 
-    def forget_pending(self) -> None:
-        Worker.in_flight -= len(self._pending)
-        self._pending.clear()
-
     def _on_closed(self, exc: Exception | None) -> None:
         if self.death_reason is None:
             self.death_reason = f"its control channel failed ({exc})" if exc else "its control channel closed"
         self.alive = False
         err = WorkerDied(self.death_reason)
-        pending, self._pending = self._pending, {}
-        Worker.in_flight -= len(pending)
-        for waiting in pending.values():
+        for waiting in self.forget_pending().values():
             if not isinstance(waiting, asyncio.Future):
                 try:
                     waiting(None, err)
@@ -390,16 +397,14 @@ class Worker:
         if not self.alive or self._transport is None or self._transport.is_closing():
             fut.set_exception(WorkerDied(self.death_reason or "it is not running"))
             return fut
-        self._count(key)
-        self._pending[key] = fut
+        self._await_reply(key, fut)
         self._transport.write(pack(msg))
         return fut
 
     def expect(self, key: Any) -> asyncio.Future[dict[str, Any]]:
         """A future for the reply to a message sent before we were attached."""
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._count(key)
-        self._pending[key] = fut
+        self._await_reply(key, fut)
         return fut
 
     def call(self, method: str, args: list[Any]) -> asyncio.Future[dict[str, Any]]:
@@ -414,8 +419,7 @@ class Worker:
             then(None, WorkerDied(self.death_reason or "it is not running"))
             return
         call_id = next(self._calls)
-        Worker.in_flight += 1
-        self._pending[call_id] = then
+        self._await_reply(call_id, then)
         self._transport.write(pack({"op": "call", "id": call_id, "method": method, "args": args}))
 
     def drain_output(self) -> None:

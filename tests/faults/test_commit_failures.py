@@ -5,7 +5,6 @@ goes to the worker before the previous outcome commits."""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +64,7 @@ def test_a_failed_outcome_drops_the_unsaved_state_and_reruns_the_next_call(faili
     a = 'Journal("unsaved")'
     c.ok("invoke", agent=a, method="append", args=["first"])
     ca = RawConn(d.socket)
-    ra = ca.send(op="invoke", agent=a, method="slow_append", args=["A", 0.5], idempotency_key="kA")
+    ra = ca.send(op="invoke", agent=a, method="slow_append", args=["A", 1.5], idempotency_key="kA")
     wait_for(lambda: (c.meta(a).get("current_invocation") or {}).get("idempotency_key") == "kA",
              what="A running")
     # A trigger's ack comes after its commit: B is journaled before the flag exists.
@@ -78,7 +77,7 @@ def test_a_failed_outcome_drops_the_unsaved_state_and_reruns_the_next_call(faili
     log = [(e["kind"], e.get("idempotency_key")) for e in c.ok("oplog", agent=a)["entries"]]
     assert ("process_died", "kB") in log
     # A ran, but nothing of it was saved: its key says so, and a cancel makes it final.
-    r = c.call("invoke", agent=a, method="slow_append", args=["A", 0.5], idempotency_key="kA")
+    r = c.call("invoke", agent=a, method="slow_append", args=["A", 1.5], idempotency_key="kA")
     assert r["error"]["code"] == "STORAGE_FULL" and "runs again after a restart" in r["error"]["message"]
     assert c.ok("cancel", agent=a, idempotency_key="kA")["canceled"] is True
     c.close()
@@ -95,9 +94,10 @@ def test_without_a_cancel_the_journaled_call_runs_after_a_restart(failing):
     c = d.conn()
     a = 'Journal("rerun")'
     c.ok("invoke", agent=a, method="append", args=["first"])
-    rid = c.send(op="invoke", agent=a, method="slow_append", args=["A", 0.3], idempotency_key="kA")
-    wait_for(lambda: os.path.exists(flag) or (c.meta(a).get("current_invocation") or {}).get(
-        "idempotency_key") == "kA", what="A running")
+    # A runs long enough for the flag to be made while it runs, on a slow machine too.
+    rid = c.send(op="invoke", agent=a, method="slow_append", args=["A", 1.0], idempotency_key="kA")
+    wait_for(lambda: (c.meta(a).get("current_invocation") or {}).get("idempotency_key") == "kA",
+             what="A running")
     flag.touch()
     assert c.reply(rid)["error"]["code"] == "STORAGE_FULL"
     assert c.ok("invoke", agent=a, method="all")["result"] == ["first"]
@@ -105,6 +105,6 @@ def test_without_a_cancel_the_journaled_call_runs_after_a_restart(failing):
     assert d.stop(signal.SIGTERM) == 0
     d.start()
     c = d.conn()
-    assert c.ok("invoke", agent=a, method="slow_append", args=["A", 0.3], idempotency_key="kA")["result"] == 2
+    assert c.ok("invoke", agent=a, method="slow_append", args=["A", 1.0], idempotency_key="kA")["result"] == 2
     assert c.ok("invoke", agent=a, method="all")["result"] == ["first", "A"]
     c.close()

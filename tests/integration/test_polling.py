@@ -70,7 +70,7 @@ def test_calls_in_flight_counts_the_busy_workers():
     with running() as d:
         c = d.conn()
         slow = [RawConn(d.socket) for _ in range(3)]
-        ids = [s.send(op="invoke", agent=f'SlowAgent("f{i}")', method="work", args=[0.5]) for i, s in enumerate(slow)]
+        ids = [s.send(op="invoke", agent=f'SlowAgent("f{i}")', method="work", args=[2.0]) for i, s in enumerate(slow)]
         wait_for(lambda: c.ok("status")["calls_in_flight"] == 3, what="three calls out")
         for s, rid in zip(slow, ids, strict=True):
             assert "result" in s.reply(rid)

@@ -75,12 +75,12 @@ def test_selector_sleeps_after_its_window_and_keeps_the_timeout(opened):
 
 
 def test_selector_does_not_poll_when_told_polling_cannot_pay(pair, opened):
-    """may_poll False (more workers busy than CPUs): straight to epoll_wait."""
-    opened.may_poll = lambda: False
+    """busy (as many workers busy as CPUs): straight to epoll_wait."""
+    opened.busy = lambda: True
     pair[1].send(b"x")
     assert len(opened.select(1.0)) == 1
     assert (opened.polled, opened.slept) == (0, 1)
-    opened.may_poll = lambda: True
+    opened.busy = lambda: False
     assert len(opened.select(1.0)) == 1  # still readable: found by the poll now
     assert (opened.polled, opened.slept) == (1, 1)
 
