@@ -21,13 +21,13 @@ from golemctl import ops
 from golemctl.ops import CONNECT_TIMEOUT, Call
 from golemctl.paths import default_socket_path
 from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
-from golemd.errors import GolemError
-from golemd.protocol import make_unpacker, small_reads
+from golemd.model.errors import GolemError
+from golemd.wire.codec import make_unpacker, small_reads
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from golemd.agent_id import AgentId
+    from golemd.model.agent_id import AgentId
 
 EventCallback = Callable[[dict[str, Any]], object]
 # `list` is also a method name in the client classes, where it would shadow the builtin.

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 def _canonical(agent_id: str) -> str:
     """Refuse a bad agent ID (exit 2) before the daemon is contacted."""
-    from golemd.agent_id import parse_agent_id
+    from golemd.model.agent_id import parse_agent_id
 
     return parse_agent_id(agent_id).canonical
 
@@ -150,7 +150,7 @@ def list_cmd(s: Settings, env: str | None, type_: str | None, status: str | None
 def _agent_status(text: str | None) -> str | None:
     if text is None:
         return None
-    from golemd.states import AgentStatus
+    from golemd.model.states import AgentStatus
 
     for st in AgentStatus:
         if st.value.lower() == text.lower():

@@ -22,13 +22,13 @@ from golemctl import ops
 from golemctl.ops import CONNECT_TIMEOUT, REPLY_TIMEOUT, Call
 from golemctl.paths import default_socket_path
 from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
-from golemd.protocol import make_unpacker
+from golemd.wire.codec import make_unpacker
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from golemctl.aio import AsyncClient
-    from golemd.agent_id import AgentId
+    from golemd.model.agent_id import AgentId
 
 __all__ = ["AsyncClient", "Client", "CONNECT_TIMEOUT", "REPLY_TIMEOUT", "default_socket_path"]
 

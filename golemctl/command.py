@@ -1,7 +1,7 @@
 """The click plumbing every golemctl command shares: the global options,
 and one way to fail: `error: CODE: message` on stderr, the JSON error
 document on stdout with --format json, and the contract's exit status
-(golemd.errors.exit_status: 0 ok, 1 failed, 2 usage, 3 unreachable).
+(golemd.model.errors.exit_status: 0 ok, 1 failed, 2 usage, 3 unreachable).
 
 Imports only click and light stdlib modules, like cli.py: it is on the
 start-up path.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from golemd.errors import GolemError
+    from golemd.model.errors import GolemError
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json")
@@ -43,7 +43,7 @@ class Settings:
 
 
 def usage_error(message: str) -> GolemError:
-    from golemd.errors import Code, GolemError
+    from golemd.model.errors import Code, GolemError
 
     return GolemError(Code.USAGE, message)
 
@@ -51,7 +51,7 @@ def usage_error(message: str) -> GolemError:
 def _report(err: GolemError, as_json: bool) -> int:
     """Print a failure the one way every command does; return its exit status."""
     from golemctl import render
-    from golemd.errors import exit_status
+    from golemd.model.errors import exit_status
 
     if as_json:
         click.echo(render.to_json(render.error_json(err)))
@@ -60,15 +60,15 @@ def _report(err: GolemError, as_json: bool) -> int:
 
 
 def _as_golem_error(e: Exception) -> GolemError | None:
-    # golemd.errors is only loaded once a command needed it; if it is not
+    # golemd.model.errors is only loaded once a command needed it; if it is not
     # loaded, no GolemError can exist. Checking this way keeps it (and the
     # golemd package) out of `golemctl --help`.
-    errors = sys.modules.get("golemd.errors")
+    errors = sys.modules.get("golemd.model.errors")
     return e if errors is not None and isinstance(e, errors.GolemError) else None
 
 
 def _internal(e: Exception) -> GolemError:
-    from golemd.errors import Code, GolemError
+    from golemd.model.errors import Code, GolemError
 
     return GolemError(Code.INTERNAL, f"golemctl failed unexpectedly: {type(e).__name__}: {e} "
                                      "(GOLEMCTL_DEBUG=1 shows the traceback)")

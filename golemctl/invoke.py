@@ -13,8 +13,8 @@ import click
 
 from golemctl import render
 from golemctl.command import EXIT_CTRL_C, usage_error
-from golemd.agent_id import parse_literal
-from golemd.protocol import MAX_IDEMPOTENCY_KEY
+from golemd.model.agent_id import parse_literal
+from golemd.wire.codec import MAX_IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from golemctl.command import Settings

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from golemd.errors import Code, GolemError
-from golemd.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pack
+from golemd.model.errors import Code, GolemError
+from golemd.wire.codec import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pack
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from golemd.agent_id import AgentId
+    from golemd.model.agent_id import AgentId
 
 CONNECT_TIMEOUT = 5.0
 # Non-invoke ops answer at once; a daemon silent this long is wedged.

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from golemd.agent_id import format_literal
-from golemd.errors import GolemError
+from golemd.model.agent_id import format_literal
+from golemd.model.errors import GolemError
 
 # --- JSON ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 
-from golemd.errors import Code, GolemError
+from golemd.model.errors import Code, GolemError
 
 # sizeof(sockaddr_un.sun_path) on Linux; CPython refuses longer paths.
 MAX_SOCKET_PATH = 108

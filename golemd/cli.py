@@ -64,10 +64,10 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
     _setup_logging(config.log_level)
     os.umask(0o077)  # the store, its WAL and the agents' logs are ours alone
     from golemd.daemon import Daemon, StartupError
-    from golemd.server import SocketPathError
+    from golemd.server.listener import SocketPathError
 
     try:
-        from golemd.spin import new_event_loop
+        from golemd.perf.spin import new_event_loop
 
         with asyncio.Runner(loop_factory=lambda: new_event_loop(config.spin_us)) as runner:
             code = runner.run(Daemon(config).run())

@@ -49,7 +49,7 @@ class Config:
     stop_grace: float = 2.0  # SIGTERM -> SIGKILL when stopping a worker (interrupt, delete, timeout)
     drain_timeout: float = 30.0
     memory_limit_mb: int = 0  # per worker address space (RLIMIT_AS); 0: none
-    # the event loop polls this long before it sleeps (golemd.spin); 0: never
+    # the event loop polls this long before it sleeps (golemd.perf.spin); 0: never
     spin_us: float = 200.0
     # clients
     allow_uids: tuple[int, ...] = ()  # besides our own uid and root

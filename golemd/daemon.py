@@ -18,12 +18,14 @@ from filelock import FileLock, Timeout
 
 from golemd import systemd
 from golemd.config import Config
-from golemd.errors import Code, GolemError
-from golemd.server import Access, Connection, bind_unix_socket
-from golemd.spin import hook_loop
-from golemd.store import Store
-from golemd.supervisor import Supervisor
-from golemd.workers import Template, Worker, sweep_orphans
+from golemd.driver.supervisor import Supervisor
+from golemd.host.workers import Template, Worker, sweep_orphans
+from golemd.model.errors import Code, GolemError
+from golemd.perf.spin import hook_loop
+from golemd.server.access import Access
+from golemd.server.connection import Connection
+from golemd.server.listener import bind_unix_socket
+from golemd.storage.sqlite import Store
 
 log = logging.getLogger("golemd")
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from golemctl.aio import AsyncClient
-from golemd.errors import GolemError
+from golemd.model.errors import GolemError
 from tests.helpers import (
     DaemonProc,
     MiB,

@@ -172,7 +172,7 @@ def test_async_client_pipelines_on_one_connection_against_golemd(daemon: DaemonP
 
 def test_blocking_client_events_errors_and_connection_reuse(daemon: DaemonProc):
     from golemctl.client import Client
-    from golemd.errors import Code, GolemError
+    from golemd.model.errors import Code, GolemError
 
     with Client.connect(daemon.socket) as c:
         # An error reply leaves the connection usable.

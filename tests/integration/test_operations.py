@@ -298,7 +298,7 @@ def test_reload_during_a_call_finishes_it_on_the_old_code_then_retires_it(tmp_pa
 
         def templates() -> int:
             kids = psutil.Process(d.proc.pid).children()
-            return sum("golemd.zygote" in " ".join(k.cmdline()) for k in kids)
+            return sum("golemd.host.zygote" in " ".join(k.cmdline()) for k in kids)
 
         wait_for(lambda: templates() == 1, 10, what="the old template to stop")
         c.close()

@@ -1,4 +1,4 @@
-"""golemd.agent_id: agent IDs and command-line literals, parsed without evaluating code.
+"""golemd.model.agent_id: agent IDs and command-line literals, parsed without evaluating code.
 
 Contract (DESIGN.md section 1): `[ENV/]TypeName(arg, ...)`, arguments are
 Python literals, quote style and spacing do not matter, the canonical form
@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from golemd.agent_id import (
+from golemd.model.agent_id import (
     DEFAULT_ENV,
     MAX_ID_LENGTH,
     MAX_LITERAL_LENGTH,
@@ -27,7 +27,7 @@ from golemd.agent_id import (
     parse_agent_id,
     parse_literal,
 )
-from golemd.errors import Code, GolemError
+from golemd.model.errors import Code, GolemError
 
 
 def invalid(text: Any) -> GolemError:

@@ -1,4 +1,4 @@
-"""golemd.apps (load_app, describe_type) and golemd.catalog (check_args).
+"""golemd.host.apps (load_app, describe_type) and golemd.model.catalog (check_args).
 
 The supervisor refuses bad calls from the description alone, so what
 describe_type writes down and what check_args makes of it go together.
@@ -17,8 +17,8 @@ from typing import Any, Optional
 
 import pytest
 
-from golemd.apps import describe_type, load_app, load_apps
-from golemd.catalog import check_args
+from golemd.host.apps import describe_type, load_app, load_apps
+from golemd.model.catalog import check_args
 from golemd.sdk import agent, registered_types
 
 

@@ -23,7 +23,7 @@ from golemctl import ops
 from golemctl.aio import AsyncClient
 from golemctl.client import Client
 from golemctl.paths import default_socket_path
-from golemd.errors import Code, GolemError
+from golemd.model.errors import Code, GolemError
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golemd.agent_id import format_literal, parse_agent_id, parse_literal
-from golemd.errors import Code, GolemError
-from golemd.protocol import OPS, make_unpacker, validate_request
+from golemd.model.agent_id import format_literal, parse_agent_id, parse_literal
+from golemd.model.errors import Code, GolemError
+from golemd.wire.codec import OPS, make_unpacker, validate_request
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -101,7 +101,7 @@ def test_quote_is_exactly_json(text):
     byte for byte json.dumps(s, ensure_ascii=False), surrogates included."""
     import json
 
-    from golemd.agent_id import quote
+    from golemd.model.agent_id import quote
 
     assert quote(text) == json.dumps(text, ensure_ascii=False)
 
@@ -110,6 +110,6 @@ def test_quote_is_exactly_json(text):
 def test_quote_is_exactly_json_on_control_characters(text):
     import json
 
-    from golemd.agent_id import quote
+    from golemd.model.agent_id import quote
 
     assert quote(text) == json.dumps(text, ensure_ascii=False)

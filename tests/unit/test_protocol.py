@@ -1,4 +1,4 @@
-"""golemd.protocol (request shapes, framing limits, replies) and golemd.errors (the code table).
+"""golemd.wire.codec (request shapes, framing limits, replies) and golemd.model.errors (the code table).
 
 The contract is DESIGN.md section 3 and docs/protocol.md.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from golemd.errors import (
+from golemd.model.errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
@@ -21,7 +21,7 @@ from golemd.errors import (
     GolemError,
     exit_status,
 )
-from golemd.protocol import (
+from golemd.wire.codec import (
     MAX_IDEMPOTENCY_KEY,
     MAX_MESSAGE_BYTES,
     OPS,
@@ -404,7 +404,7 @@ def test_every_documented_code_exists():
     assert len(codes) >= 20, codes
     assert len(set(codes)) == len(codes), "a code is listed twice"
     missing = [c for c in codes if c not in Code.__members__]
-    assert not missing, f"docs/protocol.md lists codes golemd.errors.Code lacks: {missing}"
+    assert not missing, f"docs/protocol.md lists codes golemd.model.errors.Code lacks: {missing}"
 
 
 def test_every_daemon_code_is_documented():
@@ -433,7 +433,7 @@ def test_schedule_at_beyond_any_time(at):
 
 
 def test_pack_replaces_a_packer_grown_by_a_large_message():
-    from golemd import protocol
+    from golemd.wire import codec as protocol
 
     before = protocol._packer
     big = b"x" * (2 << 20)

@@ -1,4 +1,4 @@
-"""golemd.spin: the polling window's rule, the daemon's selector and a worker's recv,
+"""golemd.perf.spin: the polling window's rule, the daemon's selector and a worker's recv,
 on real sockets."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from golemd.spin import SpinningSelector, Window, new_event_loop, recv
+from golemd.perf.spin import SpinningSelector, Window, new_event_loop, recv
 
 
 def test_window_grows_after_near_misses_and_never_past_its_limit():

@@ -1,4 +1,4 @@
-"""golemd.states: the invocation transition table and the derived agent status."""
+"""golemd.model.states: the invocation transition table and the derived agent status."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from golemd.states import (
+from golemd.model.states import (
     ACTIVE,
     FINISHED,
     TRANSITIONS,

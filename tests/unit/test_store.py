@@ -1,4 +1,4 @@
-"""golemd.store.Store against a real SQLite file: schema, rows, group commit,
+"""golemd.storage.sqlite.Store against a real SQLite file: schema, rows, group commit,
 delete, retention and the oplog."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from golemd.errors import Code, GolemError
-from golemd.store import SCHEMA_VERSION, Store
+from golemd.model.errors import Code, GolemError
+from golemd.storage.sqlite import SCHEMA_VERSION, Store
 
 A = 'CounterAgent("a")'
 B = 'CounterAgent("b")'
@@ -581,7 +581,7 @@ def test_oplog_last_zero(store):
 
 
 def test_migration_path_upgrades_in_steps_and_rolls_back_a_failed_step(path, monkeypatch):
-    from golemd import store as store_mod
+    from golemd.storage import sqlite as store_mod
 
     s = Store(path)
     s.insert_agent(agent_row())
@@ -618,7 +618,7 @@ def test_prune_gives_the_space_back(store):
 
 
 def test_schema_1_store_is_upgraded_in_steps(path, monkeypatch):
-    from golemd import store as store_mod
+    from golemd.storage import sqlite as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
@@ -644,7 +644,7 @@ def test_schema_1_store_is_upgraded_in_steps(path, monkeypatch):
 
 
 def test_schema_2_store_loses_the_open_index_and_keeps_its_queues(path, monkeypatch):
-    from golemd import store as store_mod
+    from golemd.storage import sqlite as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
@@ -669,7 +669,7 @@ def test_schema_2_store_loses_the_open_index_and_keeps_its_queues(path, monkeypa
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    from golemd import store as store_mod
+    from golemd.storage import sqlite as store_mod
 
     monkeypatch.setattr(store_mod, "FILE_BATCH", 3)
 

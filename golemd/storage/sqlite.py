@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from golemd import cork
-from golemd.errors import Code, GolemError
 from golemd.faults import commit_fails
+from golemd.model.errors import Code, GolemError
+from golemd.perf import cork
 
 log = logging.getLogger("golemd.store")
 
@@ -134,7 +134,7 @@ class Store:
         self._holds = 0
         self._urgent = False  # someone waits on a commit (on_commit), not only on_commit_idle
         self._lazy_since = 0  # perf_counter_ns of the oldest on_commit_idle not yet committed
-        self.idle_commits = False  # the event loop calls idle() (golemd.spin)
+        self.idle_commits = False  # the event loop calls idle() (golemd.perf.spin)
         self.busy: Callable[[], bool] | None = None  # under load: group commits wait GROUP_DELAY
         self._flush_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -390,7 +390,7 @@ class Store:
         self._callbacks.append(fn)
 
     def idle(self, sleeping: bool) -> bool:
-        """Called by the event loop at every turn (golemd.spin): commit, in this
+        """Called by the event loop at every turn (golemd.perf.spin): commit, in this
         loop round, what waits when the loop is about to sleep or when it has
         waited LAZY_NS. True when a commit was scheduled, which the loop must
         run before it sleeps."""

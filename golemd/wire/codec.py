@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from golemd.errors import Code, GolemError
+from golemd.model.errors import Code, GolemError
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

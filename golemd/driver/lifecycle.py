@@ -1,10 +1,10 @@
 """An agent's worker process: starting it, its death (retry, put back or
 fail the invocation it was running), its output, and suspending it.
 
-Mixed into Agent (golemd.agent_queue). A death reaches the code holding the
+Mixed into Agent (golemd.driver.agent). A death reaches the code holding the
 running invocation (the warm path's callback or the runner task), which
 calls `_after_death` with what it knows; `abort` (set by the control
-operations, golemd.agent_control) and the invocation's `discard` say why it
+operations, golemd.driver.control) and the invocation's `discard` say why it
 died when it was not a crash.
 """
 
@@ -15,13 +15,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from golemd.errors import Code, GolemError
-from golemd.invocation import Invocation, resolve
-from golemd.states import InvocationStatus
-from golemd.workers import Worker, describe_exit
+from golemd.host.workers import Worker, describe_exit
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation, resolve
+from golemd.model.states import InvocationStatus
 
 if TYPE_CHECKING:
-    from golemd.agent_queue import Agent
+    from golemd.driver.agent import Agent
 
 log = logging.getLogger("golemd.agent")
 S = InvocationStatus
@@ -34,7 +34,7 @@ class ConstructorFailed(Exception):
 
 
 class AgentWorker:
-    """Mixed into Agent (golemd.agent_queue), whose state these methods change."""
+    """Mixed into Agent (golemd.driver.agent), whose state these methods change."""
 
     async def _ensure_worker(self: Agent) -> Worker:
         if self._warm():

@@ -14,17 +14,17 @@ from typing import Any
 
 import msgpack
 
-from golemd.agent_id import AgentId, make_agent_id, parse_agent_id
-from golemd.agent_queue import Agent
-from golemd.catalog import check_args
 from golemd.config import Config
-from golemd.errors import Code, GolemError
+from golemd.driver.agent import Agent
 from golemd.faults import crash_point
-from golemd.invocation import Invocation, Listener, resolve
-from golemd.protocol import pack
-from golemd.states import InvocationStatus as S
-from golemd.store import Store
-from golemd.workers import Template, Worker
+from golemd.host.workers import Template, Worker
+from golemd.model.agent_id import AgentId, make_agent_id, parse_agent_id
+from golemd.model.catalog import check_args
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation, Listener, resolve
+from golemd.model.states import InvocationStatus as S
+from golemd.storage.sqlite import Store
+from golemd.wire.codec import pack
 
 log = logging.getLogger("golemd.supervisor")
 _ENDED = frozenset({S.COMPLETED.value, S.FAILED.value})

@@ -16,10 +16,10 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
-from golemd.protocol import make_unpacker, pack
+from golemd.perf.spin import Window
+from golemd.perf.spin import recv as polled_recv
 from golemd.sdk import spec_of
-from golemd.spin import Window
-from golemd.spin import recv as polled_recv
+from golemd.wire.codec import make_unpacker, pack
 
 
 def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:

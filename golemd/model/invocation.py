@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from golemd.errors import GolemError
-from golemd.states import InvocationStatus, check_transition
+from golemd.model.errors import GolemError
+from golemd.model.states import InvocationStatus, check_transition
 
 Listener = Callable[[dict[str, Any]], None]
 # Told the outcome: (result, None) or (None, error). A plain callback rather

@@ -1,6 +1,6 @@
 """The template process: imports the apps once, then forks workers on request.
 
-    python -m golemd.zygote CTL_FD APP...
+    python -m golemd.host.zygote CTL_FD APP...
 
 A fork costs about a millisecond where a new interpreter plus the apps'
 imports cost tens, and the supervisor never forks from its own large heap.
@@ -24,9 +24,9 @@ from typing import Any, NoReturn
 
 import msgpack
 
-from golemd import apps as apps_mod
-from golemd import worker  # imported here once, so a forked worker starts with it
-from golemd.protocol import pack
+from golemd.host import apps as apps_mod
+from golemd.host import runtime as worker  # imported here once, so a forked worker starts with it
+from golemd.wire.codec import pack
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from golemd.errors import Code, GolemError
+from golemd.model.errors import Code, GolemError
 
 DEFAULT_ENV = "default"
 MAX_ID_LENGTH = 64 * 1024

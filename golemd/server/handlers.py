@@ -3,7 +3,7 @@
 Each takes the daemon, the validated request and an `emit` callback for
 event messages, and returns the success fields or raises GolemError. Invoke
 is not here: the connection hands it to `Supervisor.submit`, which answers
-through a callback (see golemd/server.py).
+through a callback (see golemd/server/connection.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import golemd
-from golemd.workers import Worker
+from golemd.host.workers import Worker
 
 if TYPE_CHECKING:
-    from golemd.daemon import Daemon
+    from golemd.server.context import ServerContext as Daemon
 
 Emit = Callable[[dict[str, Any]], None]
 Handler = Callable[["Daemon", dict[str, Any], Emit], Awaitable[dict[str, Any]]]

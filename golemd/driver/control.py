@@ -3,7 +3,7 @@
 None of them waits for the invocation that is running: each changes the
 facts, journals them, kills the worker if it must, and sets `abort` so that
 whoever holds the running invocation (the warm path or the runner task, in
-golemd.agent_queue) learns why its worker died.
+golemd.driver.agent) learns why its worker died.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from golemd.errors import Code, GolemError
-from golemd.invocation import Invocation, resolve
-from golemd.states import InvocationStatus
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation, resolve
+from golemd.model.states import InvocationStatus
 
 if TYPE_CHECKING:
-    from golemd.agent_queue import Agent
+    from golemd.driver.agent import Agent
 
 S = InvocationStatus
 
 
 class AgentControl:
-    """Mixed into Agent (golemd.agent_queue), whose state these methods change."""
+    """Mixed into Agent (golemd.driver.agent), whose state these methods change."""
 
     def cancel(self: Agent, key: str) -> None:
         inv = self.active.get(key)
@@ -55,7 +55,7 @@ class AgentControl:
 
     def withdraw(self: Agent, inv: Invocation, err: GolemError) -> None:
         """Forget an invocation whose enqueue was never committed. One that
-        started early (golemd.supervisor: an awaited call to an idle warm
+        started early (golemd.driver.supervisor: an awaited call to an idle warm
         agent) is stopped with its worker, so that the state it left in that
         process is dropped too; its reply, if it comes first, is ignored."""
         inv.rowid = 0  # its insert was rolled back: the row id may be another's soon

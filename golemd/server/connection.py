@@ -11,20 +11,16 @@ not: it runs on and its outcome stays retrievable by its idempotency key.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
-import socket
-import stat
-import struct
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from golemd import cork
-from golemd.errors import Code, GolemError
-from golemd.handlers import HANDLERS
-from golemd.protocol import (
+from golemd.model.errors import Code, GolemError
+from golemd.perf import cork
+from golemd.server.access import MUTATING, peer_credentials
+from golemd.server.handlers import HANDLERS
+from golemd.wire.codec import (
     MAX_MESSAGE_BYTES,
     error_reply,
     make_unpacker,
@@ -34,122 +30,9 @@ from golemd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from golemd.daemon import Daemon
+    from golemd.server.context import ServerContext as Daemon
 
 log = logging.getLogger("golemd.server")
-
-
-class SocketPathError(Exception):
-    pass
-
-
-def bind_unix_socket(path: str, group: str | None = None) -> socket.socket:
-    """Bind `path` so that it never exists with a wider mode than `mode`.
-
-    A socket file left by a dead daemon is replaced after a connect probe
-    fails; anything else at the path (a live daemon, a regular file, a
-    symlink) is refused and left alone.
-    """
-    directory = os.path.dirname(path) or "."
-    gid = -1
-    if group is not None:
-        import grp
-
-        gid = grp.getgrnam(group).gr_gid
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o750 if group else 0o700, exist_ok=True)
-        if group is not None:
-            os.chown(directory, -1, gid)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
-        if not stat.S_ISSOCK(st.st_mode):
-            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a socket"
-            raise SocketPathError(f"{path} exists and is {kind}; refusing to replace it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
-            log.info("removing stale socket %s", path)
-            os.unlink(path)
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-                raise SocketPathError(f"cannot probe {path}: {exc}") from exc
-        else:
-            raise SocketPathError(f"another daemon is listening on {path}")
-        finally:
-            probe.close()
-    tmp = os.path.join(directory, f".golemd-{os.getpid()}.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        sock.bind(tmp)
-    finally:
-        os.umask(old)
-    if group is not None:
-        os.chown(tmp, -1, gid)
-    os.chmod(tmp, 0o660 if group else 0o600)
-    # Listening before the path appears: a client that connects the moment it
-    # sees the socket is queued, never refused.
-    sock.listen(1024)
-    os.rename(tmp, path)
-    return sock
-
-
-MUTATING = frozenset({"invoke", "cancel", "interrupt", "simulate_crash", "resume", "delete",
-                      "reload", "stop"})
-
-
-def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
-    """(pid, uid, gid) of the connected process (SO_PEERCRED)."""
-    try:
-        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                            struct.calcsize("3i")))
-    except (OSError, AttributeError):
-        return None
-    return pid, uid, gid
-
-
-class Access:
-    """Who may use the daemon: our own user, root, the allowed uids, and the
-    members of the socket group and the allowed groups. The socket's mode is
-    the first gate; this one holds even where the mode is wider (a socket
-    made by systemd, a group that grew)."""
-
-    def __init__(self, uids: tuple[int, ...], groups: tuple[str, ...]):
-        import grp
-
-        self.uids = {0, os.geteuid(), *uids}
-        self.gids = set()
-        for name in groups:
-            try:
-                self.gids.add(grp.getgrnam(name).gr_gid)
-            except KeyError:
-                log.warning("allowed group %r does not exist", name)
-
-    def allows(self, peer: tuple[int, int, int] | None) -> bool:
-        if peer is None:
-            return False
-        pid, uid, gid = peer
-        if uid in self.uids or gid in self.gids:
-            return True
-        return bool(self.gids & _supplementary_groups(pid))
-
-
-def _supplementary_groups(pid: int) -> set[int]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Groups:"):
-                    return {int(g) for g in line.split()[1:]}
-    except (OSError, ValueError):
-        pass
-    return set()
-
 
 class Connection(asyncio.Protocol):
     """One client. A Protocol rather than a stream reader: requests are
@@ -173,7 +56,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._out_bytes = 0
-        self._corked = False  # waiting in golemd.cork for its flush
+        self._corked = False  # waiting in golemd.perf.cork for its flush
 
     # -- lifecycle -------------------------------------------------------
 

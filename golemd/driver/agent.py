@@ -15,10 +15,10 @@ of two ways:
 
 Either way the outcome is committed together with the new snapshot before
 any caller hears of it. Control operations (cancel, interrupt, delete, in
-golemd.agent_control) never wait: they change the facts, kill the worker if
+golemd.driver.control) never wait: they change the facts, kill the worker if
 they must, and whoever holds the invocation reads `abort` to learn why its
 worker died. The worker's own life (start, death, output, suspension) is in
-golemd.agent_worker.
+golemd.driver.lifecycle.
 """
 
 from __future__ import annotations
@@ -30,19 +30,19 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from golemd.agent_control import AgentControl
-from golemd.agent_id import AgentId
-from golemd.agent_worker import AgentWorker, ConstructorFailed
-from golemd.agentlog import AgentOutput, log_path
-from golemd.errors import Code, GolemError
+from golemd.driver.control import AgentControl
+from golemd.driver.lifecycle import AgentWorker, ConstructorFailed
 from golemd.faults import crash_point
-from golemd.invocation import Invocation, resolve
-from golemd.protocol import pack
-from golemd.states import AgentStatus, InvocationStatus, derive_agent_status
-from golemd.workers import TemplateError, Worker, WorkerDied
+from golemd.host.agentlog import AgentOutput, log_path
+from golemd.host.workers import TemplateError, Worker, WorkerDied
+from golemd.model.agent_id import AgentId
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation, resolve
+from golemd.model.states import AgentStatus, InvocationStatus, derive_agent_status
+from golemd.wire.codec import pack
 
 if TYPE_CHECKING:
-    from golemd.supervisor import Supervisor
+    from golemd.driver.supervisor import Supervisor
 
 log = logging.getLogger("golemd.agent")
 S = InvocationStatus
@@ -189,7 +189,7 @@ class Agent(AgentControl, AgentWorker):
 
     def start_early(self, inv: Invocation) -> None:
         """Start an awaited call before its enqueue commits (ready_warm() holds):
-        golemd.supervisor journals it while the worker runs it, and withdraw()
+        golemd.driver.supervisor journals it while the worker runs it, and withdraw()
         stops it if that fails."""
         self.active[inv.key] = inv
         self._run_warm(inv)

@@ -21,8 +21,8 @@ from typing import Any
 
 import msgpack
 
-from golemd import cork
-from golemd.protocol import make_unpacker, pack, small_reads
+from golemd.perf import cork
+from golemd.wire.codec import make_unpacker, pack, small_reads
 
 log = logging.getLogger("golemd.workers")
 
@@ -105,7 +105,7 @@ class Template:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "golemd.zygote", str(theirs.fileno()), *self.apps],
+            [sys.executable, "-m", "golemd.host.zygote", str(theirs.fileno()), *self.apps],
             pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
         theirs.close()
         self.sock = ours
@@ -298,7 +298,7 @@ class _Control(asyncio.Protocol):
 class Worker:
     """One worker process as the supervisor sees it."""
 
-    in_flight = 0  # messages sent to all workers and not yet answered (golemd.spin polls only when few)
+    in_flight = 0  # messages sent to all workers and not yet answered (golemd.perf.spin polls only when few)
 
     # _pending changes only through these three, which keep in_flight its sum.
 

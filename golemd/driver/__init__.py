@@ -1,0 +1,1 @@
+"""The asyncio side of the engine: agents' queues run against real workers, the store and timers."""

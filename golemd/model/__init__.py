@@ -1,0 +1,1 @@
+"""The data model: imports nothing of golemd's outside this package."""

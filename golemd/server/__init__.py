@@ -1,0 +1,1 @@
+"""The Unix socket: binding, access, connections, one handler per operation."""

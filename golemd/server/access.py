@@ -1,0 +1,62 @@
+"""Who may use the daemon, from the peer's credentials (SO_PEERCRED)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+from typing import Any
+
+log = logging.getLogger("golemd.server")
+
+
+MUTATING = frozenset({"invoke", "cancel", "interrupt", "simulate_crash", "resume", "delete",
+                      "reload", "stop"})
+
+
+def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the connected process (SO_PEERCRED)."""
+    try:
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                            struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return None
+    return pid, uid, gid
+
+
+class Access:
+    """Who may use the daemon: our own user, root, the allowed uids, and the
+    members of the socket group and the allowed groups. The socket's mode is
+    the first gate; this one holds even where the mode is wider (a socket
+    made by systemd, a group that grew)."""
+
+    def __init__(self, uids: tuple[int, ...], groups: tuple[str, ...]):
+        import grp
+
+        self.uids = {0, os.geteuid(), *uids}
+        self.gids = set()
+        for name in groups:
+            try:
+                self.gids.add(grp.getgrnam(name).gr_gid)
+            except KeyError:
+                log.warning("allowed group %r does not exist", name)
+
+    def allows(self, peer: tuple[int, int, int] | None) -> bool:
+        if peer is None:
+            return False
+        pid, uid, gid = peer
+        if uid in self.uids or gid in self.gids:
+            return True
+        return bool(self.gids & _supplementary_groups(pid))
+
+
+def _supplementary_groups(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()

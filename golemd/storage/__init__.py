@@ -1,0 +1,1 @@
+"""Where the journal lives: the Store protocol and its implementations."""

@@ -1,0 +1,1 @@
+"""Sans-IO codecs: the client protocol and the worker protocol."""
