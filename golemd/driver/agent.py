@@ -131,6 +131,13 @@ class Agent(AgentControl, AgentWorker):
             "output_dropped_bytes": self.output.file.dropped_bytes,
         }
 
+    def invocations(self) -> list[dict[str, Any]]:
+        """The running invocation, then the queue, then the scheduled ones (`agent invocations`)."""
+        items = [self.current.public()] if self.current is not None else []
+        items += [inv.public() for inv in self.queue]
+        items += [t[2].public() for t in self.scheduled]
+        return items
+
     def event(self, kind: str, inv: Invocation | None = None, detail: str | None = None) -> None:
         if not self.deleted:
             self.sup.store.event(self.name, time.time(), kind, inv.key if inv else None,

@@ -66,10 +66,7 @@ async def delete(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
 
 async def invocations(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
     agent = d.supervisor.find(req["agent"])
-    items = [agent.current.public()] if agent.current is not None else []
-    items += [inv.public() for inv in agent.queue]
-    items += [t[2].public() for t in agent.scheduled]
-    return {"invocations": items}
+    return {"invocations": agent.invocations()}
 
 
 async def oplog(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
