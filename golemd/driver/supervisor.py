@@ -14,9 +14,10 @@ from typing import Any
 
 import msgpack
 
+from golemd import faults
 from golemd.config import Config
 from golemd.driver.agent import Agent
-from golemd.faults import crash_point
+from golemd.engine.context import EngineContext, Policy
 from golemd.host.workers import Template, Worker
 from golemd.model.agent_id import AgentId, make_agent_id, parse_agent_id
 from golemd.model.catalog import check_args
@@ -45,15 +46,35 @@ class Supervisor:
     def __init__(self, config: Config, store: Store, template: Template):
         self.config = config
         self.store = store
-        self.template = template
+        self.ctx = EngineContext(
+            policy=Policy(retry_attempts=config.retry_attempts,
+                          retry_backoff_initial=config.retry_backoff_initial,
+                          retry_backoff_max=config.retry_backoff_max, idle_timeout=config.idle_timeout,
+                          retention_count=config.retention_count,
+                          retention_seconds=config.retention_seconds),
+            clock=time.time, crash_point=faults.crash_point)
+        self._template = template
         self.agents: dict[str, Agent] = {}
         self.live: OrderedDict[str, Agent] = OrderedDict()  # agents with a worker, least recent first
         self._ids: dict[str, AgentId] = {}
-        self.draining = False
         self.started = time.time()
         self.logs_dir = os.path.join(config.state_dir, "logs")
         self._key_prefix, self._key_count = _key_prefix(), 0
         self._trim_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def template(self) -> Template:
+        return self._template
+
+    @template.setter
+    def template(self, template: Template) -> None:
+        """New code (a reload): workers on the old finish what they run, then stop."""
+        self._template = template
+        self.ctx.generation += 1
+
+    @property
+    def draining(self) -> bool:
+        return self.ctx.draining
 
     @property
     def types(self) -> dict[str, dict[str, Any]]:
@@ -145,10 +166,11 @@ class Supervisor:
         elif agent is not None and self._existing(agent, key, args_packed, mode, listener, done):
             return
         if agent is not None:
-            if agent.failed_error is not None:
-                raise GolemError.from_wire(agent.failed_error)
-            if agent.pending_count >= self.config.max_pending:
-                raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {agent.pending_count} "
+            eng = agent.engine
+            if eng.failed_error is not None:
+                raise GolemError.from_wire(eng.failed_error)
+            if eng.pending_count >= self.config.max_pending:
+                raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {eng.pending_count} "
                                  f"pending invocations (max_pending = {self.config.max_pending})")
         created = agent is None
         if agent is None:
@@ -162,7 +184,7 @@ class Supervisor:
         now = time.time()
         schedule_at = req.get("schedule_at")
         inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
-                         seq=agent.take_seq(), created_at=now,
+                         seq=agent.engine.take_seq(), created_at=now,
                          status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
                          schedule_at=schedule_at,
                          timeout=timeout,
@@ -172,7 +194,7 @@ class Supervisor:
         # critical path, and the commit is shared with its outcome's when the
         # reply comes soon (on_commit_idle below), never after it. If the
         # enqueue fails, the call is stopped with its worker (withdraw).
-        early = mode == "await" and listener is None and inv.status == S.PENDING and agent.ready_warm()
+        early = mode == "await" and listener is None and inv.status == S.PENDING and agent.engine.ready_warm()
         if early:
             self._attach(agent, inv, key, mode, listener, done)
             agent.start_early(inv)
@@ -187,8 +209,8 @@ class Supervisor:
                 return
             self._forget_if_new(agent, created)
             raise
-        crash_point("enqueued")
-        ahead = len(agent.queue) + (1 if agent.current else 0)
+        faults.crash_point("enqueued")
+        ahead = len(agent.engine.queue.fifo) + (1 if agent.current else 0)
         if not early:
             self._attach(agent, inv, key, mode, listener, done)
             agent.enqueue(inv)  # in the queue now, to start once the commit below is done
@@ -202,13 +224,13 @@ class Supervisor:
                 if mode != "await":
                     done(None, err)
                 return
-            crash_point("acked")
+            faults.crash_point("acked")
             inv.journaled = True
             if mode != "await":
                 done({"idempotency_key": key, "status": "pending"}, None)
             elif listener is not None and ahead and inv.status == S.PENDING:
                 listener({"type": "queued", "ahead": ahead})
-            agent.kick()
+            agent.journaled(inv)
 
         if early:
             # Nobody is waiting on this commit but the call's own outcome: it may
@@ -229,7 +251,7 @@ class Supervisor:
 
     def _forget_if_new(self, agent: Agent, created: bool) -> None:
         """An agent whose creation was not journaled does not exist."""
-        if created and not agent.active and agent.current is None and self.agents.get(agent.name) is agent:
+        if created and not agent.engine.queue.active and agent.current is None and self.agents.get(agent.name) is agent:
             del self.agents[agent.name]
 
     def _attach(self, agent: Agent, inv: Invocation, key: str, mode: str, listener: Listener | None,
@@ -239,12 +261,12 @@ class Supervisor:
             return False
         if listener is not None:
             inv.listeners.append(listener)
-            agent.listened += 1
+            agent.engine.listened += 1
 
         def waiter(value: Any, error: GolemError | None) -> None:
             if listener is not None:
                 # A finished invocation must not keep a dead connection's callback alive.
-                agent.listened -= 1
+                agent.engine.listened -= 1
                 if listener in inv.listeners:
                     inv.listeners.remove(listener)
             if error is not None:
@@ -258,7 +280,7 @@ class Supervisor:
     def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
                   listener: Listener | None, done: Done) -> bool:
         """Answer for a key this agent has seen (True), or False for a new key."""
-        inv = agent.active.get(key)
+        inv = agent.engine.queue.active.get(key)
         if inv is not None:
             if inv.args_packed != args_packed:
                 raise self._conflict(agent, key, inv.method)
@@ -299,8 +321,8 @@ class Supervisor:
         agent = Agent(self, aid, info)
         self.store.insert_agent({
             "agent_id": agent.name, "env": aid.env, "type": aid.type, "args": pack(list(aid.args)),
-            "created_at": agent.created_at, "last_active_at": agent.last_active_at})
-        agent.event("created")
+            "created_at": agent.engine.created_at, "last_active_at": agent.engine.last_active_at})
+        agent.engine.event("created")
         self.agents[agent.name] = agent
         return agent
 
@@ -376,12 +398,6 @@ class Supervisor:
         if agent.worker is None and self.live.get(agent.name) is agent:
             del self.live[agent.name]
 
-    def note_finished(self, agent: Agent) -> None:
-        """Keep stored outcomes bounded: prune now and then, not on every call."""
-        if agent.completed_count % 1000 == 0:
-            self.store.prune(agent.name, self.config.retention_count,
-                             time.time() - self.config.retention_seconds)
-
     # -- recovery and shutdown ---------------------------------------------
 
     def recover(self) -> int:
@@ -393,14 +409,15 @@ class Supervisor:
             aid = make_agent_id(row["env"], row["type"], args)
             info = self.types.get(aid.type)
             agent = Agent(self, aid, info, row)
-            agent.next_seq = next_seqs.get(agent.name, 0)
+            eng = agent.engine
+            eng.next_seq = next_seqs.get(agent.name, 0)
             self.agents[agent.name] = agent
             if row["failed_error"]:
-                agent.failed_error = msgpack.unpackb(row["failed_error"], raw=False)
+                eng.failed_error = msgpack.unpackb(row["failed_error"], raw=False)
             if info is None:
-                agent.failed_error = {"code": Code.AGENT_FAILED.value,
-                                      "message": f"agent type {aid.type!r} is not loaded"}
-                agent.last_error = f"AGENT_FAILED: agent type {aid.type!r} is not loaded"
+                eng.failed_error = {"code": Code.AGENT_FAILED.value,
+                                    "message": f"agent type {aid.type!r} is not loaded"}
+                eng.last_error = f"AGENT_FAILED: agent type {aid.type!r} is not loaded"
             for inv_row in active.get(agent.name, ()):
                 status = S(inv_row["status"])
                 if status == S.RUNNING:  # never journaled today; a running one runs again
@@ -412,14 +429,14 @@ class Supervisor:
                                  schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"],
                                  rowid=inv_row["id"])
                 agent.enqueue(inv)
-            if agent.failed_error is not None and agent.pending_count:
-                agent.fail_all_pending(GolemError.from_wire(agent.failed_error))
+            if eng.failed_error is not None and eng.pending_count:
+                agent.fail_all_pending(GolemError.from_wire(eng.failed_error))
         self.store.commit_now()
         return len(self.agents)
 
     async def drain(self, timeout: float) -> None:
         """Stop starting invocations; let running ones finish for `timeout` seconds."""
-        self.draining = True
+        self.ctx.draining = True
         await self._settled(timeout)
 
     async def _settled(self, timeout: float) -> None:
@@ -430,18 +447,14 @@ class Supervisor:
 
     async def stop_all(self) -> None:
         """Kill every worker; answer every waiting caller. Pending work stays journaled."""
-        self.draining = True
+        self.ctx.draining = True
         for agent in self.agents.values():
-            if agent.current is not None:
-                agent.abort = "shutdown"
-                agent.wake.set()
-            if agent.worker is not None:
-                agent.worker.kill()
+            agent.shutdown()
         await self._settled(10)
         shutting = GolemError(Code.SHUTTING_DOWN, "the daemon is stopping; the invocation stays "
                               "queued and runs after the restart")
         for agent in self.agents.values():
-            for inv in list(agent.queue) + [t[2] for t in agent.scheduled]:
+            for inv in agent.engine.queue.waiting():
                 resolve(inv.waiters, error=shutting)
             agent.output.end("shutdown")
         waits = [a.worker.wait(2.0) for a in self.agents.values() if a.worker is not None]

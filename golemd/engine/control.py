@@ -1,0 +1,114 @@
+"""An agent's control operations: cancel, withdraw, interrupt, resume, delete,
+shutdown. None of them waits for the invocation that is running: each changes
+the facts, journals them, stops the worker if it must, and leaves
+`stop_reason` for the death that follows (golemd.engine.agent)."""
+
+from __future__ import annotations
+
+from golemd.engine.agent import AgentEngine
+from golemd.engine.effects import Discard, StopReason, WorkerState
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation, resolve
+from golemd.model.states import InvocationStatus
+
+S = InvocationStatus
+
+
+def cancel(eng: AgentEngine, key: str) -> None:
+    """Cancel a pending invocation (raises NOT_FOUND or TOO_LATE)."""
+    inv = eng.queue.active.get(key)
+    now = eng.ctx.clock()
+    if inv is None:
+        row = eng.store.get_invocation(eng.name, key)
+        if row is None:
+            raise GolemError(Code.NOT_FOUND, f"no invocation with idempotency key {key!r} on {eng.name}")
+        if row["status"] == S.CANCELED.value:
+            return
+        if row["status"] in (S.PENDING.value, S.RUNNING.value):
+            # It ran, but its outcome could not be saved, so it would run again
+            # after a restart: canceled, it will not.
+            eng.store.update_invocation(eng.name, key, status=S.CANCELED.value, finished_at=now)
+            return
+        raise GolemError(Code.TOO_LATE, f"invocation {key!r} already completed")
+    if inv.status == S.RUNNING:
+        raise GolemError(Code.TOO_LATE, f"invocation {key!r} has already started")
+    # Journal first: a cancel that cannot be written changes nothing.
+    eng.store.update_invocation(eng.name, key, status=S.CANCELED.value, finished_at=now)
+    scheduled = inv.status == S.SCHEDULED
+    eng.queue.remove(inv)
+    if scheduled:
+        eng.arm_schedule()
+    inv.move(S.CANCELED)
+    del eng.queue.active[key]
+    resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
+
+
+def withdraw(eng: AgentEngine, inv: Invocation, err: GolemError) -> None:
+    """Forget an invocation whose enqueue was never committed. One that
+    started early (an awaited call to an idle warm agent) is stopped with its
+    worker, so that the state it left in that process is dropped too; its
+    reply, if it comes first, is ignored."""
+    inv.rowid = 0  # its insert was rolled back: the row id may be another's soon
+    if eng.queue.active.get(inv.key) is not inv:
+        return  # finished already, in the same failed commit (its outcome's deliver drops the state)
+    if inv.status == S.RUNNING:
+        del eng.queue.active[inv.key]  # unknown at once, though its worker takes a moment to die
+        inv.discard = Discard.REFUSED
+        resolve(inv.waiters, error=err)
+        eng.end_backoff()  # there is nothing to retry
+        if eng.current is inv:
+            eng.stop_worker(now=True)
+        return
+    eng.queue.active.pop(inv.key)
+    eng.queue.remove(inv)
+    resolve(inv.waiters, error=err)
+
+
+def interrupt(eng: AgentEngine, recover: bool) -> None:
+    if recover:
+        if eng.worker is WorkerState.READY or eng.worker is WorkerState.STARTING:
+            if eng.current is not None:
+                eng.stop_reason = StopReason.RECOVER
+            eng.stop_worker(now=True)
+        return
+    if not eng.interrupted:
+        eng.interrupted = True
+        eng.event("interrupted", eng.current)
+        eng.store.update_agent(eng.name, interrupted=1)
+    if eng.current is not None:
+        eng.stop_reason = eng.stop_reason or StopReason.INTERRUPT
+        eng.stop_worker(now=False)
+        eng.end_backoff()
+
+
+def resume(eng: AgentEngine) -> None:
+    if eng.interrupted:
+        eng.interrupted = False
+        eng.event("resumed")
+        eng.store.update_agent(eng.name, interrupted=0)
+        eng.kick()
+
+
+def delete(eng: AgentEngine) -> list[Invocation]:
+    """Stop everything; the agent's rows are the caller's to delete. Returns
+    the pending invocations, whose callers have been told."""
+    eng.deleted = True
+    eng.arm_schedule()
+    eng.arm_idle()
+    if eng.current is not None:
+        eng.stop_reason = StopReason.DELETE
+        eng.end_backoff()
+    eng.stop_worker(now=False)
+    pending = eng.queue.take_all()
+    for inv in pending:
+        resolve(inv.waiters, error=GolemError(Code.CANCELED, f"the agent was deleted before {inv.key!r} ran"))
+    return pending
+
+
+def shutdown(eng: AgentEngine) -> None:
+    """The daemon is stopping (its context is draining): stop the running
+    invocation's worker now; the invocation stays journaled."""
+    if eng.current is not None:
+        eng.stop_reason = StopReason.SHUTDOWN
+        eng.end_backoff()
+    eng.stop_worker(now=True)

@@ -1,0 +1,72 @@
+"""An agent's pending invocations: the FIFO, the scheduled ones in due order,
+and every unfinished invocation by idempotency key."""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterator
+
+from golemd.model.invocation import Invocation
+from golemd.model.states import InvocationStatus as S
+
+
+def _due(t: tuple[float, int, Invocation]) -> tuple[float, int]:
+    return t[0], t[1]
+
+
+class PendingQueue:
+    def __init__(self) -> None:
+        self.fifo: deque[Invocation] = deque()
+        self.scheduled: list[tuple[float, int, Invocation]] = []  # (due, seq, inv), soonest first
+        # Every unfinished invocation (queued, scheduled, running), by key.
+        self.active: dict[str, Invocation] = {}
+
+    def __len__(self) -> int:
+        """The pending count: queued and scheduled (not the running one)."""
+        return len(self.fifo) + len(self.scheduled)
+
+    def add(self, inv: Invocation) -> None:
+        self.active[inv.key] = inv
+        if inv.status == S.SCHEDULED:
+            bisect.insort(self.scheduled, (inv.schedule_at or 0.0, inv.seq, inv), key=_due)
+        else:
+            self.fifo.append(inv)
+
+    def head(self) -> Invocation | None:
+        return self.fifo[0] if self.fifo else None
+
+    def next_due(self) -> float | None:
+        return self.scheduled[0][0] if self.scheduled else None
+
+    def take_due(self, now: float) -> list[Invocation]:
+        """The scheduled invocations due by `now`, soonest first, out of the schedule."""
+        due = []
+        while self.scheduled and self.scheduled[0][0] <= now:
+            due.append(self.scheduled.pop(0)[2])
+        return due
+
+    def remove(self, inv: Invocation) -> bool:
+        """Take a queued or scheduled invocation out (not out of `active`)."""
+        if inv.status == S.SCHEDULED:
+            before = len(self.scheduled)
+            self.scheduled = [t for t in self.scheduled if t[2] is not inv]
+            return len(self.scheduled) != before
+        try:
+            self.fifo.remove(inv)
+        except ValueError:
+            return False
+        return True
+
+    def take_all(self) -> list[Invocation]:
+        """Empty the queue and the schedule; what was in them, queued first."""
+        pending = list(self.fifo) + [t[2] for t in self.scheduled]
+        self.fifo.clear()
+        self.scheduled.clear()
+        return pending
+
+    def waiting(self) -> Iterator[Invocation]:
+        """Queued, then scheduled: the order `agent invocations` lists them in."""
+        yield from self.fifo
+        for t in self.scheduled:
+            yield t[2]
