@@ -1,0 +1,218 @@
+"""The engine's queue and outcomes: what starts next, and how an invocation
+ends (its outcome written, then its callers answered from the commit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from golemd.engine.effects import (
+    IDLE,
+    Discard,
+    Timer,
+    WorkerState,
+)
+from golemd.engine.state import AgentState
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation, resolve
+from golemd.model.states import InvocationStatus
+from golemd.wire.codec import pack
+
+S = InvocationStatus
+W = WorkerState
+
+
+class AgentRun(AgentState):
+    # -- the queue ---------------------------------------------------------
+
+    def enqueue(self, inv: Invocation) -> None:
+        """Queue an invocation; it starts once journaled (`journaled`)."""
+        self.queue.add(inv)
+        if inv.status == S.SCHEDULED:
+            self.arm_schedule()
+        elif inv.journaled:
+            self.kick()
+
+    def journaled(self, inv: Invocation) -> None:
+        """Its enqueue is committed: it may start."""
+        inv.journaled = True
+        self.kick()
+
+    def start_early(self, inv: Invocation) -> None:
+        """Send an awaited call before its enqueue commits (ready_warm() holds);
+        `withdraw` stops it if that commit fails."""
+        self.queue.active[inv.key] = inv
+        self._begin(inv)
+        self._send(inv)
+
+    def _release_due(self) -> None:
+        for inv in self.queue.take_due(self.ctx.clock()):
+            inv.move(S.PENDING)
+            # A released invocation joins the FIFO now, so it takes a new
+            # place in the order that recovery will replay.
+            inv.seq = self.take_seq()
+            self.store.update_invocation(self.name, inv.key, status=inv.status.value, seq=inv.seq)
+            self.queue.fifo.append(inv)
+        self.store.commit_soon()
+        self.arm_schedule()
+        self.kick()
+
+    def kick(self) -> None:
+        """Start the head of the queue if nothing runs."""
+        if self.current is not None or not self._may_run():
+            return
+        inv = self.queue.fifo.popleft()
+        self._begin(inv)
+        if self._warm():
+            self._send(inv)
+        else:
+            self._bring_up()
+
+    def _next(self) -> None:
+        self.kick()
+        if self.current is None:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nothing runs and nothing more can start now."""
+        if self.worker is W.READY and self.worker_generation != self.ctx.generation:
+            self.suspend()  # it ran on code a reload replaced: the next call starts on the new
+        self.arm_idle()
+        self.out.append(IDLE)
+
+    # -- running one invocation --------------------------------------------
+
+    def replied(self, inv: Invocation, reply: dict[str, Any]) -> None:
+        """The worker's reply to `inv`."""
+        if inv is not self.current:
+            return
+        self._arm(Timer.TIMEOUT, None)
+        if inv.discard is not None:
+            self.stop_worker(now=True)  # its death decides (worker_exited)
+            return
+        self._complete(inv, reply)
+        self._next()
+
+    def internal_error(self, inv: Invocation, err: GolemError) -> None:
+        """Our bug, not the agent's: fail the invocation rather than leave it running."""
+        if inv.status == S.RUNNING:
+            self._finish(inv, S.FAILED, error=err)
+        self._next()
+
+    def _complete(self, inv: Invocation, reply: dict[str, Any]) -> None:
+        self.ctx.crash_point("result")
+        if reply.get("ok"):
+            changed = reply.get("snapshot") is not None
+            if changed:
+                self.snapshot = reply["snapshot"]
+            self._finish(inv, S.COMPLETED, result=reply.get("result"), snapshot_changed=changed)
+            return
+        err = reply.get("error") or {}
+        code = reply.get("code", Code.INVOCATION_FAILED.value)
+        message = f"{err.get('type', 'Exception')}: {err.get('message', '')}"
+        if code != Code.INVOCATION_FAILED.value:
+            message = err.get("message", message)
+        self._finish(inv, S.FAILED, error=GolemError(code, message, details=err))
+
+    def _finish(self, inv: Invocation, status: InvocationStatus, result: Any = None,
+                error: GolemError | None = None, snapshot_changed: bool = False) -> None:
+        now = self.ctx.clock()
+        inv.move(status)
+        if self.current is inv:
+            self.current = None
+        self.queue.active.pop(inv.key, None)
+        self.last_active_at = now
+        if status == S.COMPLETED:
+            self.completed_count += 1
+            outcome: dict[str, Any] = {"result": result}
+        else:
+            assert error is not None
+            self.failed_count += 1
+            self.last_error = str(error)
+            outcome = {"error": error.to_wire()}
+        waiters = list(inv.waiters)
+        inv.waiters.clear()
+        store = self.store
+        try:
+            if not self.deleted:
+                store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at)
+                if snapshot_changed and self.durable:
+                    self._snapshot_dirty = True
+                store.write_before_commit(self.name, self._write_row_now)
+                # Keep stored outcomes bounded: prune now and then, not on every call.
+                if self.completed_count % 1000 == 0:
+                    policy = self.ctx.policy
+                    store.prune(self.name, policy.retention_count, now - policy.retention_seconds)
+        except GolemError as err:
+            # The outcome could not be journaled: say so rather than report it.
+            self.drop_unsaved_state()
+            resolve(waiters, error=err)
+            return
+        crash_point = self.ctx.crash_point
+
+        def deliver(failed: GolemError | None) -> None:
+            crash_point("finished")
+            if failed is not None:
+                self.drop_unsaved_state()
+                resolve(waiters, error=failed)
+            elif error is not None:
+                resolve(waiters, error=error)
+            else:
+                resolve(waiters, value=result)
+
+        store.on_commit(deliver)
+
+    def drop_unsaved_state(self) -> None:
+        """An outcome could not be committed, so the worker holds a state the
+        store does not: stop it, and go on from the last saved state, as after
+        a crash. A call it was running meanwhile (the next one goes out before
+        the commit) runs again from there."""
+        if self.deleted or not self.durable:
+            return
+        self.snapshot = self.store.saved_snapshot(self.name)
+        self._snapshot_dirty = False
+        if self.worker is W.READY or self.worker is W.STARTING:
+            if self.current is not None and self.current.discard is None:
+                self.current.discard = Discard.UNSAVED
+            self.stop_worker(now=True)
+
+    def fail_agent(self, error: dict[str, Any], inv: Invocation | None, what: str | None = None) -> None:
+        """The constructor raised, the state cannot be loaded, or the process
+        dies whenever it starts: the agent is Failed until deleted."""
+        if what is not None:
+            message = f"{what}: {error.get('message')}"
+        else:
+            message = f"the constructor of {self.type_name} raised {error.get('type')}: {error.get('message')}"
+        self.failed_error = {"code": Code.AGENT_FAILED.value, "message": message, "details": error}
+        self.event("constructor_failed", inv, message)
+        if not self.deleted:
+            # Failed survives a restart, as every status does; delete clears it.
+            self.store.update_agent(self.name, failed_error=pack(self.failed_error))
+        err = GolemError(Code.AGENT_FAILED, message, details=error)
+        if inv is not None:
+            self._finish(inv, S.FAILED, error=err)
+        self.fail_all_pending(err)
+
+    def fail_all_pending(self, err: GolemError) -> None:
+        pending = self.queue.take_all()
+        self.arm_schedule()
+        for inv in pending:
+            self._finish(inv, S.FAILED, error=err)
+
+    def _idle_due(self) -> None:
+        left = self.last_active_at + self.ctx.policy.idle_timeout - self.ctx.clock()
+        if left > 0.001 and self.worker is not W.ABSENT:
+            self._arm(Timer.IDLE, left)
+            return
+        self.suspend()
+
+    def suspend(self) -> bool:
+        """Stop an idle worker; the agent lives on in its snapshot. False if busy."""
+        self._arm(Timer.IDLE, None)
+        if self.current is not None or self.worker is W.ABSENT:
+            return False
+        if self.worker is W.DYING:
+            return True  # on its way out already
+        self.event("suspended")
+        self.store.commit_soon()
+        self.stop_worker(now=True)  # now, so that no call is sent to it meanwhile
+        return True
