@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from golemd.engine import control
 from golemd.engine.agent import AgentEngine
@@ -26,13 +26,32 @@ from golemd.model.invocation import Invocation
 from golemd.model.states import AgentStatus
 
 if TYPE_CHECKING:
-    from golemd.driver.supervisor import Supervisor
+    from golemd.config import Config
+    from golemd.engine.context import EngineContext
+    from golemd.storage.sqlite import Store
 
 log = logging.getLogger("golemd.agent")
 
 
+class AgentHost(Protocol):
+    """What an agent needs of the daemon's agents as a whole (golemd.driver.supervisor)."""
+
+    config: Config
+    ctx: EngineContext
+    store: Store
+    logs_dir: str
+
+    async def spawn_worker(self, agent: Agent, init: dict[str, Any]) -> Worker: ...
+
+    def touch(self, agent: Agent) -> None: ...
+
+    def worker_gone(self, agent: Agent, worker: Worker) -> None: ...
+
+    def trim_soon(self) -> None: ...
+
+
 class Agent:
-    def __init__(self, sup: Supervisor, aid: AgentId, type_info: dict[str, Any] | None,
+    def __init__(self, sup: AgentHost, aid: AgentId, type_info: dict[str, Any] | None,
                  row: dict[str, Any] | None = None):
         self.sup = sup
         self.id = aid

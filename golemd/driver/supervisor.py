@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from golemd import faults
 from golemd.config import Config
 from golemd.driver.agent import Agent
 from golemd.engine.context import EngineContext, Policy
+from golemd.engine.idempotency import KeyMaker, conflict, stored_answer
 from golemd.host.workers import Template, Worker
 from golemd.model.agent_id import AgentId, make_agent_id, parse_agent_id
 from golemd.model.catalog import check_args
@@ -28,18 +28,12 @@ from golemd.storage.sqlite import Store
 from golemd.wire.codec import pack
 
 log = logging.getLogger("golemd.supervisor")
-_ENDED = frozenset({S.COMPLETED.value, S.FAILED.value})
 
 # Told the answer to an invoke request: (reply fields, None) or (None, error).
 Done = Callable[[dict[str, Any] | None, GolemError | None], None]
 
 
 TRIM_DELAY = 0.02  # s: how long the live-worker budget may be exceeded before a trim
-
-
-def _key_prefix() -> str:
-    """All of a random version-4 UUID but its last 8 hex digits."""
-    return str(uuid.uuid4())[:-8]
 
 
 class Supervisor:
@@ -59,7 +53,7 @@ class Supervisor:
         self._ids: dict[str, AgentId] = {}
         self.started = time.time()
         self.logs_dir = os.path.join(config.state_dir, "logs")
-        self._key_prefix, self._key_count = _key_prefix(), 0
+        self._keys = KeyMaker()
         self._trim_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -162,7 +156,7 @@ class Supervisor:
         key = req.get("idempotency_key")
         args_packed = pack([method, args])
         if key is None:
-            key = self._new_key()  # new, so there is nothing to look up
+            key = self._keys.new()  # new, so there is nothing to look up
         elif agent is not None and self._existing(agent, key, args_packed, mode, listener, done):
             return
         if agent is not None:
@@ -239,16 +233,6 @@ class Supervisor:
         else:
             self.store.on_commit(journaled)
 
-    def _new_key(self) -> str:
-        """A version-4 UUID, as uuid4() makes, at a tenth of its cost: 90 random
-        bits drawn once per 2**32 keys, then a counter. Unique, not secret
-        (a key is not a credential: the socket's access rules are)."""
-        n = self._key_count
-        if n >> 32:
-            self._key_prefix, n = _key_prefix(), 0
-        self._key_count = n + 1
-        return f"{self._key_prefix}{n:08x}"
-
     def _forget_if_new(self, agent: Agent, created: bool) -> None:
         """An agent whose creation was not journaled does not exist."""
         if created and not agent.engine.queue.active and agent.current is None and self.agents.get(agent.name) is agent:
@@ -283,7 +267,7 @@ class Supervisor:
         inv = agent.engine.queue.active.get(key)
         if inv is not None:
             if inv.args_packed != args_packed:
-                raise self._conflict(agent, key, inv.method)
+                raise conflict(agent.name, key, inv.method)
             if not self._attach(agent, inv, key, mode, listener, done):
                 ack = {"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"}
                 if inv.journaled:
@@ -294,28 +278,8 @@ class Supervisor:
         row = self.store.get_invocation(agent.name, key)
         if row is None:
             return False
-        if bytes(row["args"]) != args_packed:
-            raise self._conflict(agent, key, row["method"])
-        if row["status"] == S.CANCELED.value:
-            raise GolemError(Code.CANCELED, f"invocation {key!r} was canceled")
-        if row["status"] not in _ENDED:
-            # Journaled, not in memory: it ran, and its outcome could not be saved.
-            raise GolemError(Code.STORAGE_FULL, f"invocation {key!r} ran but its outcome could not be "
-                             "saved; it stays journaled and runs again after a restart (or cancel it)")
-        outcome = msgpack.unpackb(row["outcome"], raw=False, strict_map_key=False) if row["outcome"] else {}
-        if "error" in outcome:
-            raise GolemError.from_wire(outcome["error"])
-        if mode != "await":
-            done({"idempotency_key": key, "status": "completed", "result": outcome.get("result")}, None)
-        else:
-            done({"idempotency_key": key, "result": outcome.get("result")}, None)
+        done(stored_answer(agent.name, key, row, args_packed, mode), None)
         return True
-
-    @staticmethod
-    def _conflict(agent: Agent, key: str, method: str) -> GolemError:
-        return GolemError(Code.IDEMPOTENCY_CONFLICT,
-                          f"idempotency key {key!r} was already used on {agent.name} for {method}() "
-                          "with other arguments (or another method); nothing was enqueued")
 
     def _create(self, aid: AgentId, info: dict[str, Any]) -> Agent:
         agent = Agent(self, aid, info)
