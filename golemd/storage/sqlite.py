@@ -228,8 +228,11 @@ class Store:
 
     def _inserted(self, cur: sqlite3.Cursor) -> int:
         rowid = cur.lastrowid or 0
-        if rowid - self._filed_upto >= FILE_BATCH:
-            self._file_rows(rowid)
+        if not 0 < rowid - self._filed_upto < FILE_BATCH:
+            if rowid > self._filed_upto:
+                self._file_rows(rowid)
+            else:
+                self._lower_filed_upto(rowid - 1)
         return rowid
 
     def _file_rows(self, upto: int) -> None:
@@ -238,6 +241,19 @@ class Store:
         index on agent_id would have dirtied a page per agent per commit."""
         self._exec("INSERT OR IGNORE INTO agent_rows(agent_id, id) SELECT agent_id, id FROM invocations "
                    "WHERE id > ? AND id <= ? ORDER BY agent_id, id", (self._filed_upto, upto))
+        self._set_filed_upto(upto)
+
+    def _lower_filed_upto(self, upto: int) -> None:
+        """SQLite gives a new row the largest row id + 1, so once the newest
+        rows are deleted (an agent, a prune) new rows take ids at or below
+        the watermark, where neither agent_rows nor the tail would find them.
+        Every row above `upto` is gone then: the tail starts there again. An
+        entry of agent_rows above it can only name a deleted row; dropping
+        those scans agent_rows, which happens only after such a delete."""
+        self._exec("DELETE FROM agent_rows WHERE id > ?", (upto,))
+        self._set_filed_upto(upto)
+
+    def _set_filed_upto(self, upto: int) -> None:
         self._exec("INSERT OR REPLACE INTO meta(key, value) VALUES ('filed_upto', ?)", (upto,))
         self._filed_upto = upto
 

@@ -723,3 +723,28 @@ def test_a_rolled_back_batch_is_filed_again(path, small_batches):
             s.close()
 
     asyncio.run(main())
+
+
+def test_bug_row_ids_reused_below_the_filing_mark_are_still_found_by_agent(store, path, small_batches):
+    """SQLite gives a new row the largest row id + 1: once the newest rows are
+    deleted, new rows take ids at or below the filing watermark. They were in
+    neither agent_rows nor the unfiled tail, so oplog, prune and delete did
+    not see them, and a re-created agent kept its old outcomes after a delete."""
+    for t in range(3):  # the third files the batch: the watermark is at 3
+        store.insert_invocation(inv_row(f"a{t}", seq=t, status="completed", finished_at=float(t)))
+    store.delete_agent(A)
+    store.commit_now()
+    for t in range(2):  # ids 1 and 2 again
+        store.insert_invocation(inv_row(f"b{t}", agent_id=B, seq=t, status="completed", finished_at=float(t)))
+    store.commit_now()
+    assert [e["idempotency_key"] for e in store.oplog(B, None) if e["kind"] == "enqueued"] == ["b0", "b1"]
+    assert store.prune(B, 1, 100.0) == 1
+    store.delete_agent(B)
+    store.commit_now()
+    assert store.get_invocation(B, "b1") is None
+    assert raw(path, "SELECT count(*) FROM invocations") == [(0,)]
+    for t in range(4):  # and filing goes on from the lowered mark
+        store.insert_invocation(inv_row(f"c{t}", seq=t))
+    store.commit_now()
+    assert raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ?", (A,)) == [(3,)]
+    assert len(store.oplog(A, None)) == 4
