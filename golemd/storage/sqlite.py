@@ -92,6 +92,19 @@ def _ignore(_err: GolemError | None) -> None:
     pass
 
 
+def _tell(callbacks: list[Callable[[GolemError | None], None]], error: GolemError | None) -> None:
+    """Each callback, in order, even when one raises: every caller must hear."""
+    cork.hold()  # the callers told of this commit are answered in one write per connection
+    try:
+        for fn in callbacks:
+            try:
+                fn(error)
+            except Exception:
+                log.exception("a commit callback failed")
+    finally:
+        cork.release()
+
+
 def _storage_error(exc: sqlite3.Error) -> GolemError:
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk" in text):
@@ -190,8 +203,9 @@ class Store:
 
     def _fail_callbacks(self, err: GolemError) -> None:
         callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn(err)
+        self._urgent = False  # nobody waits on a commit now
+        self._lazy_since = 0
+        _tell(callbacks, err)
 
     def _sql(self, kind: str, table: str, cols: tuple[str, ...]) -> str:
         """The statement for these columns, built once: it is on every invocation's path."""
@@ -450,15 +464,7 @@ class Store:
                     pass
                 self._rolled_back()
             self._in_txn = False
-        cork.hold()  # the callers told of this commit are answered in one write per connection
-        try:
-            for fn in callbacks:
-                try:
-                    fn(error)
-                except Exception:
-                    log.exception("a commit callback failed")
-        finally:
-            cork.release()
+        _tell(callbacks, error)
 
     def commit_now(self) -> None:
         """Commit synchronously (start-up and shutdown, outside the group commit)."""

@@ -748,3 +748,31 @@ def test_bug_row_ids_reused_below_the_filing_mark_are_still_found_by_agent(store
     store.commit_now()
     assert raw(path, "SELECT count(*) FROM agent_rows WHERE agent_id = ?", (A,)) == [(3,)]
     assert len(store.oplog(A, None)) == 4
+
+
+def test_bug_a_raising_callback_does_not_keep_the_others_from_hearing_of_a_lost_transaction(path):
+    """When SQLite rolls a transaction back itself (a full disk), the callers
+    waiting on it are told at once; one callback that raised used to leave
+    the rest untold (and replaced the storage error with its own)."""
+    s = Store(path)
+    try:
+        s.commit_now()
+        pages = s.db.execute("PRAGMA page_count").fetchone()[0]
+        s.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        told: list[str] = []
+
+        def broken(err: GolemError | None) -> None:
+            raise RuntimeError("a callback's bug")
+
+        s.hold()
+        s.insert_invocation(inv_row("k0"))
+        s.on_commit(broken)
+        s.on_commit(lambda err: told.append("none" if err is None else err.code))
+        with pytest.raises(GolemError) as info:
+            for i in range(1, 1000):
+                s.insert_invocation(inv_row(f"k{i}", seq=i, args=b"x" * 4000))
+        assert info.value.code == Code.STORAGE_FULL
+        assert told == [Code.STORAGE_FULL]
+        s.release()
+    finally:
+        s.close()
