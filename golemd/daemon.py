@@ -25,7 +25,8 @@ from golemd.perf.spin import hook_loop
 from golemd.server.access import Access
 from golemd.server.connection import Connection
 from golemd.server.listener import bind_unix_socket
-from golemd.storage.sqlite import Store
+from golemd.storage.base import LoopHooks
+from golemd.storage.sqlite import SqliteStore
 
 log = logging.getLogger("golemd")
 
@@ -117,10 +118,13 @@ class Daemon:
         swept = sweep_orphans(owner)
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
-        store = Store(self.config.db_path, self.config.synchronous)
+        store = SqliteStore(self.config.db_path, self.config.synchronous)
         cpus = len(os.sched_getaffinity(0))
-        store.busy = lambda: Worker.in_flight >= cpus  # every CPU has a worker's call to run
-        store.idle_commits = hook_loop(loop, store.idle, store.busy)
+
+        def busy() -> bool:
+            return Worker.in_flight >= cpus  # every CPU has a worker's call to run
+
+        store.attach(LoopHooks.for_loop(loop, busy=busy, idle_hook=hook_loop(loop, store.idle, busy)))
         template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()

@@ -1,4 +1,4 @@
-"""golemd.storage.sqlite.Store against a real SQLite file: schema, rows, group commit,
+"""golemd.storage.sqlite.SqliteStore against a real SQLite file: schema, rows, group commit,
 delete, retention and the oplog."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import msgpack
 import pytest
 
 from golemd.model.errors import Code, GolemError
-from golemd.storage.sqlite import SCHEMA_VERSION, Store
+from golemd.storage.base import LoopHooks
+from golemd.storage.schema import SCHEMA_VERSION
+from golemd.storage.sqlite import SqliteStore as Store
 
 A = 'CounterAgent("a")'
 B = 'CounterAgent("b")'
@@ -236,7 +238,7 @@ def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(path):
     the reply comes first; else the loop's idle hook commits it alone."""
     async def main() -> None:
         s = Store(path)
-        s.idle_commits = True
+        s.attach(LoopHooks.for_loop(asyncio.get_running_loop(), idle_hook=True))
         commits: list[str] = []
         s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
         told: list[str] = []
@@ -277,7 +279,7 @@ def test_under_load_a_group_commit_waits_a_little_to_take_in_more(path):
     async def main() -> None:
         s = Store(path)
         load = {"busy": True}
-        s.busy = lambda: load["busy"]
+        s.attach(LoopHooks.for_loop(asyncio.get_running_loop(), busy=lambda: load["busy"]))
         commits: list[str] = []
         s.db.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
         told: list[str] = []
@@ -581,7 +583,7 @@ def test_oplog_last_zero(store):
 
 
 def test_migration_path_upgrades_in_steps_and_rolls_back_a_failed_step(path, monkeypatch):
-    from golemd.storage import sqlite as store_mod
+    from golemd.storage import schema as store_mod
 
     s = Store(path)
     s.insert_agent(agent_row())
@@ -618,7 +620,7 @@ def test_prune_gives_the_space_back(store):
 
 
 def test_schema_1_store_is_upgraded_in_steps(path, monkeypatch):
-    from golemd.storage import sqlite as store_mod
+    from golemd.storage import schema as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:1])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 1)
@@ -644,7 +646,7 @@ def test_schema_1_store_is_upgraded_in_steps(path, monkeypatch):
 
 
 def test_schema_2_store_loses_the_open_index_and_keeps_its_queues(path, monkeypatch):
-    from golemd.storage import sqlite as store_mod
+    from golemd.storage import schema as store_mod
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
@@ -669,9 +671,9 @@ def test_schema_2_store_loses_the_open_index_and_keeps_its_queues(path, monkeypa
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    from golemd.storage import sqlite as store_mod
+    from golemd.storage import sqlite
 
-    monkeypatch.setattr(store_mod, "FILE_BATCH", 3)
+    monkeypatch.setattr(sqlite, "FILE_BATCH", 3)
 
 
 def test_an_agents_rows_are_found_filed_or_not(store, path, small_batches):
