@@ -46,6 +46,8 @@ def tell(callbacks: list[CommitCallback], error: GolemError | None) -> None:
 
 
 class GroupCommit:
+    """The committing half of a Store (golemd.storage.base): its docstrings there."""
+
     LAZY_NS = 50_000  # an on_commit_idle commit waits at most this long (idle())
     GROUP_DELAY = 0.001  # under load (busy()), a group commit waits this long to take in more
 
@@ -70,6 +72,7 @@ class GroupCommit:
         self._clock_ns: Callable[[], int] = time.perf_counter_ns
 
     def attach(self, hooks: LoopHooks) -> None:
+        """Schedule commits through these hooks from now on (the daemon: its loop)."""
         self._following = False
         self._bind(hooks)
 
