@@ -12,7 +12,10 @@ writes, committed or not. Commits are grouped: a caller asks for one
 (on_commit, commit()) and is told from inside it; the store decides when it
 runs, so that the requests handled in one loop round share it (LoopHooks).
 
-Rows are plain dicts (TypedDicts below: no cost on the hot path). Statuses
+Rows are plain dicts. AgentRow and InvocationRow below say what keys a row
+read back has; the read methods are typed dict[str, Any] all the same,
+since that is what the engine's Journal and the driver take (a TypedDict is
+not one). Statuses
 are golemd.model.states.InvocationStatus values: pending, scheduled and
 running are unfinished ("active"); completed, failed and canceled finished.
 Times are seconds since the epoch, as the caller gives them: a store never
@@ -243,9 +246,9 @@ class Store(Protocol):
 
     # -- reading: sees the store's own writes, committed or not ----------------
 
-    def get_invocation(self, agent_id: str, key: str) -> InvocationRow | None:
+    def get_invocation(self, agent_id: str, key: str) -> dict[str, Any] | None:
         """The agent's invocation with this idempotency key (keys are scoped
-        to one agent), or None."""
+        to one agent), an InvocationRow, or None."""
         ...
 
     def saved_snapshot(self, agent_id: str) -> bytes | None:
@@ -253,8 +256,8 @@ class Store(Protocol):
         without one, or unknown."""
         ...
 
-    def load_agents(self) -> list[AgentRow]:
-        """Every agent's row, in no particular order (at recovery)."""
+    def load_agents(self) -> list[dict[str, Any]]:
+        """Every agent's row (AgentRow), in no particular order (at recovery)."""
         ...
 
     def next_seqs(self) -> dict[str, int]:
@@ -262,10 +265,10 @@ class Store(Protocol):
         than its largest seq: the seq its next invocation takes (at recovery)."""
         ...
 
-    def load_active(self) -> dict[str, list[InvocationRow]]:
-        """Every agent's unfinished invocations (pending, scheduled, running),
-        each agent's in queue order (by seq); agents with none are absent (at
-        recovery)."""
+    def load_active(self) -> dict[str, list[dict[str, Any]]]:
+        """Every agent's unfinished invocations (pending, scheduled, running;
+        InvocationRows), each agent's in queue order (by seq); agents with
+        none are absent (at recovery)."""
         ...
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:

@@ -12,11 +12,11 @@ import logging
 import os
 import sqlite3
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
-from golemd.storage.base import AgentRow, InvocationRow, OplogEntry
+from golemd.storage.base import OplogEntry
 from golemd.storage.base import Store as Store  # the protocol, importable from here too
 from golemd.storage.commits import GroupCommit
 from golemd.storage.schema import AGENT_COLS, AGENT_ROW_IDS, INV_COLS, migrate
@@ -244,29 +244,29 @@ class SqliteStore(GroupCommit):
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
-    def get_invocation(self, agent_id: str, key: str) -> InvocationRow | None:
+    def get_invocation(self, agent_id: str, key: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND key = ?", (agent_id, key))
-        return cast(InvocationRow, rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def saved_snapshot(self, agent_id: str) -> bytes | None:
         row = self.db.execute("SELECT snapshot FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
         return row[0] if row else None
 
-    def load_agents(self) -> list[AgentRow]:
-        return cast("list[AgentRow]", self._rows("SELECT * FROM agents"))
+    def load_agents(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM agents")
 
     def next_seqs(self) -> dict[str, int]:
         """Per agent, the seq its next invocation takes (one scan, at recovery)."""
         rows = self.db.execute("SELECT agent_id, MAX(seq) FROM invocations GROUP BY agent_id")
         return {agent_id: top + 1 for agent_id, top in rows}
 
-    def load_active(self) -> dict[str, list[InvocationRow]]:
+    def load_active(self) -> dict[str, list[dict[str, Any]]]:
         """Every agent's unfinished invocations, each agent's in queue order
         (`id` is the row id). One scan of the table, at recovery."""
-        out: dict[str, list[InvocationRow]] = {}
+        out: dict[str, list[dict[str, Any]]] = {}
         for row in self._rows("SELECT * FROM invocations WHERE status IN ('pending', 'running', 'scheduled') "
                               "ORDER BY id"):
-            out.setdefault(row["agent_id"], []).append(cast(InvocationRow, row))
+            out.setdefault(row["agent_id"], []).append(row)
         for rows in out.values():
             rows.sort(key=lambda r: r["seq"])
         return out

@@ -46,6 +46,19 @@ def test_the_store_has_every_member_of_the_protocol(store):
         assert [p.default for p in got.parameters.values()] == [p.default for p in want.parameters.values()], name
 
 
+def test_the_protocol_gives_the_engine_its_journal():
+    """golemd.engine.journal.Journal is the engine's view of a store: every
+    Store must be one. The names here; the types where mypy sees a Store
+    passed as a Journal (golemd/driver/agent.py)."""
+    from golemd.engine.journal import Journal
+
+    members = [name for name, value in vars(Journal).items() if inspect.isfunction(value) and not name.startswith("_")]
+    assert "on_commit" in members
+    for name in members:
+        assert list(inspect.signature(getattr(Store, name)).parameters) == list(
+            inspect.signature(getattr(Journal, name)).parameters), name
+
+
 # -- rows ----------------------------------------------------------------------
 
 def test_agent_rows(store):
