@@ -45,6 +45,16 @@ def agent_environment(owner: str) -> dict[str, str]:
     return env
 
 
+def template_environment(owner: str) -> dict[str, str]:
+    """The agents' environment, with the directory that holds our golemd
+    package first on PYTHONPATH: the template must import golemd from where
+    we were imported."""
+    env = agent_environment(owner)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # up from golemd/host/template.py
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
 def sweep_orphans(owner: str) -> int:
     """Kill processes left by an earlier daemon on the same state directory.
 
@@ -89,13 +99,9 @@ class Template:
     async def start(self) -> dict[str, dict[str, Any]]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
-        env = agent_environment(self.owner)
-        # The template must import golemd from where we were imported.
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "golemd.host.zygote", str(theirs.fileno()), *self.apps],
-            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+            pass_fds=(theirs.fileno(),), env=template_environment(self.owner), stdin=subprocess.DEVNULL)
         theirs.close()
         self.sock = ours
         loop = asyncio.get_running_loop()

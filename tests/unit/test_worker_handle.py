@@ -15,8 +15,9 @@ import sys
 import msgpack
 import pytest
 
+import golemd
 from golemd.host import template, worker_handle, workers
-from golemd.host.template import agent_environment
+from golemd.host.template import agent_environment, template_environment
 from golemd.host.worker_handle import MAX_LINE, Worker, WorkerDied, describe_exit
 
 
@@ -193,3 +194,14 @@ def test_agents_get_the_owner_marker_and_not_systemds_variables(monkeypatch):
     env = agent_environment("/var/lib/golemd")
     assert env["GOLEMD_OWNER"] == "/var/lib/golemd" and env["GOLEMD_TEST_KEEP"] == "yes"
     assert "NOTIFY_SOCKET" not in env and "LISTEN_FDS" not in env
+
+
+def test_the_template_imports_golemd_from_where_we_did(monkeypatch):
+    """Regression: after the move to golemd/host/ the template got golemd/ itself
+    on its PYTHONPATH, not the directory holding golemd, so it found golemd
+    only if it was installed, and agents could import golemd's modules as
+    top-level ones (`import systemd` got golemd/systemd.py)."""
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    first, *rest = template_environment("x")["PYTHONPATH"].split(os.pathsep)
+    assert first == os.path.dirname(os.path.dirname(os.path.abspath(golemd.__file__)))
+    assert rest == ["/elsewhere"]
