@@ -5,6 +5,7 @@ works with real workers is tested in tests/integration."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
@@ -49,9 +50,8 @@ class FakeWorker:
     def _forget(self) -> None:
         self.forgotten += 1
 
-    async def attach(self) -> Worker:
+    async def attach(self) -> None:
         await self.worker.attach(*self.fds, lambda *line: self.lines.append(line))
-        return self.worker
 
     async def receive(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -63,13 +63,26 @@ class FakeWorker:
     def reply(self, msg: dict) -> None:
         self.peer.sendall(msgpack.packb(msg, use_bin_type=True))
 
+    def end_output(self) -> None:
+        """The worker's side of its pipes closes (once: the numbers may be reused)."""
+        for fd in (self.out_w, self.err_w):
+            if fd >= 0:
+                os.close(fd)
+        self.out_w = self.err_w = -1
+
     def close(self) -> None:
         self.peer.close()
-        for fd in (self.out_w, self.err_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.end_output()
+
+
+@contextlib.asynccontextmanager
+async def attached(pid: int = 0):
+    fake = FakeWorker(pid)
+    try:
+        await fake.attach()
+        yield fake, fake.worker
+    finally:
+        fake.close()
 
 
 async def until(predicate, what: str) -> None:
@@ -92,9 +105,7 @@ def test_workers_module_names_what_the_driver_and_server_import():
 
 @run_async
 async def test_a_reply_resolves_its_call_and_in_flight_goes_back():
-    fake = FakeWorker()
-    try:
-        worker = await fake.attach()
+    async with attached() as (fake, worker):
         before = Worker.in_flight
         fut = worker.call("add", [1, 2])
         assert Worker.in_flight == before + 1
@@ -103,15 +114,11 @@ async def test_a_reply_resolves_its_call_and_in_flight_goes_back():
         fake.reply({"op": "result", "id": sent["id"], "ok": True, "result": 3})
         assert (await fut)["result"] == 3
         assert Worker.in_flight == before
-    finally:
-        fake.close()
 
 
 @run_async
 async def test_call_then_is_answered_from_the_read_and_told_of_a_death():
-    fake = FakeWorker()
-    try:
-        worker = await fake.attach()
+    async with attached() as (fake, worker):
         before = Worker.in_flight
         heard: list[tuple[object, object]] = []
         dead: list[Worker] = []
@@ -134,24 +141,20 @@ async def test_call_then_is_answered_from_the_read_and_told_of_a_death():
         assert isinstance(heard[2][1], WorkerDied)
         with pytest.raises(WorkerDied):
             await worker.call("get", [])
-    finally:
-        fake.close()
 
 
 @run_async
 async def test_a_reply_nobody_asked_for_kills_the_worker_as_a_protocol_error():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
                             start_new_session=True)
-    fake = FakeWorker(proc.pid)
     try:
-        worker = await fake.attach()
-        fake.reply({"op": "result", "id": 99, "ok": True})
-        await until(lambda: not worker.alive, "the channel to close")
-        assert worker.protocol_error and worker.killed
-        assert "unexpected control message" in (worker.death_reason or "")
-        assert proc.wait(5) == -signal.SIGKILL
+        async with attached(proc.pid) as (fake, worker):
+            fake.reply({"op": "result", "id": 99, "ok": True})
+            await until(lambda: not worker.alive, "the channel to close")
+            assert worker.protocol_error and worker.killed
+            assert "unexpected control message" in (worker.death_reason or "")
+            assert proc.wait(5) == -signal.SIGKILL
     finally:
-        fake.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -159,9 +162,7 @@ async def test_a_reply_nobody_asked_for_kills_the_worker_as_a_protocol_error():
 
 @run_async
 async def test_output_is_cut_into_lines_and_drained_before_the_loop_reads_it():
-    fake = FakeWorker()
-    try:
-        worker = await fake.attach()
+    async with attached() as (fake, worker):
         os.write(fake.out_w, b"one\ntwo\npart")
         os.write(fake.err_w, b"oops\n")
         worker.drain_output()  # at once, as the driver does before it answers a streaming caller
@@ -170,14 +171,11 @@ async def test_output_is_cut_into_lines_and_drained_before_the_loop_reads_it():
             os.write(fake.out_w, b"x" * size)
             worker.drain_output()
         assert fake.lines[-1] == ("stdout", "part" + "x" * (MAX_LINE - 4), True)
-        os.close(fake.out_w)
-        os.close(fake.err_w)
+        fake.end_output()
         # The reaped worker's output is read to its end: the rest of the line comes then.
         fake.exit_fut.set_result(0)
         assert await worker.wait() == 0
         assert fake.lines[-1] == ("stdout", "x" * 14, False) and fake.forgotten == 1
-    finally:
-        fake.close()
 
 
 def test_describe_exit():
