@@ -16,10 +16,12 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict golemd/model golemd/engine
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict golemd/model golemd/engine
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run

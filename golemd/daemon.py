@@ -19,7 +19,8 @@ from filelock import FileLock, Timeout
 from golemd import systemd
 from golemd.config import Config
 from golemd.driver.supervisor import Supervisor
-from golemd.host.workers import Template, Worker, sweep_orphans
+from golemd.host.template import Template, sweep_orphans
+from golemd.host.worker_handle import Worker
 from golemd.model.errors import Code, GolemError
 from golemd.perf.spin import hook_loop
 from golemd.server.access import Access

@@ -27,7 +27,7 @@ def log_path(logs_dir: str, agent_name: str) -> str:
 
 
 class AgentLog:
-    def __init__(self, path: str, max_bytes: int):
+    def __init__(self, path: str, max_bytes: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.file: IO[str] | None = None
@@ -98,7 +98,7 @@ class AgentLog:
 class AgentOutput:
     """The recent lines (bounded in count and bytes), the file, and who follows."""
 
-    def __init__(self, path: str, max_lines: int, max_bytes: int, file_bytes: int):
+    def __init__(self, path: str, max_lines: int, max_bytes: int, file_bytes: int) -> None:
         self.lines: deque[dict[str, Any]] = deque()
         self.max_lines = max_lines
         self.max_bytes = max_bytes

@@ -113,7 +113,7 @@ def _signature(obj: Any, drop_self: bool) -> dict[str, Any]:
     return {"signature": _render(params, sig.return_annotation), "params": [_param(p) for p in params]}
 
 
-def describe_type(cls: type) -> dict[str, Any]:
+def describe_type(cls: type[object]) -> dict[str, Any]:
     spec = spec_of(cls)
     methods = []
     for name in sorted(dir(cls)):

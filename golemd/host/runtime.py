@@ -14,12 +14,16 @@ import pickle
 import socket
 import sys
 import traceback
-from typing import Any, NoReturn
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from golemd.perf.spin import Window
 from golemd.perf.spin import recv as polled_recv
 from golemd.sdk import spec_of
 from golemd.wire.codec import make_unpacker, pack
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
@@ -40,7 +44,7 @@ def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
 class AgentHost:
     """One agent instance and its last good snapshot."""
 
-    def __init__(self, cls: type, args: list[Any]):
+    def __init__(self, cls: type, args: list[Any]) -> None:
         self.cls = cls
         self.args = args
         self.durable = spec_of(cls).durable
@@ -49,7 +53,7 @@ class AgentHost:
         self.snapshot: bytes | None = None
         self.instance: Any = None
         self.fresh = False
-        self.loop: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def build(self, snapshot: bytes | None) -> None:
         self.snapshot = snapshot if self.durable else None
@@ -106,7 +110,7 @@ class AgentHost:
                 self.snapshot = snapshot
         return {"ok": True, "packed_result": packed_result, "snapshot": snapshot}
 
-    def _await(self, awaitable: Any) -> Any:
+    def _await(self, awaitable: Awaitable[Any]) -> Any:
         """Run an `async def` method to completion on the worker's own loop, kept
         between calls so that the agent's asyncio objects stay usable."""
         import asyncio

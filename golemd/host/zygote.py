@@ -114,7 +114,7 @@ class Spare:
     spare at hand the template answers a spawn at once and forks the next
     spare after it has answered, off the caller's path."""
 
-    def __init__(self, parent: int, types: dict[str, type], close: list[int]):
+    def __init__(self, parent: int, types: dict[str, type], close: list[int]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -190,9 +190,10 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
     workers: set[int] = set()
     own_fds = [sock.fileno(), wake_r, wake_w]
     spare: Spare | None = Spare(me, types, own_fds)
+    watched: list[socket.socket | int] = [sock, wake_r]
     while True:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            ready, _, _ = select.select(watched, [], [])
         except InterruptedError:
             continue
         if wake_r in ready:

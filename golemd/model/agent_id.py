@@ -9,9 +9,16 @@ which uses this module, starts fast.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from golemd.model.errors import Code, GolemError
+
+if TYPE_CHECKING:
+    import ast
+    from collections.abc import Callable
+
+    # Builds the error for one bad value from why it is bad ("is not a literal").
+    Fail = Callable[[str], Exception]
 
 DEFAULT_ENV = "default"
 MAX_ID_LENGTH = 64 * 1024
@@ -85,15 +92,19 @@ def _parse_call_args(text: str, body: str) -> tuple[Any, ...]:
         raise _bad(text, "expected TypeName(args...)")
     if call.keywords:
         raise _bad(text, "keyword arguments are not allowed; give the arguments by position")
-    out = []
+    out: list[Any] = []
     for i, node in enumerate(call.args, 1):
         if isinstance(node, ast.Starred):
             raise _bad(text, f"argument {i} uses *, which is not a literal")
-        out.append(_literal(node, lambda why, i=i: _bad(text, f"argument {i} {why}")))
+        out.append(_literal(node, _bad_argument(text, i)))
     return tuple(out)
 
 
-def _literal(node: Any, fail: Any) -> Any:
+def _bad_argument(text: str, i: int) -> Fail:
+    return lambda why: _bad(text, f"argument {i} {why}")
+
+
+def _literal(node: ast.expr, fail: Fail) -> Any:
     import ast
 
     try:
@@ -106,7 +117,7 @@ def _literal(node: Any, fail: Any) -> Any:
     return value
 
 
-def check_wire_value(value: Any, fail: Any, depth: int = 0) -> None:
+def check_wire_value(value: object, fail: Fail, depth: int = 0) -> None:
     """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits)."""
     if depth > 100:
         raise fail("is nested too deeply")
@@ -172,7 +183,7 @@ def quote(s: str) -> str:
     return '"' + _ESCAPE.sub(lambda m: _ESCAPE_DCT[m.group(0)], s) + '"'
 
 
-def format_literal(value: Any) -> str:
+def format_literal(value: object) -> str:
     """Canonical text of a literal: double-quoted strings, ", " separators."""
     if isinstance(value, str):
         return quote(value)

@@ -73,11 +73,14 @@ def check_args(what: str, sig: dict[str, Any], args: list[Any]) -> str | None:
     return None
 
 
-_PLANS: dict[int, tuple[dict[str, Any], Any]] = {}
+# A signature worked out for check_args: its positional parameters, whether
+# it takes *args, its keyword-only parameters without a default, how many
+# positional ones are required, and the types each positional one admits.
+_Plan = tuple[list[dict[str, Any]], bool, list[str], int, list[tuple[type, ...] | None]]
+_PLANS: dict[int, tuple[dict[str, Any], _Plan]] = {}
 
 
-def _plan(sig: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, list[str], int,
-                                        list[tuple[type, ...] | None]]:
+def _plan(sig: dict[str, Any]) -> _Plan:
     positional = [p for p in sig["params"] if p["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
     varargs = any(p["kind"] == "VAR_POSITIONAL" for p in sig["params"])
     kwonly_required = [p["name"] for p in sig["params"]

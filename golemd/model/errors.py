@@ -64,9 +64,10 @@ class GolemError(Exception):
     """A refusal with a stable code; `details` carries structured extras
     (for INVOCATION_FAILED: the exception type, message and traceback)."""
 
-    def __init__(self, code: Code | str, message: str, details: dict[str, Any] | None = None):
+    def __init__(self, code: Code | str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code = Code(code) if code in Code.__members__ else code
+        # A code this version does not know (from a newer daemon) stays a str.
+        self.code: Code | str = Code(code) if code in Code.__members__ else code
         self.message = message
         self.details = details
 

@@ -1,0 +1,332 @@
+"""The supervisor's handle on one worker process.
+
+Its control channel (msgpack frames on a socketpair) and the replies awaited
+on it, its stdout and stderr pipes, its resource usage, and its exit.
+The template process (template.py) spawns workers and builds these handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import itertools
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, cast
+
+import msgpack
+
+from golemd.perf import cork
+from golemd.wire.codec import make_unpacker, pack, small_reads
+
+if TYPE_CHECKING:
+    import psutil
+
+log = logging.getLogger("golemd.workers")
+
+MAX_WORKER_MESSAGE = 256 * 1024 * 1024
+MAX_LINE = 64 * 1024
+
+# A reply is awaited under its call's id, or under "init" for the init message.
+ReplyKey = int | str
+# Told the reply: (reply, None), or (None, WorkerDied) when the worker dies first.
+ReplyCallback = Callable[[dict[str, Any] | None, "WorkerDied | None"], None]
+Waiter = asyncio.Future[dict[str, Any]] | ReplyCallback
+LineCallback = Callable[[str, str, bool], None]  # (stream name, line, whether it was cut)
+
+
+class WorkerDied(Exception):
+    """The worker's control channel closed: the process died or was killed."""
+
+
+class _Lines(asyncio.Protocol):
+    """Splits a worker's output pipe into lines, bounding each line's size."""
+
+    def __init__(self, name: str, on_line: LineCallback, done: asyncio.Future[None]) -> None:
+        self.name = name
+        self.on_line = on_line
+        self.buf = b""
+        self.done = done
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        small_reads(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            self.on_line(self.name, line.decode("utf-8", "replace"), False)
+        while len(self.buf) > MAX_LINE:
+            chunk, self.buf = self.buf[:MAX_LINE], self.buf[MAX_LINE:]
+            self.on_line(self.name, chunk.decode("utf-8", "replace"), True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buf:
+            self.on_line(self.name, self.buf.decode("utf-8", "replace"), False)
+            self.buf = b""
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class _Control(asyncio.Protocol):
+    """The worker's control channel: replies resolve their futures as they
+    arrive, without a reader task in between."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A connected stream socket's transport (connect_accepted_socket).
+        self.transport = cast(asyncio.Transport, transport)
+        small_reads(transport)
+
+    def data_received(self, data: bytes) -> None:
+        cork.hold()
+        try:
+            self.unpacker.feed(data)
+            for msg in self.unpacker:
+                self.worker._on_message(msg)
+        except (ValueError, msgpack.UnpackException, TypeError, AttributeError) as exc:
+            self.worker._on_broken(exc)
+            if self.transport is not None:
+                self.transport.close()
+        finally:
+            cork.release()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker._on_closed(exc)
+
+
+class Worker:
+    """One worker process as the supervisor sees it."""
+
+    in_flight = 0  # messages sent to all workers and not yet answered (golemd.perf.spin polls only when few)
+
+    def __init__(self, pid: int, ctl: socket.socket, exit_fut: asyncio.Future[int],
+                 forget: Callable[[], object], template: object | None = None) -> None:
+        self.pid = pid
+        # The Template that spawned it; only compared (is it the current one?).
+        # Typed as object: a Template type here would make the two modules import each other.
+        self.template = template
+        self.ctl = ctl
+        self.exit_fut = exit_fut
+        self._forget = forget
+        self.alive = True
+        self.killed = False
+        self.protocol_error = False
+        self._calls = itertools.count(1)
+        self._pending: dict[ReplyKey, Waiter] = {}
+        self._transport: asyncio.Transport | None = None
+        self._outputs: list[asyncio.Future[None]] = []
+        self.death_reason: str | None = None
+        self.on_dead: Callable[[Worker], None] | None = None
+        self.initialized: asyncio.Future[dict[str, Any]] | None = None  # see Template.spawn(init=)
+        self._pipes: list[tuple[asyncio.ReadTransport, _Lines]] = []
+        self._psutil: psutil.Process | None = None
+
+    # _pending changes only through these three, which keep in_flight its sum.
+
+    def _await_reply(self, key: ReplyKey, waiter: Waiter) -> None:
+        if key not in self._pending:
+            Worker.in_flight += 1
+        self._pending[key] = waiter
+
+    def _take_reply(self, key: ReplyKey) -> Waiter | None:
+        waiter = self._pending.pop(key, None)
+        if waiter is not None:
+            Worker.in_flight -= 1
+        return waiter
+
+    def forget_pending(self) -> dict[ReplyKey, Waiter]:
+        """Everything awaited, taken: its answers will never be read."""
+        pending, self._pending = self._pending, {}
+        Worker.in_flight -= len(pending)
+        return pending
+
+    async def attach(self, out_r: int, err_r: int, on_line: LineCallback) -> None:
+        loop = asyncio.get_running_loop()
+        # Side by side: each takes a loop round or two, and a new agent's
+        # first call waits for all three.
+        (self._transport, _), out, err = await asyncio.gather(
+            loop.connect_accepted_socket(functools.partial(_Control, self), sock=self.ctl),
+            self._read_pipe(loop, "stdout", out_r, on_line), self._read_pipe(loop, "stderr", err_r, on_line))
+        self._pipes = [out, err]
+        # Its death is certain once the template reaped it, even if a descendant
+        # still holds the control socket open: close our end then.
+        self.exit_fut.add_done_callback(self._close_control)
+
+    def _read_pipe(self, loop: asyncio.AbstractEventLoop, name: str, fd: int, on_line: LineCallback,
+                   ) -> Coroutine[Any, Any, tuple[asyncio.ReadTransport, _Lines]]:
+        done: asyncio.Future[None] = loop.create_future()
+        self._outputs.append(done)
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        return loop.connect_read_pipe(functools.partial(_Lines, name, on_line, done), pipe)
+
+    def _close_control(self, _exit: asyncio.Future[int]) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _on_message(self, msg: Any) -> None:  # whatever the unpacker made of its bytes
+        pending = self._take_reply(msg.get("id", "init")) if isinstance(msg, dict) else None
+        if pending is None:
+            raise ValueError(f"unexpected control message {str(msg)[:100]}")
+        if isinstance(pending, asyncio.Future):
+            if not pending.done():
+                pending.set_result(msg)
+            return
+        try:
+            pending(msg, None)
+        except Exception:
+            # Our bug, not the worker's: it must not pass for a protocol error.
+            log.exception("handling a reply of worker %d failed", self.pid)
+
+    def _on_broken(self, exc: BaseException) -> None:
+        self.death_reason = str(exc)[:200]
+        self.protocol_error = True
+        self.kill()
+
+    def _on_closed(self, exc: Exception | None) -> None:
+        if self.death_reason is None:
+            self.death_reason = f"its control channel failed ({exc})" if exc else "its control channel closed"
+        self.alive = False
+        err = WorkerDied(self.death_reason)
+        for waiting in self.forget_pending().values():
+            if not isinstance(waiting, asyncio.Future):
+                try:
+                    waiting(None, err)
+                except Exception:
+                    log.exception("handling the death of worker %d failed", self.pid)
+            elif not waiting.done():
+                waiting.set_exception(err)
+        if self.on_dead is not None:
+            self.on_dead(self)
+
+    def _request(self, key: ReplyKey, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not self.alive or self._transport is None or self._transport.is_closing():
+            fut.set_exception(WorkerDied(self.death_reason or "it is not running"))
+            return fut
+        self._await_reply(key, fut)
+        self._transport.write(pack(msg))
+        return fut
+
+    def expect(self, key: ReplyKey) -> asyncio.Future[dict[str, Any]]:
+        """A future for the reply to a message sent before we were attached."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._await_reply(key, fut)
+        return fut
+
+    def send_packed(self, data: bytes) -> None:
+        """Send a message packed already, whose reply is awaited already
+        (a large init message: see Template.spawn)."""
+        if self._transport is not None:
+            self._transport.write(data)
+
+    def call(self, method: str, args: list[Any]) -> asyncio.Future[dict[str, Any]]:
+        call_id = next(self._calls)
+        return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
+
+    def call_then(self, method: str, args: list[Any], then: ReplyCallback) -> None:
+        """Send a call; `then(reply, None)` runs from inside the read of the
+        reply, or `then(None, WorkerDied)` when the worker dies first. No
+        future and no task in between: this is the warm invocation's path."""
+        if not self.alive or self._transport is None or self._transport.is_closing():
+            then(None, WorkerDied(self.death_reason or "it is not running"))
+            return
+        call_id = next(self._calls)
+        self._await_reply(call_id, then)
+        self._transport.write(pack({"op": "call", "id": call_id, "method": method, "args": args}))
+
+    def drain_output(self) -> None:
+        """Read now what the worker wrote before its reply. It flushes its
+        output before it answers, but the event loop may see the reply first,
+        and a streaming caller must get an invocation's lines before its result."""
+        for transport, protocol in self._pipes:
+            if transport.is_closing():
+                continue  # its fd may be closed, even reused
+            fd = transport.get_extra_info("pipe").fileno()
+            while True:
+                try:
+                    data = os.read(fd, 1 << 16)
+                except OSError:  # EAGAIN: nothing more; anything else is the transport's to see
+                    break
+                if not data:
+                    break  # end of file: left for the transport, which closes on it
+                protocol.data_received(data)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker and its process group.
+
+        A descendant that left the group (setsid) is still below the worker,
+        which is a subreaper; when the worker dies such processes are
+        re-parented to the template, which kills every child that is not a
+        live worker. So nothing an agent started outlives it, and stopping a
+        worker costs two syscalls, not a scan of /proc."""
+        if self.exit_fut.done():
+            return
+        self.killed = True
+        for send in (os.killpg, os.kill):
+            try:
+                send(self.pid, sig)
+            except OSError as exc:
+                if exc.errno not in (errno.ESRCH, errno.EPERM):
+                    raise
+
+    async def stop(self, grace: float) -> int | None:
+        """SIGTERM, then SIGKILL if it is still there after `grace` seconds."""
+        if grace > 0 and not self.exit_fut.done():
+            self.kill(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exit_fut), grace)
+            except TimeoutError:
+                pass
+        self.kill(signal.SIGKILL)
+        return await self.wait()
+
+    async def wait(self, timeout: float = 5.0) -> int | None:
+        """Wait for the process to be reaped and its output drained; its exit code."""
+        try:
+            code = await asyncio.wait_for(asyncio.shield(self.exit_fut), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            if self.exit_fut.done():
+                self._forget()
+        # asyncio.wait, not wait_for: two waiters may share these futures, and a
+        # timeout must not cancel them under the other one.
+        await asyncio.wait(self._outputs, timeout=1.0)  # a descendant may hold a pipe open
+        return code
+
+    def usage(self) -> tuple[int | None, float | None]:
+        """RSS bytes and CPU seconds of the process, or (None, None)."""
+        if not self.alive:
+            return None, None
+        try:
+            import psutil
+
+            if self._psutil is None:
+                self._psutil = psutil.Process(self.pid)
+            with self._psutil.oneshot():
+                mem = self._psutil.memory_info().rss
+                cpu = self._psutil.cpu_times()
+            return int(mem), float(cpu.user + cpu.system)
+        except Exception:
+            return None, None
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it died (exit status unknown)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"it was killed by {name}"
+    return f"it exited with status {code}"
