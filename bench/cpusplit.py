@@ -63,7 +63,7 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "floor"])
+    p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "golemd-nopoll", "floor"])
     p.add_argument("--calls", type=int, default=40_000)
     p.add_argument("--sequential", action="store_true", help="W1's shape: one agent, one call at a time")
     args = p.parse_args()

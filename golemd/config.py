@@ -51,6 +51,9 @@ class Config:
     memory_limit_mb: int = 0  # per worker address space (RLIMIT_AS); 0: none
     # the event loop polls this long before it sleeps (golemd.perf.spin); 0: never
     spin_us: float = 200.0
+    # queued calls sent to a worker behind the one it runs, read together and
+    # run back to back; each stays cancelable until it starts; 0: one at a time
+    batch_calls: int = 16
     # clients
     allow_uids: tuple[int, ...] = ()  # besides our own uid and root
     allow_groups: tuple[str, ...] = ()  # besides socket_group
@@ -80,6 +83,7 @@ class Config:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
                      "drain_timeout", "retention_seconds", "memory_limit_mb", "client_idle_timeout", "spin_us",
+                     "batch_calls",
                      "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")

@@ -28,7 +28,7 @@ from golemd.model.states import AgentStatus
 if TYPE_CHECKING:
     from golemd.config import Config
     from golemd.engine.context import EngineContext
-    from golemd.storage.sqlite import Store
+    from golemd.storage.base import Store
 
 log = logging.getLogger("golemd.agent")
 
@@ -148,8 +148,32 @@ class Agent:
         self._apply()
 
     def cancel(self, key: str) -> None:
-        control.cancel(self.engine, key)
-        self._apply()
+        eng = self.engine
+        inv = eng.queue.active.get(key)
+        worker = self.worker
+        if inv is not None and worker is not None and inv in eng.queue.ahead:
+            # Sent ahead: the worker drops it unless it started it already. It
+            # starts it only after replying to the one before, and looks for
+            # drops after each reply: so if that reply is not in its socket
+            # once our drop is written, the drop wins. Read what is there now.
+            worker.drop(inv.call_id)
+            worker.poll()
+        try:
+            control.cancel(eng, key)
+        finally:
+            self._apply()
+
+    def unsend(self) -> None:
+        """Take back the calls sent ahead, unstarted (drain, reload): as for a
+        cancel, the worker drops those it has not started once the drop is
+        written, and what it replied before is read now."""
+        eng = self.engine
+        worker = self.worker
+        if eng.queue.ahead and worker is not None:
+            worker.drop(eng.queue.ahead[0].call_id)
+            worker.poll()
+            eng.unsend()
+            self._apply()
 
     def interrupt(self, recover: bool) -> None:
         control.interrupt(self.engine, recover)
@@ -185,11 +209,16 @@ class Agent:
 
     def _apply(self) -> None:
         eng = self.engine
+        deferred = False
         while eng.out:
             for eff in eng.take():
                 kind = type(eff)
                 if kind is Send:
-                    self._send(eff.inv)  # type: ignore[union-attr]
+                    # The call to run now is written at once; calls sent ahead
+                    # go in one write, after the effects.
+                    ahead = eff.ahead  # type: ignore[union-attr]
+                    self._send(eff.inv, defer=ahead)  # type: ignore[union-attr]
+                    deferred = deferred or ahead
                 elif kind is Arm:
                     self._arm(eff)  # type: ignore[arg-type]
                 elif kind is Idle:
@@ -199,8 +228,10 @@ class Agent:
                 elif kind is Spawn:
                     asyncio.create_task(self._start_worker(eff.snapshot),  # type: ignore[union-attr]
                                         name=f"start {self.name}")
+        if deferred and self.worker is not None:
+            self.worker.flush()
 
-    def _send(self, inv: Invocation) -> None:
+    def _send(self, inv: Invocation, defer: bool = False) -> None:
         worker = self.worker
         assert worker is not None
         self.sup.touch(self)
@@ -209,6 +240,11 @@ class Agent:
         def then(reply: Any, died: WorkerDied | None) -> None:
             if died is not None:
                 return  # its death is reported once it is reaped (_worker_died)
+            if reply.get("op") == "dropped":
+                if inv.call_id == reply.get("id"):  # not a copy sent again since
+                    eng.dropped(inv)
+                    self._apply()
+                return
             if eng.listened:
                 worker.drain_output()  # its lines reach streaming callers before its result
             store = self.sup.store
@@ -224,7 +260,7 @@ class Agent:
             finally:
                 store.release()
 
-        worker.call_then(inv.method, inv.args, then)
+        inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer)
 
     def _internal_error(self, inv: Invocation, exc: Exception) -> None:
         """Our bug, not the agent's: fail the invocation rather than leave it running."""

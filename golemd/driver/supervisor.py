@@ -24,7 +24,7 @@ from golemd.model.catalog import check_args
 from golemd.model.errors import Code, GolemError
 from golemd.model.invocation import Invocation, Listener, resolve
 from golemd.model.states import InvocationStatus as S
-from golemd.storage.sqlite import Store
+from golemd.storage.base import Store
 from golemd.wire.codec import pack
 
 log = logging.getLogger("golemd.supervisor")
@@ -46,7 +46,7 @@ class Supervisor:
                           retry_backoff_max=config.retry_backoff_max, idle_timeout=config.idle_timeout,
                           retention_count=config.retention_count,
                           retention_seconds=config.retention_seconds),
-            clock=time.time, crash_point=faults.crash_point)
+            clock=time.time, crash_point=faults.crash_point, batch=config.batch_calls)
         self._template = template
         self.agents: dict[str, Agent] = {}
         self.live: OrderedDict[str, Agent] = OrderedDict()  # agents with a worker, least recent first
@@ -65,6 +65,8 @@ class Supervisor:
         """New code (a reload): workers on the old finish what they run, then stop."""
         self._template = template
         self.ctx.generation += 1
+        for agent in self.agents.values():
+            agent.unsend()  # calls sent ahead would run on the old code
 
     @property
     def draining(self) -> bool:
@@ -401,6 +403,8 @@ class Supervisor:
     async def drain(self, timeout: float) -> None:
         """Stop starting invocations; let running ones finish for `timeout` seconds."""
         self.ctx.draining = True
+        for agent in self.agents.values():
+            agent.unsend()  # only what runs finishes
         await self._settled(timeout)
 
     async def _settled(self, timeout: float) -> None:

@@ -80,6 +80,7 @@ class AgentEngine(AgentRun):
         """Its process is reaped; `why` describes its death."""
         stopped = self._worker_stopped
         self.worker = W.ABSENT
+        self.queue.restore_ahead()  # never started: they run next, in order
         self._worker_lost = self._worker_stopped = False
         self._arm(Timer.TIMEOUT, None)
         inv = self.current

@@ -36,3 +36,6 @@ class EngineContext:
     draining: bool = False  # no invocation starts any more
     # Bumped by a reload: a worker started on an older generation runs no new call.
     generation: int = 0
+    # How many queued calls may be sent to a worker behind the one it runs
+    # (golemd.engine.running.top_up); 0 sends one call at a time.
+    batch: int = 0

@@ -41,6 +41,7 @@ def cancel(eng: AgentEngine, key: str) -> None:
     inv.move(S.CANCELED)
     del eng.queue.active[key]
     resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
+    eng.kick()  # those sent after it go again
 
 
 def withdraw(eng: AgentEngine, inv: Invocation, err: GolemError) -> None:

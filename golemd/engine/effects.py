@@ -63,9 +63,12 @@ class Spawn:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send the call to the worker; report replied(inv, reply)."""
+    """Send the call to the worker; report replied(inv, reply), or dropped(inv).
+    `ahead`: it goes behind the one running (golemd.engine.running.top_up),
+    so it may wait for the others sent ahead and go out in one write."""
 
     inv: Invocation
+    ahead: bool = False
 
 
 @dataclass(frozen=True, slots=True)

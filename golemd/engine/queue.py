@@ -18,13 +18,16 @@ def _due(t: tuple[float, int, Invocation]) -> tuple[float, int]:
 class PendingQueue:
     def __init__(self) -> None:
         self.fifo: deque[Invocation] = deque()
+        # Sent to the worker behind the running one, not started yet: pending
+        # still, and cancelable (golemd.engine.control.cancel drops them).
+        self.ahead: deque[Invocation] = deque()
         self.scheduled: list[tuple[float, int, Invocation]] = []  # (due, seq, inv), soonest first
         # Every unfinished invocation (queued, scheduled, running), by key.
         self.active: dict[str, Invocation] = {}
 
     def __len__(self) -> int:
-        """The pending count: queued and scheduled (not the running one)."""
-        return len(self.fifo) + len(self.scheduled)
+        """The pending count: queued, sent ahead and scheduled (not the running one)."""
+        return len(self.fifo) + len(self.ahead) + len(self.scheduled)
 
     def add(self, inv: Invocation) -> None:
         self.active[inv.key] = inv
@@ -46,8 +49,30 @@ class PendingQueue:
             due.append(self.scheduled.pop(0)[2])
         return due
 
+    def restore_ahead(self) -> None:
+        """What was sent ahead goes back to the front of the queue, in order."""
+        if self.ahead:
+            self.fifo.extendleft(reversed(self.ahead))
+            self.ahead.clear()
+
+    def unsend_from(self, inv: Invocation) -> None:
+        """`inv` and what was sent after it go back to the front of the queue."""
+        tail: list[Invocation] = []
+        while self.ahead:
+            last = self.ahead.pop()
+            tail.append(last)
+            if last is inv:
+                break
+        self.fifo.extendleft(tail)
+
     def remove(self, inv: Invocation) -> bool:
-        """Take a queued or scheduled invocation out (not out of `active`)."""
+        """Take a queued or scheduled invocation out (not out of `active`). One
+        sent ahead takes those sent after it back to the front of the queue:
+        the worker drops them with it, and they are sent again in order."""
+        if inv in self.ahead:
+            self.unsend_from(inv)
+            self.fifo.popleft()  # inv itself
+            return True
         if inv.status == S.SCHEDULED:
             before = len(self.scheduled)
             self.scheduled = [t for t in self.scheduled if t[2] is not inv]
@@ -60,13 +85,15 @@ class PendingQueue:
 
     def take_all(self) -> list[Invocation]:
         """Empty the queue and the schedule; what was in them, queued first."""
-        pending = list(self.fifo) + [t[2] for t in self.scheduled]
+        pending = list(self.ahead) + list(self.fifo) + [t[2] for t in self.scheduled]
+        self.ahead.clear()
         self.fifo.clear()
         self.scheduled.clear()
         return pending
 
     def waiting(self) -> Iterator[Invocation]:
-        """Queued, then scheduled: the order `agent invocations` lists them in."""
+        """Sent ahead, queued, then scheduled: the order they run in."""
+        yield from self.ahead
         yield from self.fifo
         for t in self.scheduled:
             yield t[2]

@@ -8,6 +8,7 @@ from typing import Any
 from golemd.engine.effects import (
     IDLE,
     Discard,
+    Send,
     Timer,
     WorkerState,
 )
@@ -57,15 +58,58 @@ class AgentRun(AgentState):
         self.kick()
 
     def kick(self) -> None:
-        """Start the head of the queue if nothing runs."""
-        if self.current is not None or not self._may_run():
+        """Start the head of the queue if nothing runs (else send calls ahead)."""
+        if self.current is not None:
+            self.top_up()
             return
+        if self.queue.ahead or not self._may_run():
+            return  # what was sent ahead goes first, once its worker is reaped
         inv = self.queue.fifo.popleft()
         self._begin(inv)
         if self._warm():
             self._send(inv)
+            self.top_up()
         else:
             self._bring_up()
+
+    def top_up(self) -> None:
+        """Send queued calls to the worker behind the running one, up to
+        ctx.batch: it reads them together and runs them one after another,
+        with no wake-up in between. Each stays pending, and cancelable, until
+        the one before it replies (golemd.engine.control.cancel). Not while a
+        caller streams: output is attributed to the call known to be running."""
+        limit = self.ctx.batch
+        if not limit or self.listened or not self._warm():
+            return
+        q = self.queue
+        while len(q.ahead) < limit and self._may_run():
+            inv = q.fifo.popleft()
+            q.ahead.append(inv)
+            self.out.append(Send(inv, ahead=True))
+
+    def unsend(self) -> None:
+        """What was sent ahead goes back to the queue (the daemon drains, or
+        new code is loaded): the driver has asked the worker to drop it."""
+        q = self.queue
+        if q.ahead:
+            q.unsend_from(q.ahead[0])
+
+    def dropped(self, inv: Invocation) -> None:
+        """The worker dropped `inv`, unstarted, and every call sent after it,
+        as a cancel asked. If `inv` was taken for started (the call before it
+        replied meanwhile) it runs first again; else it and those after it
+        are sent again in order."""
+        q = self.queue
+        if inv is self.current:
+            self._arm(Timer.TIMEOUT, None)
+            inv.move(S.PENDING)
+            self.current = None
+            q.restore_ahead()
+            q.fifo.appendleft(inv)
+            self.kick()
+        elif inv in q.ahead:
+            q.unsend_from(inv)
+            self.kick()
 
     def _next(self) -> None:
         self.kick()
@@ -90,7 +134,17 @@ class AgentRun(AgentState):
             self.stop_worker(now=True)  # its death decides (worker_exited)
             return
         self._complete(inv, reply)
-        self._next()
+        ahead = self.queue.ahead
+        if ahead:
+            # The worker starts the next one it was sent as soon as it has
+            # replied (even if it is dying: a death now is that one's).
+            nxt = ahead.popleft()
+            self._begin(nxt)
+            if nxt.timeout is not None:
+                self._arm(Timer.TIMEOUT, nxt.timeout)
+            self.top_up()
+        else:
+            self._next()
 
     def internal_error(self, inv: Invocation, err: GolemError) -> None:
         """Our bug, not the agent's: fail the invocation rather than leave it running."""

@@ -129,7 +129,7 @@ class AgentState:
 
     def ready_warm(self) -> bool:
         """Whether a call enqueued now would be sent to the worker at once."""
-        return (self.current is None and not self.queue.fifo and not self.interrupted
+        return (self.current is None and not self.queue.fifo and not self.queue.ahead and not self.interrupted
                 and not self.deleted and self.failed_error is None and not self.ctx.draining
                 and self._warm())
 

@@ -14,7 +14,8 @@ import pickle
 import socket
 import sys
 import traceback
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from golemd.perf.spin import Window
@@ -128,14 +129,20 @@ def serve(ctl: socket.socket, cls: type) -> NoReturn:
     unpacker = make_unpacker(strict_map_key=False)
     host: AgentHost | None = None
     window = Window(0)  # until init says how long to poll for the next call
-    while True:
-        data = polled_recv(ctl, window)
-        if not data:
-            os._exit(0)
+    # Calls read and not started yet: the daemon may send several at once
+    # (batch_calls), and may ask for one to be dropped while it waits here.
+    calls: deque[dict[str, Any]] = deque()
+
+    def take(data: bytes) -> None:
+        nonlocal host, window
         unpacker.feed(data)
         for msg in unpacker:
             op = msg.get("op")
-            if op == "init":
+            if op == "call":
+                calls.append(msg)
+            elif op == "drop":
+                _drop(ctl, calls, msg.get("id"))
+            elif op == "init":
                 window = Window(int(msg.get("spin_us", 0) * 1000))
                 try:
                     host = AgentHost(cls, msg["args"])
@@ -145,15 +152,48 @@ def serve(ctl: socket.socket, cls: type) -> NoReturn:
                     reply = {"op": "init", "ok": False, "error": error_info(exc)}
                 _flush_output()
                 ctl.sendall(pack(reply))
-            elif op == "call" and host is not None:
-                out = host.call(msg["method"], msg["args"])
-                _flush_output()
-                packed = out.pop("packed_result", None)
-                if packed is not None:
-                    # The result is already packed: splice it in rather than pack it twice.
-                    ctl.sendall(_reply_with_packed(msg["id"], out["snapshot"], packed))
-                else:
-                    ctl.sendall(pack({"op": "result", "id": msg["id"], **out}))
+
+    while True:
+        if not calls or host is None:
+            data = polled_recv(ctl, window)
+            if not data:
+                os._exit(0)
+            take(data)
+            continue
+        msg = calls.popleft()
+        out = host.call(msg["method"], msg["args"])
+        _flush_output()
+        packed = out.pop("packed_result", None)
+        if packed is not None:
+            # The result is already packed: splice it in rather than pack it twice.
+            ctl.sendall(_reply_with_packed(msg["id"], out["snapshot"], packed))
+        else:
+            ctl.sendall(pack({"op": "result", "id": msg["id"], **out}))
+        if calls:
+            # Between a reply and the next call, read what came meanwhile: the
+            # daemon takes a call for dropped when its drop is written before
+            # this reply could be read (golemd.driver.agent.Agent.cancel).
+            _read_waiting(ctl, take)
+
+
+def _read_waiting(ctl: socket.socket, take: Callable[[bytes], None]) -> None:
+    while True:
+        try:
+            data = ctl.recv(1 << 16, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            os._exit(0)
+        take(data)
+
+
+def _drop(ctl: socket.socket, calls: deque[dict[str, Any]], call_id: object) -> None:
+    """Drop call `call_id` and those after it, if it has not started."""
+    for i, msg in enumerate(calls):
+        if msg["id"] == call_id:
+            dropped = [calls.pop()["id"] for _ in range(len(calls) - i)]
+            ctl.sendall(b"".join(pack({"op": "dropped", "id": d}) for d in reversed(dropped)))
+            return
 
 
 def _reply_with_packed(call_id: int, snapshot: bytes | None, packed_result: bytes) -> bytes:

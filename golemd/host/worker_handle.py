@@ -123,6 +123,7 @@ class Worker:
         self._calls = itertools.count(1)
         self._pending: dict[ReplyKey, Waiter] = {}
         self._transport: asyncio.Transport | None = None
+        self._deferred: list[bytes] = []  # calls sent ahead, written together by flush()
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
         self.on_dead: Callable[[Worker], None] | None = None
@@ -232,16 +233,58 @@ class Worker:
         call_id = next(self._calls)
         return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
 
-    def call_then(self, method: str, args: list[Any], then: ReplyCallback) -> None:
+    def call_then(self, method: str, args: list[Any], then: ReplyCallback, defer: bool = False) -> int:
         """Send a call; `then(reply, None)` runs from inside the read of the
-        reply, or `then(None, WorkerDied)` when the worker dies first. No
-        future and no task in between: this is the warm invocation's path."""
+        reply (or of `{"op": "dropped"}`, see drop), or `then(None, WorkerDied)`
+        when the worker dies first. No future and no task in between: this is
+        the warm invocation's path. `defer`: written by the next flush(), with
+        the others deferred. Returns the call's id (0: not sent)."""
         if not self.alive or self._transport is None or self._transport.is_closing():
             then(None, WorkerDied(self.death_reason or "it is not running"))
-            return
+            return 0
         call_id = next(self._calls)
         self._await_reply(call_id, then)
-        self._transport.write(pack({"op": "call", "id": call_id, "method": method, "args": args}))
+        data = pack({"op": "call", "id": call_id, "method": method, "args": args})
+        if defer:
+            self._deferred.append(data)
+        else:
+            self._transport.write(data)
+        return call_id
+
+    def flush(self) -> None:
+        """Write the deferred calls, in one write."""
+        if self._deferred:
+            data = b"".join(self._deferred)
+            self._deferred.clear()
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(data)
+
+    def drop(self, call_id: int) -> None:
+        """Ask the worker to drop call `call_id` and every call sent after it,
+        unless it has started it: each dropped one is answered
+        `{"op": "dropped", "id": ...}`; one already started runs as usual."""
+        self.flush()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(pack({"op": "drop", "id": call_id}))
+
+    def poll(self) -> None:
+        """Read and dispatch, now, what the worker has written so far."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        # Through the transport: a reference of ours to the protocol would make
+        # a cycle that outlives the connection.
+        control = cast(_Control, transport.get_protocol())
+        while True:
+            try:
+                data = self.ctl.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # the transport sees the error on its own read
+            if not data:
+                return  # end of file: left for the transport, which closes on it
+            control.data_received(data)
 
     def drain_output(self) -> None:
         """Read now what the worker wrote before its reply. It flushes its

@@ -43,6 +43,7 @@ class Invocation:
     # never existed) or "unsaved" (an earlier outcome's commit failed, so the
     # worker's state is not the saved one: it runs again from that).
     discard: str | None = None
+    call_id: int = 0  # the id of its latest send to a worker (0: none)
 
     def move(self, new: InvocationStatus) -> None:
         self.status = check_transition(self.status, new)
