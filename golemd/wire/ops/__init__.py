@@ -24,10 +24,11 @@ Each module `golemd/wire/ops/NAME.py` is the whole definition of the op NAME
   `handle = None`: golemd.server.connection answers it through callbacks.
 
 To add an op: write its module here (the registry finds it: every module in
-this package is an op except those in `_NOT_OPS`), then give it a section in
-docs/protocol.md (tests/unit/test_ops.py checks that the two list the same
-ops and fields). Nothing else changes: the daemon dispatches through the
-registry and both clients get the method.
+this package is an op except those in `_NOT_OPS`), give it a section in
+docs/protocol.md, and give tests/unit/test_ops.py an example of its request
+and of its client call (FULL, CLIENT): that test checks the module against
+the docs and its two halves against each other. Nothing else changes: the
+daemon dispatches through the registry and both clients get the method.
 
 An op module imports only golemd.model, this package and other op modules
 (context.py only under TYPE_CHECKING), never the server, driver, host or
