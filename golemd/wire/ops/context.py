@@ -6,12 +6,13 @@ The op modules import this module only under TYPE_CHECKING. It must not
 import the server, driver, host or daemon either, even for type checkers:
 they import the ops, and golemctl, which imports the ops, must not depend on
 them. So the driver's objects are described here by what the handlers use of
-them, which is also what a new driver must keep offering.
+them, which is also what a new driver must keep offering (their parameters
+positional only: the names are the driver's own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import EllipsisType
 from typing import Any, Protocol
 
@@ -56,13 +57,15 @@ class Output(Protocol):
         """Called with each new entry, and with (None, reason) when the stream ends."""
         ...
 
-    def recent(self, last: int | None) -> Iterable[dict[str, Any]]: ...
+    def recent(self, last: int | None, /) -> Iterable[dict[str, Any]]: ...
 
 
 class Store(Protocol):
-    async def commit(self) -> None: ...
+    def commit(self) -> Awaitable[None]:
+        """Make what was changed durable (a future, or a coroutine)."""
+        ...
 
-    def oplog(self, name: str, last: int | None) -> list[dict[str, Any]]: ...
+    def oplog(self, name: str, last: int | None, /) -> Sequence[Mapping[str, Any]]: ...
 
 
 class Agent(Protocol):
@@ -79,9 +82,9 @@ class Agent(Protocol):
         """Its golemd.host.workers.Worker (with `.alive`), or None."""
         ...
 
-    def cancel(self, key: str) -> None: ...
+    def cancel(self, key: str, /) -> None: ...
 
-    def interrupt(self, recover: bool) -> None: ...
+    def interrupt(self, recover: bool, /) -> None: ...
 
     def resume(self) -> None: ...
 
@@ -109,17 +112,17 @@ class Supervisor(Protocol):
         """Unix time the supervisor started."""
         ...
 
-    def find(self, agent: str) -> Agent:
+    def find(self, agent: str, /) -> Agent:
         """The agent of this ID, or raise GolemError (AGENT_NOT_FOUND, INVALID_AGENT_ID...)."""
         ...
 
     # Any: the agent find() returned; a protocol cannot say "yours" without generics.
-    def delete(self, agent: Any) -> Awaitable[dict[str, Any]]:
+    def delete(self, agent: Any, /) -> Awaitable[dict[str, Any]]:
         """Delete it; its last metadata."""
         ...
 
     def list(self, env: str | None, type_: str | None, status: str | None,
-             limit: int | None, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+             limit: int | None, after: str | None, /) -> tuple[list[dict[str, Any]], str | None]:
         """A page of metadata, ordered by agent ID, and the cursor of the next page."""
         ...
 
@@ -149,4 +152,4 @@ class Daemon(Protocol):
     def request_stop(self) -> None: ...
 
 
-Handler = Callable[[Daemon, dict[str, Any], Emit], Awaitable[dict[str, Any]]]
+Handler = Callable[[Daemon, dict[str, Any], Emit], Coroutine[Any, Any, dict[str, Any]]]

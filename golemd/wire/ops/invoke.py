@@ -108,7 +108,7 @@ def client(self: Caller, agent: str | AgentId, method: str, args: Sequence[Any] 
 
 def no_reply_deadline(fields: dict[str, Any]) -> bool:
     """An awaited invocation may queue behind others for hours."""
-    return fields.get("mode", "await") != "trigger"
+    return bool(fields.get("mode", "await") != "trigger")
 
 
 def unix_seconds(when: float | datetime | None) -> float | None:

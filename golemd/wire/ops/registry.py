@@ -61,7 +61,7 @@ def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
         e.request_id = rid  # type: ignore[attr-defined]
         raise e
     op = msg.get("op")
-    entry = _TABLE.get(op) if isinstance(op, str) else None  # type: ignore[arg-type]
+    entry = _TABLE.get(op) if isinstance(op, str) else None
     if entry is None:
         raise _bad(rid, f"unknown op {op!r}; known ops: {_KNOWN}")
     schema, required_fields, check = entry
