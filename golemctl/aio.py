@@ -11,27 +11,21 @@ a busy one) and routes events to the callback of their request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from golemctl import ops
-from golemctl.ops import CONNECT_TIMEOUT, Call
+from golemctl.ops import CONNECT_TIMEOUT, Call, install_ops
 from golemctl.paths import default_socket_path
 from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
 from golemd.model.errors import GolemError
 from golemd.wire.codec import make_unpacker, small_reads
 
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from golemd.model.agent_id import AgentId
-
 EventCallback = Callable[[dict[str, Any]], object]
-# `list` is also a method name in the client classes, where it would shadow the builtin.
-_Maps = list[dict[str, Any]]
 _RECV_BYTES = 64 * 1024  # 128 KiB or more is an mmap per read in glibc: 12 us each
 
 
@@ -157,15 +151,19 @@ class AsyncClient:
 
     async def call(self, c: Call, on_event: EventCallback | None = None,
                    reply_timeout: float | None | EllipsisType = ...) -> Any:
+        """Send `c` (golemd.wire.ops.Call); the reply field it names, of its shape."""
         reply = await self.request(c.op, on_event=on_event, reply_timeout=reply_timeout, **c.fields)
         return ops.unwrap(c, reply)
 
-    async def _map(self, c: Call, on_event: EventCallback | None = None,
-                   reply_timeout: float | None | EllipsisType = ...) -> dict[str, Any]:
-        return ops.as_map(c, await self.call(c, on_event, reply_timeout))
-
-    async def _maps(self, c: Call) -> _Maps:
-        return ops.as_maps(c, await self.call(c))
+    async def run(self, steps: Generator[Call, Any, Any]) -> Any:
+        """As Client.run: each Call `steps` yields, sent in turn."""
+        c = next(steps)
+        while True:
+            reply = await self.call(c)
+            try:
+                c = steps.send(reply)
+            except StopIteration as done:
+                return done.value
 
     async def _wait(self, p: _Pending, reply_timeout: float | None) -> dict[str, Any]:
         if reply_timeout is None:
@@ -226,63 +224,22 @@ class AsyncClient:
             return
         p.future.set_result(msg)
 
-    # --- convenience ops (docs/protocol.md); see Client for their docs --------
+    # --- convenience ops ---------------------------------------------------
+    # The same methods as Client's (see there), as coroutine functions.
 
-    async def invoke(self, agent: str | AgentId, method: str, args: Sequence[Any] = (),
-                     idempotency_key: str | None = None, mode: str = "await",
-                     schedule_at: float | datetime | None = None, timeout: float | None = None,
-                     stream: bool = False, on_event: EventCallback | None = None,
-                     reply_timeout: float | None | EllipsisType = ...) -> dict[str, Any]:
-        c = ops.invoke(agent, method, args, idempotency_key, mode, schedule_at, timeout, stream)
-        return await self._map(c, on_event, reply_timeout)
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # the op methods, to a type checker
 
-    async def get(self, agent: str | AgentId) -> dict[str, Any]:
-        return await self._map(ops.agent_op("get", agent))
 
-    async def list(self, env: str | None = None, type: str | None = None,
-                   status: str | None = None) -> _Maps:
-        out: _Maps = []
-        after = None
-        while True:
-            page = await self.call(ops.list_agents(env, type, status, after))
-            out += page["agents"]
-            after = page.get("next")
-            if after is None:
-                return out
+def _coroutine_method(client_half: Callable[..., Any]) -> Callable[..., Any]:
+    """An op's client half returns what AsyncClient.call (or run) returns, a
+    coroutine; as a coroutine function it is what callers of an asyncio
+    client expect (inspect.iscoroutinefunction is true of it)."""
 
-    async def cancel(self, agent: str | AgentId, idempotency_key: str) -> dict[str, Any]:
-        return await self._map(ops.cancel(agent, idempotency_key))
+    async def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        return await client_half(self, *args, **kwargs)
 
-    async def interrupt(self, agent: str | AgentId, recover: bool = False) -> dict[str, Any]:
-        return await self._map(ops.agent_op("interrupt", agent, recover=recover))
+    return functools.update_wrapper(method, client_half)
 
-    async def resume(self, agent: str | AgentId) -> dict[str, Any]:
-        return await self._map(ops.agent_op("resume", agent))
 
-    async def simulate_crash(self, agent: str | AgentId) -> dict[str, Any]:
-        return await self._map(ops.agent_op("simulate_crash", agent))
-
-    async def delete(self, agent: str | AgentId) -> dict[str, Any]:
-        return await self._map(ops.agent_op("delete", agent))
-
-    async def invocations(self, agent: str | AgentId) -> _Maps:
-        return await self._maps(ops.invocations(agent))
-
-    async def oplog(self, agent: str | AgentId, last: int | None = None) -> _Maps:
-        return await self._maps(ops.oplog(agent, last))
-
-    async def stream(self, agent: str | AgentId, on_event: EventCallback | None,
-                     follow: bool = False, last: int | None = None) -> dict[str, Any]:
-        return await self._map(ops.stream(agent, follow, last), on_event)
-
-    async def types(self) -> _Maps:
-        return await self._maps(ops.plain("types", "types"))
-
-    async def status(self) -> dict[str, Any]:
-        return await self._map(ops.plain("status"))
-
-    async def reload(self) -> dict[str, Any]:
-        return await self._map(ops.plain("reload"))
-
-    async def stop(self) -> dict[str, Any]:
-        return await self._map(ops.plain("stop"))
+install_ops(AsyncClient, _coroutine_method)

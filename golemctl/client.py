@@ -14,27 +14,22 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from golemctl import ops
-from golemctl.ops import CONNECT_TIMEOUT, REPLY_TIMEOUT, Call
+from golemctl.ops import CONNECT_TIMEOUT, REPLY_TIMEOUT, Call, install_ops
 from golemctl.paths import default_socket_path
 from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
 from golemd.wire.codec import make_unpacker
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from golemctl.aio import AsyncClient
-    from golemd.model.agent_id import AgentId
 
 __all__ = ["AsyncClient", "Client", "CONNECT_TIMEOUT", "REPLY_TIMEOUT", "default_socket_path"]
 
 EventCallback = Callable[[dict[str, Any]], object]
-# `list` is also a method name in the client classes, where it would shadow the builtin.
-_Maps = list[dict[str, Any]]
 _RECV_BYTES = 64 * 1024  # 128 KiB or more is an mmap per read in glibc: 12 us each
 # A daemon that stops reading must not hang us inside sendall.
 _SEND_TIMEOUT = REPLY_TIMEOUT
@@ -84,6 +79,10 @@ class Client:
     come within its timeout, PROTOCOL_ERROR when the reply is garbage. After
     any failure other than the daemon's own error reply the connection is
     closed (its stream position is unknown); connect again.
+
+    Besides request() and call(), it has one method per op of
+    docs/protocol.md, of the same name (invoke, get, list, cancel, ...),
+    defined with the op in golemd/wire/ops/.
     """
 
     def __init__(self, sock: Any, path: str):
@@ -127,14 +126,20 @@ class Client:
 
     def call(self, c: Call, on_event: EventCallback | None = None,
              reply_timeout: float | None | EllipsisType = ...) -> Any:
+        """Send `c` (golemd.wire.ops.Call); the reply field it names, of its shape."""
         return ops.unwrap(c, self._exchange(c.op, c.fields, on_event, reply_timeout))
 
-    def _map(self, c: Call, on_event: EventCallback | None = None,
-             reply_timeout: float | None | EllipsisType = ...) -> dict[str, Any]:
-        return ops.as_map(c, self.call(c, on_event, reply_timeout))
-
-    def _maps(self, c: Call) -> _Maps:
-        return ops.as_maps(c, self.call(c))
+    def run(self, steps: Generator[Call, Any, Any]) -> Any:
+        """Send each Call `steps` yields, and send it back the reply (as call()
+        returns it), until it returns: its value. For ops such as `list`
+        whose one method makes several requests."""
+        c = next(steps)
+        while True:
+            reply = self.call(c)
+            try:
+                c = steps.send(reply)
+            except StopIteration as done:
+                return done.value
 
     def _exchange(self, op: str, fields: dict[str, Any], on_event: EventCallback | None,
                   reply_timeout: float | None | EllipsisType) -> dict[str, Any]:
@@ -204,74 +209,13 @@ class Client:
             except Exception as e:  # BufferFull: a message over the size limit
                 raise ops.protocol_error(f"golemd sent an oversized message: {e}") from None
 
-    # --- convenience ops (docs/protocol.md) -----------------------------
+    # --- convenience ops ---------------------------------------------------
+    # One method per op of docs/protocol.md (invoke, get, list, cancel, ...):
+    # the `client` function of golemd/wire/ops/NAME.py, set by install_ops
+    # below, so that an op and its method are defined in one place.
 
-    def invoke(self, agent: str | AgentId, method: str, args: Sequence[Any] = (),
-               idempotency_key: str | None = None, mode: str = "await",
-               schedule_at: float | datetime | None = None, timeout: float | None = None,
-               stream: bool = False, on_event: EventCallback | None = None,
-               reply_timeout: float | None | EllipsisType = ...) -> dict[str, Any]:
-        """Invoke a method. Returns {"idempotency_key", "result"} (await) or
-        {"idempotency_key", "status", ...} (trigger). `timeout` bounds the
-        invocation's run time in golemd, not the wait for it; with stream=True
-        the agent's output arrives in on_event as {"type": "output", ...}."""
-        c = ops.invoke(agent, method, args, idempotency_key, mode, schedule_at, timeout, stream)
-        return self._map(c, on_event, reply_timeout)
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any: ...  # the op methods, to a type checker
 
-    def get(self, agent: str | AgentId) -> dict[str, Any]:
-        """The agent's metadata; AGENT_NOT_FOUND if it was never invoked."""
-        return self._map(ops.agent_op("get", agent))
 
-    def list(self, env: str | None = None, type: str | None = None,
-             status: str | None = None) -> _Maps:
-        """Metadata of every agent matching the filters, ordered by ID (fetched a page at a time)."""
-        out: _Maps = []
-        after = None
-        while True:
-            page = self.call(ops.list_agents(env, type, status, after))
-            out += page["agents"]
-            after = page.get("next")
-            if after is None:
-                return out
-
-    def cancel(self, agent: str | AgentId, idempotency_key: str) -> dict[str, Any]:
-        """Cancel a pending invocation: {"idempotency_key", "canceled": True}."""
-        return self._map(ops.cancel(agent, idempotency_key))
-
-    def interrupt(self, agent: str | AgentId, recover: bool = False) -> dict[str, Any]:
-        return self._map(ops.agent_op("interrupt", agent, recover=recover))
-
-    def resume(self, agent: str | AgentId) -> dict[str, Any]:
-        return self._map(ops.agent_op("resume", agent))
-
-    def simulate_crash(self, agent: str | AgentId) -> dict[str, Any]:
-        return self._map(ops.agent_op("simulate_crash", agent))
-
-    def delete(self, agent: str | AgentId) -> dict[str, Any]:
-        """Delete the agent; returns its last metadata."""
-        return self._map(ops.agent_op("delete", agent))
-
-    def invocations(self, agent: str | AgentId) -> _Maps:
-        """The running invocation, then the pending queue, then scheduled ones."""
-        return self._maps(ops.invocations(agent))
-
-    def oplog(self, agent: str | AgentId, last: int | None = None) -> _Maps:
-        return self._maps(ops.oplog(agent, last))
-
-    def stream(self, agent: str | AgentId, on_event: EventCallback | None,
-               follow: bool = False, last: int | None = None) -> dict[str, Any]:
-        """Pass the agent's buffered (and with follow, future) output lines to
-        on_event; returns {"ended": "done" | "deleted" | "shutdown"}."""
-        return self._map(ops.stream(agent, follow, last), on_event)
-
-    def types(self) -> _Maps:
-        return self._maps(ops.plain("types", "types"))
-
-    def status(self) -> dict[str, Any]:
-        return self._map(ops.plain("status"))
-
-    def reload(self) -> dict[str, Any]:
-        return self._map(ops.plain("reload"))
-
-    def stop(self) -> dict[str, Any]:
-        return self._map(ops.plain("stop"))
+install_ops(Client)

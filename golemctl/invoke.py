@@ -14,7 +14,7 @@ import click
 from golemctl import render
 from golemctl.command import EXIT_CTRL_C, usage_error
 from golemd.model.agent_id import parse_literal
-from golemd.wire.codec import MAX_IDEMPOTENCY_KEY
+from golemd.wire.ops.invoke import MAX_IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from golemctl.command import Settings

@@ -1,33 +1,27 @@
 """The half of the client that does no I/O: request bytes, reply decoding,
-reply timeouts, and the convenience ops both clients expose.
+reply timeouts, and the convenience methods both clients get from the op
+definitions in golemd/wire/ops/.
 
 docs/protocol.md is the spec; field names here are the wire names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 from golemd.model.errors import Code, GolemError
+from golemd.wire import ops as wire_ops
 from golemd.wire.codec import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pack
+from golemd.wire.ops import Call, as_map, as_maps, protocol_error, unwrap
 
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from golemd.model.agent_id import AgentId
+__all__ = ["CONNECT_TIMEOUT", "REPLY_TIMEOUT", "Call", "as_map", "as_maps", "check_message",
+           "default_reply_timeout", "encode_request", "final_reply", "install_ops", "is_event",
+           "protocol_error", "reply_error", "unwrap"]
 
 CONNECT_TIMEOUT = 5.0
 # Non-invoke ops answer at once; a daemon silent this long is wedged.
 REPLY_TIMEOUT = 60.0
-
-
-class Call(NamedTuple):
-    """One convenience op: the request, and the reply field to return (None: the whole reply)."""
-
-    op: str
-    fields: dict[str, Any]
-    unwrap: str | None = None
 
 
 def encode_request(op: str, rid: int, fields: dict[str, Any]) -> bytes:
@@ -45,18 +39,14 @@ def encode_request(op: str, rid: int, fields: dict[str, Any]) -> bytes:
 
 
 def default_reply_timeout(op: str, fields: dict[str, Any]) -> float | None:
-    """An awaited invoke may queue behind others for hours and a followed
-    stream never ends on its own; the daemon always answers those, so they
-    wait without a deadline. Everything else should answer promptly."""
-    if op == "invoke" and fields.get("mode", "await") != "trigger":
-        return None
-    if op == "stream" and fields.get("follow"):
-        return None
-    return REPLY_TIMEOUT
-
-
-def protocol_error(message: str) -> GolemError:
-    return GolemError(Code.PROTOCOL_ERROR, message)
+    """REPLY_TIMEOUT, unless the op says this request's reply may take any
+    time (its `no_reply_deadline`: an awaited invoke, a followed stream);
+    the daemon always answers those, so they wait without a deadline."""
+    try:
+        no_deadline = getattr(wire_ops.load(op), "no_reply_deadline", None)
+    except KeyError:  # not an op: the daemon will say so at once
+        return REPLY_TIMEOUT
+    return None if no_deadline is not None and no_deadline(fields) else REPLY_TIMEOUT
 
 
 def check_message(msg: Any) -> dict[str, Any]:
@@ -86,79 +76,35 @@ def final_reply(msg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in msg.items() if k != "id"}
 
 
-def unwrap(call: Call, reply: dict[str, Any]) -> Any:
-    if call.unwrap is None:
-        return reply
-    if call.unwrap not in reply:
-        raise protocol_error(f"golemd's reply to {call.op!r} lacks {call.unwrap!r}")
-    return reply[call.unwrap]
+# --- the convenience methods ----------------------------------------------------
 
 
-def as_map(call: Call, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise protocol_error(f"golemd's reply to {call.op!r} is not a map: {value!r:.200}")
-    return value
+class OpMethod:
+    """The method NAME of a client class: golemd.wire.ops.NAME.client, whose
+    first parameter is the client. Its module is imported when the method is
+    first looked up (golemctl runs one command per process and must not
+    import every op), and then the function replaces this descriptor."""
+
+    __slots__ = ("name", "owner", "wrap")
+
+    def __init__(self, owner: type, name: str, wrap: Callable[[Any], Any] | None):
+        self.owner = owner
+        self.name = name
+        self.wrap = wrap
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        fn = wire_ops.load(self.name).client
+        if self.wrap is not None:
+            fn = self.wrap(fn)
+        setattr(self.owner, self.name, fn)
+        return fn if obj is None else fn.__get__(obj, objtype)
 
 
-def as_maps(call: Call, value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise protocol_error(f"golemd's reply to {call.op!r} is not a list of maps: {value!r:.200}")
-    return value
-
-
-def unix_seconds(when: float | datetime | None) -> float | None:
-    if when is None or isinstance(when, (int, float)):
-        return when
-    if when.tzinfo is None:
-        raise ValueError("schedule_at needs a time zone (a naive datetime is ambiguous)")
-    return when.timestamp()
-
-
-# The convenience ops. Agent IDs are sent as given (str() of an AgentId is its
-# canonical form); the daemon validates them.
-
-def invoke(agent: str | AgentId, method: str, args: Sequence[Any] = (),
-           idempotency_key: str | None = None, mode: str = "await",
-           schedule_at: float | datetime | None = None, timeout: float | None = None,
-           stream: bool = False) -> Call:
-    return Call("invoke", {
-        "agent": str(agent), "method": method, "args": list(args),
-        "idempotency_key": idempotency_key, "mode": mode,
-        "schedule_at": unix_seconds(schedule_at), "timeout": timeout,
-        "stream": True if stream else None,
-    })
-
-
-def agent_op(op: str, agent: str | AgentId, **fields: Any) -> Call:
-    """get, interrupt, simulate_crash, resume, delete: they answer {"agent": METADATA}."""
-    return Call(op, {"agent": str(agent), **fields}, "agent")
-
-
-LIST_PAGE = 1000
-
-
-def list_agents(env: str | None = None, type: str | None = None, status: str | None = None,
-                after: str | None = None, limit: int | None = LIST_PAGE) -> Call:
-    """One page of `list`; the whole reply, so that its `next` cursor is kept."""
-    return Call("list", {"env": env, "type": type, "status": status, "limit": limit, "after": after})
-
-
-def cancel(agent: str | AgentId, idempotency_key: str) -> Call:
-    return Call("cancel", {"agent": str(agent), "idempotency_key": idempotency_key})
-
-
-def invocations(agent: str | AgentId) -> Call:
-    return Call("invocations", {"agent": str(agent)}, "invocations")
-
-
-def oplog(agent: str | AgentId, last: int | None = None) -> Call:
-    return Call("oplog", {"agent": str(agent), "last": last}, "entries")
-
-
-def stream(agent: str | AgentId, follow: bool = False, last: int | None = None) -> Call:
-    return Call("stream", {"agent": str(agent), "follow": follow, "last": last})
-
-
-def plain(op: str, unwrap: str | None = None) -> Call:
-    """types, status, reload, stop: no request fields."""
-    return Call(op, {}, unwrap)
+def install_ops(cls: type, wrap: Callable[[Any], Any] | None = None) -> None:
+    """Give `cls` one method per op (docs/protocol.md), named after it.
+    `wrap` turns an op's client half into the method (AsyncClient makes it a
+    coroutine function); by default it is the method as it is."""
+    for name in wire_ops.NAMES:
+        if name in cls.__dict__:
+            raise TypeError(f"op {name!r} would replace {cls.__name__}.{name}")
+        setattr(cls, name, OpMethod(cls, name, wrap))

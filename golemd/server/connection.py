@@ -1,5 +1,8 @@
 """The Unix socket: accept connections, decode requests, run handlers, write replies.
 
+Each op's request shape and handler are defined in golemd/wire/ops/; this
+module dispatches through its registry.
+
 An invoke is handled by callbacks, with no task of its own: the supervisor
 tells the connection its answer, from inside the commit that makes it
 durable. Every other request runs in its own task. Either way one connection
@@ -18,16 +21,10 @@ import msgpack
 
 from golemd.model.errors import Code, GolemError
 from golemd.perf import cork
-from golemd.server.access import MUTATING, peer_credentials
-from golemd.server.handlers import HANDLERS
-from golemd.wire.codec import (
-    MAX_MESSAGE_BYTES,
-    error_reply,
-    make_unpacker,
-    pack,
-    small_reads,
-    validate_request,
-)
+from golemd.server.access import peer_credentials
+from golemd.server.context import OpContext
+from golemd.wire.codec import MAX_MESSAGE_BYTES, error_reply, make_unpacker, pack, small_reads
+from golemd.wire.ops.registry import HANDLERS, MUTATING, validate_request
 
 if TYPE_CHECKING:
     from golemd.server.context import ServerContext as Daemon
@@ -41,6 +38,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
+        self.ops = OpContext(daemon)  # what the handlers are given
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.invoking = 0  # invokes not yet answered (they have no task)
@@ -205,7 +203,7 @@ class Connection(asyncio.Protocol):
             self.send({"id": rid, "event": event})
 
         try:
-            reply = await HANDLERS[op](self.daemon, req, emit)
+            reply = await HANDLERS[op](self.ops, req, emit)
             self.send({"id": rid, **reply})
         except GolemError as err:
             self.send(error_reply(rid, err))

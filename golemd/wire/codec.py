@@ -1,8 +1,9 @@
-"""The client wire protocol: version, limits, and the shape of every request.
+"""The client wire protocol's codec: msgpack framing, limits, error replies.
 
 msgpack maps, back to back on a Unix stream socket. Import-safe: no asyncio,
 no side effects, so golemctl can import it and still start fast.
-docs/protocol.md is the prose version of this module; keep them together.
+docs/protocol.md is the prose version of the protocol; each op is defined,
+request shape included, in golemd/wire/ops/ (see its __init__).
 """
 
 from __future__ import annotations
@@ -11,124 +12,30 @@ from typing import Any
 
 import msgpack
 
-from golemd.model.errors import Code, GolemError
+from golemd.model.errors import GolemError
+from golemd.wire.ops import PROTOCOL_VERSION
 
-PROTOCOL_VERSION = 1
+__all__ = ["MAX_MESSAGE_BYTES", "PROTOCOL_VERSION", "error_reply", "make_unpacker", "pack",
+           "small_reads"]
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-MAX_IDEMPOTENCY_KEY = 256
-MAX_TIMEOUT = 1e9  # seconds (31 years): beyond it a number is a mistake, and the store's integers end
-MAX_TIMESTAMP = 1e11  # seconds since the epoch (the year 5138)
 MAX_NAME = 256
 
-_NUM = (int, float)
-_OPT = object()  # marker: the field may be absent or nil
 
-# op -> {field: (types, required)}; "v", "id" and "op" are checked for every op.
-OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "invoke": {
-        "agent": ((str,), True),
-        "method": ((str,), True),
-        "args": ((list,), False),
-        "idempotency_key": ((str, type(None)), False),
-        "mode": ((str,), False),
-        "schedule_at": ((*_NUM, type(None)), False),
-        "timeout": ((*_NUM, type(None)), False),
-        "stream": ((bool,), False),
-    },
-    "get": {"agent": ((str,), True)},
-    "list": {
-        "env": ((str, type(None)), False),
-        "type": ((str, type(None)), False),
-        "status": ((str, type(None)), False),
-        "limit": ((int, type(None)), False),
-        "after": ((str, type(None)), False),
-    },
-    "cancel": {"agent": ((str,), True), "idempotency_key": ((str,), True)},
-    "interrupt": {"agent": ((str,), True), "recover": ((bool,), False)},
-    "simulate_crash": {"agent": ((str,), True)},
-    "resume": {"agent": ((str,), True)},
-    "delete": {"agent": ((str,), True)},
-    "invocations": {"agent": ((str,), True)},
-    "oplog": {"agent": ((str,), True), "last": ((int, type(None)), False)},
-    "stream": {"agent": ((str,), True), "follow": ((bool,), False), "last": ((int, type(None)), False)},
-    "status": {},
-    "types": {},
-    "reload": {},
-    "stop": {},
-}
+def __getattr__(name: str) -> Any:
+    # Request shapes and their limits are defined with their ops in
+    # golemd/wire/ops/, and still importable from here. Loaded on first use:
+    # the registry imports every op module, and workers and golemctl, which
+    # import this module, need none of them.
+    if name in ("OPS", "validate_request"):
+        from golemd.wire.ops import registry
 
-MODES = ("await", "trigger")
+        return getattr(registry, name)
+    if name in ("MAX_IDEMPOTENCY_KEY", "MAX_TIMEOUT", "MAX_TIMESTAMP", "MODES"):
+        from golemd.wire.ops import invoke
 
-
-def validate_request(msg: Any) -> tuple[int | None, str, dict[str, Any]]:
-    """Check a decoded request; return (id, op, msg) or raise GolemError.
-
-    The id is returned even when the rest is wrong, so the error reply can
-    echo it; the exception carries it as `.request_id`. Every request goes
-    through here, so it is written for speed: one pass over the fields.
-    """
-    if not isinstance(msg, dict):
-        raise _bad(None, f"a request must be a map, got {type(msg).__name__}")
-    rid = msg.get("id")
-    for k in msg:
-        if k.__class__ is not str and not isinstance(k, str):
-            raise _bad(rid if isinstance(rid, int) and not isinstance(rid, bool) else None,
-                       "a request's keys must be strings")
-    if rid.__class__ is not int and (not isinstance(rid, int) or isinstance(rid, bool)):
-        raise _bad(None, "the request needs an integer 'id'")
-    if "v" not in msg:
-        raise _bad(rid, "the request needs 'v' (the protocol version, 1)")
-    if msg["v"].__class__ is not int or msg["v"] != PROTOCOL_VERSION:
-        e = GolemError(Code.UNSUPPORTED_VERSION,
-                       f"protocol version {msg['v']!r} is not supported; this daemon speaks {PROTOCOL_VERSION}")
-        e.request_id = rid  # type: ignore[attr-defined]
-        raise e
-    op = msg.get("op")
-    schema = OPS.get(op) if isinstance(op, str) else None  # type: ignore[arg-type]
-    if schema is None:
-        raise _bad(rid, f"unknown op {op!r}; known ops: {', '.join(sorted(OPS))}")
-    for field, value in msg.items():
-        spec = schema.get(field)
-        if spec is None:
-            if field in _COMMON:
-                continue
-            raise _bad(rid, f"op {op!r} has no field {field!r}")
-        types, required = spec
-        if value is None and not required:
-            continue  # an optional field may be nil: the same as absent
-        if not isinstance(value, types) or (value.__class__ is bool and bool not in types):
-            names = " or ".join("nil" if t is type(None) else t.__name__ for t in types)
-            raise _bad(rid, f"field {field!r} of op {op!r} must be {names}")
-    for field in _REQUIRED[op]:  # type: ignore[index]
-        if field not in msg:
-            raise _bad(rid, f"op {op!r} needs the field {field!r}")
-    if op == "invoke":
-        if msg.get("mode") is not None and msg["mode"] not in MODES:
-            raise _bad(rid, "field 'mode' must be \"await\" or \"trigger\"")
-        key = msg.get("idempotency_key")
-        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-            raise _bad(rid, f"an idempotency key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        t = msg.get("timeout")
-        if t is not None and not 0 < t <= MAX_TIMEOUT:
-            raise _bad(rid, f"field 'timeout' must be a positive number of seconds, at most {MAX_TIMEOUT:g}")
-        s = msg.get("schedule_at")
-        if s is not None and not -MAX_TIMESTAMP < s < MAX_TIMESTAMP:
-            raise _bad(rid, "field 'schedule_at' must be a Unix time in seconds")
-    elif "last" in msg or "limit" in msg:
-        for field in ("last", "limit"):
-            if msg.get(field) is not None and msg[field] < 0:
-                raise _bad(rid, f"field {field!r} must not be negative")
-    return rid, op, msg  # type: ignore[return-value]
-
-
-_COMMON = frozenset({"v", "id", "op"})
-_REQUIRED = {op: tuple(f for f, (_, required) in schema.items() if required) for op, schema in OPS.items()}
-
-
-def _bad(rid: int | None, message: str) -> GolemError:
-    e = GolemError(Code.BAD_REQUEST, message)
-    e.request_id = rid  # type: ignore[attr-defined]
-    return e
+        return getattr(invoke, name)
+    raise AttributeError(f"module 'golemd.wire.codec' has no attribute {name!r}")
 
 
 # One Packer per process: packb() makes a new one per call, and each allocates

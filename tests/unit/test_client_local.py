@@ -325,3 +325,108 @@ def test_sync_client_does_not_import_asyncio():
     code = "import sys, golemctl.client; print('asyncio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- the op methods (golemd/wire/ops/NAME.client) -----------------------------------
+
+# Every public method of both clients as it was before the ops moved to
+# golemd/wire/ops/: (parameter, kind, default) after self.
+_P, _K = "POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY"
+_AGENT = [("agent", _P, "-")]
+PUBLIC = {
+    "call": [("c", _P, "-"), ("on_event", _P, None), ("reply_timeout", _P, ...)],
+    "cancel": _AGENT + [("idempotency_key", _P, "-")],
+    "close": [],
+    "delete": _AGENT,
+    "get": _AGENT,
+    "interrupt": _AGENT + [("recover", _P, False)],
+    "invocations": _AGENT,
+    "invoke": _AGENT + [("method", _P, "-"), ("args", _P, ()), ("idempotency_key", _P, None),
+                        ("mode", _P, "await"), ("schedule_at", _P, None), ("timeout", _P, None),
+                        ("stream", _P, False), ("on_event", _P, None), ("reply_timeout", _P, ...)],
+    "list": [("env", _P, None), ("type", _P, None), ("status", _P, None)],
+    "oplog": _AGENT + [("last", _P, None)],
+    "reload": [],
+    "request": [("op", "POSITIONAL_ONLY", "-"), ("on_event", _K, None), ("reply_timeout", _K, ...),
+                ("fields", "VAR_KEYWORD", "-")],
+    "resume": _AGENT,
+    "run": [("steps", _P, "-")],
+    "simulate_crash": _AGENT,
+    "status": [],
+    "stop": [],
+    "stream": _AGENT + [("on_event", _P, "-"), ("follow", _P, False), ("last", _P, None)],
+    "types": [],
+}
+
+
+@pytest.mark.parametrize("cls", [Client, AsyncClient])
+def test_public_methods_keep_their_signatures(cls):
+    import inspect
+
+    from golemd.wire import ops as wire_ops
+
+    names = {n for n in dir(cls) if not n.startswith("_") and n not in ("connect",)}
+    assert names == set(PUBLIC)
+    for name, want in PUBLIC.items():
+        method = getattr(cls, name)
+        params = list(inspect.signature(method).parameters.values())
+        assert params[0].name == "self", name
+        got = [(p.name, p.kind.name, "-" if p.default is p.empty else p.default) for p in params[1:]]
+        assert got == want, name
+        assert inspect.iscoroutinefunction(method) == (cls is AsyncClient), name
+        if name in wire_ops.NAMES:
+            assert inspect.getdoc(method), name
+
+
+def test_every_op_is_a_method_of_both_clients():
+    from golemd.wire import ops as wire_ops
+
+    for name in wire_ops.NAMES:
+        client_half = wire_ops.load(name).client
+        assert getattr(Client, name) is client_half
+        assert getattr(AsyncClient, name).__wrapped__ is client_half
+
+
+def test_an_op_may_not_replace_a_client_method():
+    class Odd:
+        def get(self):
+            pass
+
+    with pytest.raises(TypeError, match="'get'"):
+        ops.install_ops(Odd)
+
+
+def test_list_fetches_every_page():
+    seen = []
+
+    def script(s, req):
+        seen.append(req)
+        page = {"agents": [{"agent_id": "A()"}], "next": "A()"} if "after" not in req else \
+            {"agents": [{"agent_id": "B()"}], "next": None}
+        s.sendall(pack({"id": req["id"], **page}))
+
+    with peer(script) as c:
+        assert c.list(env="dev") == [{"agent_id": "A()"}, {"agent_id": "B()"}]
+    assert [r.get("after") for r in seen] == [None, "A()"]
+    assert seen[0] == {"v": 1, "id": 1, "op": "list", "env": "dev", "limit": 1000}
+
+
+def test_reply_of_the_wrong_shape_is_a_protocol_error():
+    with peer(lambda s, req: s.sendall(pack({"id": req["id"], "agent": ["not", "a", "map"]}))) as c:
+        with pytest.raises(GolemError) as e:
+            c.get("A()")
+    assert e.value.code == Code.PROTOCOL_ERROR and "'get'" in e.value.message
+
+
+@run_async
+async def test_async_op_methods_pipeline(sock_path):
+    async def handler(reader, writer):
+        for r in await read_requests(reader, 2):
+            reply = {"id": r["id"], "entries": [{"index": 1}]} if r["op"] == "oplog" else \
+                {"id": r["id"], "agents": [], "next": None}
+            writer.write(pack(reply))
+        await writer.drain()
+
+    server = await serve_unix(handler, sock_path)
+    async with server, await AsyncClient.connect(sock_path) as c:
+        assert await asyncio.gather(c.oplog("A()", last=1), c.list()) == [[{"index": 1}], []]

@@ -1,0 +1,240 @@
+"""The daemon halves of the ops (golemd/wire/ops/*.handle) against fakes of
+what golemd.wire.ops.context.Daemon describes: no process, no socket, no
+store. The real daemon runs them in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from golemd.model.errors import Code, GolemError
+from golemd.wire.ops.registry import HANDLERS
+
+
+class FakeOutput:
+    def __init__(self, lines: list[dict[str, Any]]):
+        self.lines = lines
+        self.followers: set[Any] = set()
+
+    def recent(self, last: int | None) -> list[dict[str, Any]]:
+        return self.lines if last is None else self.lines[len(self.lines) - last:] if last else []
+
+
+class FakeWorker:
+    alive = True
+
+
+class FakeAgent:
+    def __init__(self, name: str, lines: list[dict[str, Any]] | None = None, live: bool = False):
+        self.name = name
+        self.output = FakeOutput(lines or [])
+        self.worker = FakeWorker() if live else None
+        self.done: list[tuple[Any, ...]] = []
+
+    def cancel(self, key: str) -> None:
+        if key == "running":
+            raise GolemError(Code.TOO_LATE, "has already started")
+        self.done.append(("cancel", key))
+
+    def interrupt(self, recover: bool) -> None:
+        self.done.append(("interrupt", recover))
+
+    def resume(self) -> None:
+        self.done.append(("resume",))
+
+    def metadata(self) -> dict[str, Any]:
+        return {"agent_id": self.name, "done": list(self.done)}
+
+    def invocations(self) -> list[dict[str, Any]]:
+        return [{"idempotency_key": "k", "status": "pending"}]
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.commits = 0
+
+    async def commit(self) -> None:
+        self.commits += 1
+
+    def oplog(self, name: str, last: int | None) -> list[dict[str, Any]]:
+        return [{"index": 1, "kind": "created", "agent": name, "last": last}]
+
+
+TYPE = {"name": "A", "module": "m", "qualname": "A", "durable": True, "memory_limit_mb": None,
+        "doc": None, "constructor": {"signature": "()", "params": []}, "methods": []}
+
+
+class FakeSupervisor:
+    def __init__(self) -> None:
+        self.store = FakeStore()
+        self.types = {"B": {**TYPE, "name": "B"}, "A": TYPE}
+        self.agents = {"A()": FakeAgent("A()", [{"line": "one"}, {"line": "two"}], live=True),
+                       "B()": FakeAgent("B()")}
+        self.started = 1000.0
+        self.deleted: list[str] = []
+
+    def find(self, agent: str) -> FakeAgent:
+        if agent not in self.agents:
+            raise GolemError(Code.AGENT_NOT_FOUND, f"no agent {agent}")
+        return self.agents[agent]
+
+    async def delete(self, agent: FakeAgent) -> dict[str, Any]:
+        self.deleted.append(agent.name)
+        return agent.metadata()
+
+    def list(self, env: str | None, type_: str | None, status: str | None, limit: int | None,
+             after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return [{"filters": [env, type_, status, limit, after]}], "next-cursor"
+
+    def status_counts(self) -> dict[str, int]:
+        return {"Idle": 1, "Suspended": 1}
+
+
+class FakeDaemon:
+    def __init__(self) -> None:
+        self.supervisor = FakeSupervisor()
+        self.socket_path = "/run/g.sock"
+        self.state_dir = "/var/lib/g"
+        self.reloads = 0
+        self.stops = 0
+
+    def calls_in_flight(self) -> int:
+        return 3
+
+    async def reload(self) -> None:
+        self.reloads += 1
+
+    def request_stop(self) -> None:
+        self.stops += 1
+
+
+def handle(op: str, d: FakeDaemon | None = None, **req: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    reply = asyncio.run(HANDLERS[op](d or FakeDaemon(), req, events.append))
+    return reply, events
+
+
+def test_get():
+    assert handle("get", agent="A()")[0] == {"agent": {"agent_id": "A()", "done": []}}
+
+
+@pytest.mark.parametrize("op", sorted(set(HANDLERS) - {"list", "types", "status", "reload", "stop"}))
+def test_unknown_agent(op):
+    with pytest.raises(GolemError) as info:
+        handle(op, agent="Nope()", idempotency_key="k")
+    assert info.value.code == Code.AGENT_NOT_FOUND
+
+
+def test_list_passes_filters_and_cursor():
+    reply, _ = handle("list", env="dev", status="Idle", limit=5)
+    assert reply == {"agents": [{"filters": ["dev", None, "Idle", 5, None]}], "next": "next-cursor"}
+
+
+def test_cancel_commits_and_refusals_pass_through():
+    d = FakeDaemon()
+    assert handle("cancel", d, agent="A()", idempotency_key="k")[0] == \
+        {"idempotency_key": "k", "canceled": True}
+    assert d.supervisor.store.commits == 1
+    with pytest.raises(GolemError) as info:
+        handle("cancel", d, agent="A()", idempotency_key="running")
+    assert info.value.code == Code.TOO_LATE
+
+
+@pytest.mark.parametrize(("op", "fields", "done"), [
+    ("interrupt", {}, ("interrupt", False)),
+    ("interrupt", {"recover": True}, ("interrupt", True)),
+    ("simulate_crash", {}, ("interrupt", True)),
+    ("resume", {}, ("resume",)),
+])
+def test_controls_commit_then_answer_metadata(op, fields, done):
+    d = FakeDaemon()
+    reply, _ = handle(op, d, agent="B()", **fields)
+    assert reply == {"agent": {"agent_id": "B()", "done": [done]}}
+    assert d.supervisor.store.commits == 1
+
+
+def test_delete_answers_the_last_metadata():
+    d = FakeDaemon()
+    assert handle("delete", d, agent="B()")[0] == {"agent": {"agent_id": "B()", "done": []}}
+    assert d.supervisor.deleted == ["B()"]
+
+
+def test_invocations_and_oplog():
+    assert handle("invocations", agent="A()")[0] == \
+        {"invocations": [{"idempotency_key": "k", "status": "pending"}]}
+    assert handle("oplog", agent="A()", last=2)[0] == \
+        {"entries": [{"index": 1, "kind": "created", "agent": "A()", "last": 2}]}
+
+
+def test_stream_sends_the_buffered_lines_as_events():
+    assert handle("stream", agent="A()") == ({"ended": "done"}, [{"line": "one"}, {"line": "two"}])
+    assert handle("stream", agent="A()", last=1) == ({"ended": "done"}, [{"line": "two"}])
+
+
+def test_stream_follows_until_the_output_ends():
+    d = FakeDaemon()
+    output = d.supervisor.agents["A()"].output
+    events: list[dict[str, Any]] = []
+
+    async def scenario() -> dict[str, Any]:
+        task = asyncio.create_task(HANDLERS["stream"](d, {"agent": "A()", "follow": True, "last": 0},
+                                                      events.append))
+        await asyncio.sleep(0)
+        (follower,) = output.followers
+        follower({"line": "three"}, "")
+        follower(None, "deleted")
+        return await task
+
+    assert asyncio.run(scenario()) == {"ended": "deleted"}
+    assert events == [{"line": "three"}]
+    assert output.followers == set()  # the follower is gone with the request
+
+
+def test_types_sorted_and_without_internal_fields():
+    reply, _ = handle("types")
+    assert [t["name"] for t in reply["types"]] == ["A", "B"]
+    assert set(reply["types"][0]) == {"name", "module", "durable", "doc", "constructor", "methods"}
+
+
+def test_status():
+    reply, _ = handle("status")
+    assert reply["agents"] == 2 and reply["live_workers"] == 1 and reply["calls_in_flight"] == 3
+    assert reply["agents_by_status"] == {"Idle": 1, "Suspended": 1}
+    assert (reply["socket"], reply["state_dir"]) == ("/run/g.sock", "/var/lib/g")
+    assert reply["uptime"] > 0 and isinstance(reply["pid"], int) and reply["version"]
+
+
+def test_reload_and_stop():
+    d = FakeDaemon()
+    assert handle("reload", d)[0] == {"ok": True} and d.reloads == 1
+    assert handle("stop", d)[0] == {"ok": True} and d.stops == 1
+
+
+def test_op_context_is_the_daemon_the_handlers_see():
+    from golemd.host.worker_handle import Worker
+    from golemd.server.context import OpContext
+
+    class Config:
+        state_dir = "/var/lib/g"
+
+    class Server:
+        config = Config()
+        supervisor = FakeSupervisor()
+        socket_path = "/run/g.sock"
+        stopped = False
+
+        async def reload(self) -> None:
+            pass
+
+        def request_stop(self) -> None:
+            self.stopped = True
+
+    server = Server()
+    ctx = OpContext(server)  # type: ignore[arg-type]
+    assert ctx.supervisor is server.supervisor
+    assert (ctx.socket_path, ctx.state_dir) == ("/run/g.sock", "/var/lib/g")
+    assert ctx.calls_in_flight() == Worker.in_flight
+    reply, _ = handle("stop", ctx)  # type: ignore[arg-type]
+    assert reply == {"ok": True} and server.stopped
