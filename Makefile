@@ -16,12 +16,12 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict golemd/model golemd/engine
+	$(BIN)/mypy --strict golemd/model golemd/engine golemd/wire golemctl
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict golemd/model golemd/engine
+	$(BIN)/mypy --strict golemd/model golemd/engine golemd/wire golemctl
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run

@@ -24,6 +24,7 @@ from golemd.model.agent_id import AgentId
 from golemd.model.errors import Code, GolemError
 from golemd.model.invocation import Invocation
 from golemd.model.states import AgentStatus
+from golemd.wire.worker import DROPPED
 
 if TYPE_CHECKING:
     from golemd.config import Config
@@ -240,7 +241,7 @@ class Agent:
         def then(reply: Any, died: WorkerDied | None) -> None:
             if died is not None:
                 return  # its death is reported once it is reaped (_worker_died)
-            if reply.get("op") == "dropped":
+            if reply.get("op") == DROPPED:
                 if inv.call_id == reply.get("id"):  # not a copy sent again since
                     eng.dropped(inv)
                     self._apply()

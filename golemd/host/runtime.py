@@ -22,6 +22,7 @@ from golemd.perf.spin import Window
 from golemd.perf.spin import recv as polled_recv
 from golemd.sdk import spec_of
 from golemd.wire.codec import make_unpacker, pack
+from golemd.wire.worker import CALL, DROP, DROPPED, INIT, MAX_WORKER_MESSAGE
 
 if TYPE_CHECKING:
     import asyncio
@@ -126,7 +127,9 @@ class AgentHost:
 
 
 def serve(ctl: socket.socket, cls: type) -> NoReturn:
-    unpacker = make_unpacker(strict_map_key=False)
+    # The daemon's own limit on what it takes from a worker: a snapshot saved
+    # from one must fit the init message that restores it.
+    unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
     host: AgentHost | None = None
     window = Window(0)  # until init says how long to poll for the next call
     # Calls read and not started yet: the daemon may send several at once
@@ -138,11 +141,11 @@ def serve(ctl: socket.socket, cls: type) -> NoReturn:
         unpacker.feed(data)
         for msg in unpacker:
             op = msg.get("op")
-            if op == "call":
+            if op == CALL:
                 calls.append(msg)
-            elif op == "drop":
+            elif op == DROP:
                 _drop(ctl, calls, msg.get("id"))
-            elif op == "init":
+            elif op == INIT:
                 window = Window(int(msg.get("spin_us", 0) * 1000))
                 try:
                     host = AgentHost(cls, msg["args"])
@@ -192,7 +195,7 @@ def _drop(ctl: socket.socket, calls: deque[dict[str, Any]], call_id: object) -> 
     for i, msg in enumerate(calls):
         if msg["id"] == call_id:
             dropped = [calls.pop()["id"] for _ in range(len(calls) - i)]
-            ctl.sendall(b"".join(pack({"op": "dropped", "id": d}) for d in reversed(dropped)))
+            ctl.sendall(b"".join(pack({"op": DROPPED, "id": d}) for d in reversed(dropped)))
             return
 
 

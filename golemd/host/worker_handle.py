@@ -22,6 +22,7 @@ import msgpack
 
 from golemd.perf import cork
 from golemd.wire.codec import make_unpacker, pack, small_reads
+from golemd.wire.worker import DROP
 
 if TYPE_CHECKING:
     import psutil
@@ -265,7 +266,7 @@ class Worker:
         `{"op": "dropped", "id": ...}`; one already started runs as usual."""
         self.flush()
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(pack({"op": "drop", "id": call_id}))
+            self._transport.write(pack({"op": DROP, "id": call_id}))
 
     def poll(self) -> None:
         """Read and dispatch, now, what the worker has written so far."""

@@ -29,13 +29,20 @@ Messages, by sender ("op": fields; * optional):
     template -> spare     assign        type, memory_limit
     daemon   -> worker    init          args, snapshot*, spin_us*
                           call          id, method, args
+                          drop          id
     worker   -> daemon    init          ok, error (when not ok)
                           result        id, ok, then snapshot*, result (ok)
                                         or code, error (not ok)
+                          dropped       id
 
 `error` in a worker's reply is an ErrorInfo (type, message, traceback). A
 worker answers `init` once, then each `call` with the `result` of the same
-`id`, in order. The `result` of a successful call is spliced into an
+`id`, in order. The daemon may send several calls before the first is
+answered (batch_calls): the worker runs them in order, and after each
+`result` reads what came meanwhile before it starts the next. A `drop` of a
+call it has not started takes that call and every later one out: each is
+answered `dropped` instead of `result`; a drop of one started or answered
+already is ignored. The `result` of a successful call is spliced into an
 already packed map by golemd.host.runtime: keep that map under 16 fields.
 """
 
@@ -60,6 +67,8 @@ ASSIGN = "assign"
 INIT = "init"
 CALL = "call"
 RESULT = "result"
+DROP = "drop"
+DROPPED = "dropped"
 
 SPAWN_FDS = 3  # control socket, stdout, stderr: in this order
 TEMPLATE_PACKET = 1 << 16
@@ -126,6 +135,16 @@ class CallRequest(TypedDict):
     id: int
     method: str
     args: list[Any]
+
+
+class DropRequest(TypedDict):
+    op: Literal["drop"]
+    id: int  # the first call to drop: it and the ones sent after it, unless started
+
+
+class Dropped(TypedDict):
+    op: Literal["dropped"]
+    id: int
 
 
 class InitReply(TypedDict):
@@ -203,6 +222,8 @@ SCHEMA: dict[tuple[str, str], tuple[_Spec, _Check | None]] = {
     (DAEMON, INIT): ({"args": ((list,), True), "snapshot": ((bytes, _NIL), False),
                       "spin_us": ((int, float), False)}, None),
     (DAEMON, CALL): ({"id": (_INT, True), "method": (_STR, True), "args": ((list,), True)}, None),
+    (DAEMON, DROP): ({"id": (_INT, True)}, None),
+    (WORKER, DROPPED): ({"id": (_INT, True)}, None),
     (WORKER, INIT): ({"ok": ((bool,), True), "error": ((dict,), False)}, _check_init_reply),
     (WORKER, RESULT): ({"id": (_INT, True), "ok": ((bool,), True), "snapshot": ((bytes, _NIL), False),
                         "result": (_ANY, False), "code": (_STR, False), "error": ((dict,), False)},
@@ -214,7 +235,8 @@ MESSAGES: dict[tuple[str, str], type] = {
     (DAEMON, SPAWN): Spawn, (TEMPLATE, READY): Ready, (TEMPLATE, LOAD_FAILED): LoadFailed,
     (TEMPLATE, SPAWNED): Spawned, (TEMPLATE, SPAWN_FAILED): SpawnFailed, (TEMPLATE, EXITED): Exited,
     (TEMPLATE, ASSIGN): Assign, (DAEMON, INIT): InitRequest, (DAEMON, CALL): CallRequest,
-    (WORKER, INIT): InitReply, (WORKER, RESULT): CallResult,
+    (WORKER, INIT): InitReply, (WORKER, RESULT): CallResult, (DAEMON, DROP): DropRequest,
+    (WORKER, DROPPED): Dropped,
 }
 """(sender, op) -> the TypedDict of that message."""
 

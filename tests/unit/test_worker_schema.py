@@ -32,6 +32,8 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     (DAEMON, {"op": "init", "args": [], "snapshot": b"\x80\x04", "spin_us": 0}),
     (DAEMON, {"op": "init", "args": []}),
     (DAEMON, {"op": "call", "id": 1, "method": "increment", "args": []}),
+    (DAEMON, {"op": "drop", "id": 2}),
+    (WORKER, {"op": "dropped", "id": 2}),
     (WORKER, {"op": "init", "ok": True}),
     (WORKER, {"op": "init", "ok": False, "error": ERR}),
     (WORKER, {"op": "result", "id": 1, "ok": True, "snapshot": None, "result": 1}),
