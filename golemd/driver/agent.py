@@ -151,30 +151,48 @@ class Agent:
     def cancel(self, key: str) -> None:
         eng = self.engine
         inv = eng.queue.active.get(key)
-        worker = self.worker
-        if inv is not None and worker is not None and inv in eng.queue.ahead:
-            # Sent ahead: the worker drops it unless it started it already. It
-            # starts it only after replying to the one before, and looks for
-            # drops after each reply: so if that reply is not in its socket
-            # once our drop is written, the drop wins. Read what is there now.
-            worker.drop(inv.call_id)
-            worker.poll()
+        if inv is not None and inv in eng.queue.ahead and self._drop(inv):
+            try:
+                control.cancel(eng, key)  # raises only if the journal fails: dropped() settles it
+                eng.drop_settled(inv)
+            finally:
+                self._apply()
+            return
+        # Not sent ahead, or it started meanwhile (TOO_LATE): its reply, or the
+        # worker's `dropped`, settles the drop.
         try:
             control.cancel(eng, key)
         finally:
             self._apply()
+
+    def _drop(self, inv: Invocation) -> bool:
+        """Ask the worker to drop `inv`, sent ahead, and those after it; True
+        if the drop is sure to win (False: it started, or the worker has
+        answered the drop already and it is back in the queue). The worker starts a call only after
+        replying to the one before and looks for drops after each reply: so if
+        that reply is not in its socket once the drop is written, the drop
+        wins. What is there is read now."""
+        worker = self.worker
+        if worker is None:
+            return False
+        self.engine.dropping(inv)  # nothing more goes ahead until it is settled
+        worker.drop(inv.call_id)
+        try:
+            worker.poll()
+        finally:
+            self.engine.polled()
+        return inv in self.engine.queue.ahead
 
     def unsend(self) -> None:
         """Take back the calls sent ahead, unstarted (drain, reload): as for a
         cancel, the worker drops those it has not started once the drop is
         written, and what it replied before is read now."""
         eng = self.engine
-        worker = self.worker
-        if eng.queue.ahead and worker is not None:
-            worker.drop(eng.queue.ahead[0].call_id)
-            worker.poll()
+        first = eng.queue.ahead[0] if eng.queue.ahead else None
+        if first is not None and self._drop(first):
             eng.unsend()
-            self._apply()
+            eng.drop_settled(first)
+        self._apply()
 
     def interrupt(self, recover: bool) -> None:
         control.interrupt(self.engine, recover)

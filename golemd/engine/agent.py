@@ -52,6 +52,7 @@ class AgentEngine(AgentRun):
     def worker_ready(self, resumed: str | None = None) -> None:
         """Its agent is built; `resumed`: said of a start from a snapshot."""
         self.start_failures = 0
+        self._worker_built = True
         if self.worker is not W.STARTING:
             return  # stopped meanwhile: its death comes next
         self.worker = W.READY
@@ -79,21 +80,38 @@ class AgentEngine(AgentRun):
     def worker_exited(self, why: str, protocol_error: bool = False) -> None:
         """Its process is reaped; `why` describes its death."""
         stopped = self._worker_stopped
+        if stopped and not self._worker_built and self.start_failures:
+            self.start_failures -= 1  # we stopped it while it started: no crash loop of its own
         self.worker = W.ABSENT
+        self.drops_pending.clear()
         self.queue.restore_ahead()  # never started: they run next, in order
-        self._worker_lost = self._worker_stopped = False
+        self._worker_lost = self._worker_stopped = self._worker_built = False
         self._arm(Timer.TIMEOUT, None)
         inv = self.current
         if inv is not None:
-            self._after_death(inv, why, protocol_error)
+            if not self._current_sent:
+                self._not_its_death(inv)
+            else:
+                self._after_death(inv, why, protocol_error, stopped)
             return
         if not stopped:
             self.event("process_died", detail=f"while idle: {why}")
         self._next()
 
-    def _after_death(self, inv: Invocation, why: str, protocol_error: bool) -> None:
+    def _not_its_death(self, inv: Invocation) -> None:
+        """The worker died before `inv` was sent to it: `inv` runs on the next
+        one, unless the agent is held meanwhile."""
+        self.stop_reason = None  # a stop of that worker, which is gone
+        held = self._held_reason()
+        if held is not None:
+            self.put_back(inv, held)
+            self._next()
+        else:
+            self._bring_up()
+
+    def _after_death(self, inv: Invocation, why: str, protocol_error: bool, stopped: bool = False) -> None:
         """The worker died while `inv` was current: run it again, retry after a
-        backoff, put it back, or fail it."""
+        backoff, put it back, or fail it. `stopped`: we stopped that worker."""
         reason, self.stop_reason = self.stop_reason, None
         if inv.discard == Discard.REFUSED:  # its enqueue failed: it never existed (withdraw)
             self.current = None
@@ -126,6 +144,11 @@ class AgentEngine(AgentRun):
         if reason is not None:
             self.put_back(inv, reason)
             self._next()
+            return
+        if stopped:
+            # Stopped for a reason that was someone else's (a call that replied
+            # before its timeout's or interrupt's stop landed): no crash of this one.
+            self._bring_up()
             return
         self._crashed(inv, why)
 

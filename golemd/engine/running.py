@@ -79,13 +79,29 @@ class AgentRun(AgentState):
         the one before it replies (golemd.engine.control.cancel). Not while a
         caller streams: output is attributed to the call known to be running."""
         limit = self.ctx.batch
-        if not limit or self.listened or not self._warm():
+        if not limit or self.listened or self.drops_pending or self.polling or not self._warm():
             return
         q = self.queue
         while len(q.ahead) < limit and self._may_run():
             inv = q.fifo.popleft()
             q.ahead.append(inv)
             self.out.append(Send(inv, ahead=True))
+
+    def dropping(self, inv: Invocation) -> None:
+        """The driver is about to ask the worker to drop `inv` (and those after
+        it), then read what the worker wrote before: `polled()` follows. A
+        `dropped` read meanwhile puts them back in the queue, and nothing is
+        sent again before the driver knows what became of `inv`."""
+        self.drops_pending.add(inv)
+        self.polling = True
+
+    def polled(self) -> None:
+        self.polling = False
+
+    def drop_settled(self, inv: Invocation) -> None:
+        """The drop's fate is known (`inv` had not started: the worker drops it)."""
+        self.drops_pending.discard(inv)
+        self.kick()
 
     def unsend(self) -> None:
         """What was sent ahead goes back to the queue (the daemon drains, or
@@ -100,6 +116,7 @@ class AgentRun(AgentState):
         replied meanwhile) it runs first again; else it and those after it
         are sent again in order."""
         q = self.queue
+        self.drops_pending.discard(inv)
         if inv is self.current:
             self._arm(Timer.TIMEOUT, None)
             inv.move(S.PENDING)
@@ -133,6 +150,8 @@ class AgentRun(AgentState):
         if inv.discard is not None:
             self.stop_worker(now=True)  # its death decides (worker_exited)
             return
+        self.stop_reason = None  # it ended before a stop could: the stop is no one's now
+        self.drops_pending.discard(inv)  # if it was asked: it had started, the drop is ignored
         self._complete(inv, reply)
         ahead = self.queue.ahead
         if ahead:
@@ -140,6 +159,7 @@ class AgentRun(AgentState):
             # replied (even if it is dying: a death now is that one's).
             nxt = ahead.popleft()
             self._begin(nxt)
+            self._current_sent = True
             if nxt.timeout is not None:
                 self._arm(Timer.TIMEOUT, nxt.timeout)
             self.top_up()

@@ -59,6 +59,16 @@ class AgentState:
         self.worker_generation = 0
         self._worker_lost = False  # its control channel closed (it is dead, not yet reaped)
         self._worker_stopped = False  # we stopped it: its death is no crash
+        self._worker_built = False  # its agent was built (worker_ready)
+        # Whether the current invocation is in the present worker's hands (sent
+        # to it, or waiting for it to start): else that worker's death is not
+        # the invocation's (it began while the worker was dying).
+        self._current_sent = False
+        # Drops written to the worker whose fate is not known yet: nothing more
+        # is sent ahead meanwhile, so that every call sent ahead is one the
+        # worker drops with them, or none is (golemd.engine.running).
+        self.drops_pending: set[Invocation] = set()
+        self.polling = False  # the driver reads the worker's socket after a drop: send nothing ahead
         self.start_failures = 0  # consecutive worker deaths before the agent was built
         self.listened = 0  # how many queued invocations have streaming callers
         self._armed: set[Timer] = set()
@@ -174,8 +184,10 @@ class AgentState:
         # Not journaled: recovery treats a running invocation as pending, and
         # its started_at is written with its outcome.
         inv.started_at = self.last_active_at = self.ctx.clock()
+        self._current_sent = False
 
     def _send(self, inv: Invocation) -> None:
+        self._current_sent = True
         self.out.append(Send(inv))
         if inv.timeout is not None:
             self._arm(Timer.TIMEOUT, inv.timeout)
@@ -185,7 +197,8 @@ class AgentState:
         if self.worker is W.ABSENT:
             self.worker = W.STARTING
             self.worker_generation = self.ctx.generation
-            self._worker_lost = self._worker_stopped = False
+            self._worker_lost = self._worker_stopped = self._worker_built = False
+            self._current_sent = True
             self.out.append(Spawn(self.snapshot if self.durable else None))
         elif self.worker is W.READY:
             self.stop_worker(now=True)  # on replaced code: the next one starts on the new
