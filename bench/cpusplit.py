@@ -32,7 +32,8 @@ def _cpu(p: psutil.Process) -> float:
 def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
             sequential: bool = False) -> dict[str, float]:
     """W2's shape, or with `sequential` W1's: one warm agent, one call at a time."""
-    server = Server(name)
+    server = Server(name, spin_us=0.0 if name == "golemd-nopoll" else None,
+                    batch_calls=0 if name == "golemd-nobatch" else None)
     server.start()
     try:
         names = [counter_id(f"w2-{i}") for i in range(agents)]
@@ -63,7 +64,7 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "golemd-nopoll", "floor"])
+    p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "golemd-nopoll", "golemd-nobatch", "floor"])
     p.add_argument("--calls", type=int, default=40_000)
     p.add_argument("--sequential", action="store_true", help="W1's shape: one agent, one call at a time")
     args = p.parse_args()

@@ -22,10 +22,11 @@ class Server:
     """One system under test, running as a subprocess."""
 
     def __init__(self, name: str, journal: str | None = None, profile: str | None = None,
-                 spin_us: float | None = None):
+                 spin_us: float | None = None, batch_calls: int | None = None):
         self.name = name
         self.journal = journal
         self.spin_us = spin_us
+        self.batch_calls = batch_calls
         self.profile = profile
         self.dir = tempfile.mkdtemp(prefix="gb-", dir="/tmp")
         self.socket = os.path.join(self.dir, "s")
@@ -49,6 +50,8 @@ class Server:
             cmd += ["--journal", self.journal]
         if self.spin_us is not None:
             cmd += ["--spin-us", str(self.spin_us)]
+        if self.batch_calls is not None:
+            cmd += ["--batch-calls", str(self.batch_calls)]
         return cmd
 
     def start(self) -> None:

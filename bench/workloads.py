@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from bench.client import RawClient, counter_id
+from bench.schedcpu import tree_cpu
 from bench.systems import Server
 
 
@@ -37,8 +38,12 @@ def w2(server: Server, agents: int = 100, calls: int = 20_000, window: int = 100
     names = [counter_id(f"w2-{i}") for i in range(agents)]
     with RawClient(server.socket) as c:
         c.pipeline(names, window=agents)  # warm every agent
+        before = tree_cpu(server.pid)
         wall = c.pipeline([names[i % agents] for i in range(calls)], window=window)
-    return {"w2_calls_s": calls / wall}
+        spent = tree_cpu(server.pid, before)
+    us = 1e6 / calls
+    return {"w2_calls_s": calls / wall, "w2_cpu_us": (spent[0] + spent[1]) * us,
+            "w2_cpu_server_us": spent[0] * us, "w2_cpu_workers_us": spent[1] * us}
 
 
 def w3(server: Server, count: int = 200, tag: str = "") -> dict[str, Any]:
