@@ -248,7 +248,7 @@ class Agent:
                     asyncio.create_task(self._start_worker(eff.snapshot),  # type: ignore[union-attr]
                                         name=f"start {self.name}")
         if deferred and self.worker is not None:
-            self.worker.flush()
+            self.worker.flush_soon()
 
     def _send(self, inv: Invocation, defer: bool = False) -> None:
         worker = self.worker

@@ -125,6 +125,7 @@ class Worker:
         self._pending: dict[ReplyKey, Waiter] = {}
         self._transport: asyncio.Transport | None = None
         self._deferred: list[bytes] = []  # calls sent ahead, written together by flush()
+        self._corked = False  # waiting in golemd.perf.cork for its flush
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
         self.on_dead: Callable[[Worker], None] | None = None
@@ -248,12 +249,26 @@ class Worker:
         data = pack({"op": "call", "id": call_id, "method": method, "args": args})
         if defer:
             self._deferred.append(data)
+            if not self._corked and cork.held():
+                # Written once the burst of work that sends them is done (a
+                # commit's callbacks, a read): one write, one wake-up of the
+                # worker, for all the calls the burst made ready.
+                self._corked = True
+                cork.later(self)
         else:
+            if self._deferred:
+                self.flush()  # the stream keeps the order they were sent in
             self._transport.write(data)
         return call_id
 
+    def flush_soon(self) -> None:
+        """flush() now, or at the end of the burst when corked."""
+        if not self._corked:
+            self.flush()
+
     def flush(self) -> None:
         """Write the deferred calls, in one write."""
+        self._corked = False
         if self._deferred:
             data = b"".join(self._deferred)
             self._deferred.clear()
