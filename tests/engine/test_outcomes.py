@@ -4,10 +4,12 @@ worker holds, which the store does not."""
 
 from __future__ import annotations
 
+import pytest
+
 from golemd.engine.effects import STOP_NOW, Timer
 from golemd.model.errors import Code
 from golemd.model.states import AgentStatus
-from tests.engine.harness import World, encode_state
+from tests.engine.harness import BLAMED_DEATH, World, encode_state
 
 
 def run_one(world: World, key: str = "a", value: object = 1) -> None:
@@ -242,3 +244,36 @@ def test_retention_prunes_every_thousandth_completion(make_world) -> None:
     world.commit()
     world.reply()
     assert any(w[0] == "prune" for w in world.store.writes)
+
+
+@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
+def test_a_call_begun_after_a_failed_commit_is_no_crash(world: World) -> None:
+    world.warm()
+    run_one(world, "a")
+    world.fail_commit()  # the worker is stopped: it holds a's unsaved state
+    b = world.invoke("b")
+    world.commit()  # b begins, waiting for that worker to be gone
+    world.die()
+    assert world.status is AgentStatus.RUNNING
+    assert world.eng.retry_count == 0
+    world.ready()
+    world.reply("B")
+    world.commit()
+    assert b.value == "B"
+
+
+@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
+def test_the_call_after_a_failed_outcome_write_is_no_crash(world: World) -> None:
+    world.invoke("a")
+    b = world.invoke("b")
+    world.commit()
+    world.ready()
+    world.store.fail_next_write()
+    world.reply("A")  # its outcome cannot be written: the worker is stopped, b begins
+    world.die()
+    assert world.status is AgentStatus.RUNNING
+    assert world.eng.retry_count == 0
+    world.ready()
+    world.reply("B")
+    world.commit()
+    assert b.value == "B"
