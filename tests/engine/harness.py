@@ -56,15 +56,6 @@ OUTCOME_CODES = frozenset({Code.INVOCATION_FAILED, Code.AGENT_DIED, Code.AGENT_F
                            Code.PROTOCOL_ERROR, Code.SNAPSHOT_FAILED})
 
 
-# The reason of the xfail tests that show one engine bug with many ways in: a
-# worker's death is blamed on the invocation current when it is reaped, even
-# when that invocation was never sent to it (it began while the worker was
-# dying: stopped by suspend, a reload, a failed commit, or dead while idle).
-BLAMED_DEATH = ("BUG: worker_exited counts the death as a crash of the current invocation "
-                "(_after_death -> _crashed: Retrying, an attempt, a backoff) although that "
-                "invocation was never sent to the dead worker")
-
-
 def storage_full() -> GolemError:
     return GolemError(Code.STORAGE_FULL, "database or disk is full (fake)")
 

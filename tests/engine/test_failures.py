@@ -9,7 +9,7 @@ import pytest
 from golemd.engine.effects import STOP_NOW, STOP_POLITELY, Arm, Timer
 from golemd.model.errors import Code
 from golemd.model.states import AgentStatus
-from tests.engine.harness import BLAMED_DEATH, World, encode_state
+from tests.engine.harness import World, encode_state
 
 
 def start(world: World, *keys: str, **kw) -> list:
@@ -207,7 +207,6 @@ def test_a_lost_worker_gets_no_call_before_it_is_reaped(world: World) -> None:
     assert world.sim.sent == ["warm0"] and len(world.sim.spawns) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
 def test_an_idle_death_reaped_after_the_next_call_began_is_no_crash_of_that_call(world: World) -> None:
     world.warm()
     world.crash(reap=False)
@@ -379,9 +378,6 @@ def test_the_timeout_counts_from_the_send_not_the_spawn(world: World) -> None:
     assert world.sim.armed(Timer.TIMEOUT) == 5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reply that beats the timeout's SIGTERM leaves "
-                   "stop_reason=TIMEOUT behind; the next invocation fails with TIMEOUT (and formatting "
-                   "its None timeout raises TypeError)")
 def test_a_reply_racing_the_timeout_leaves_no_stale_stop_reason(world: World) -> None:
     a = world.invoke("a", timeout=5)
     b = world.invoke("b")

@@ -7,7 +7,7 @@ import pytest
 
 from golemd.engine.effects import IDLE, STOP_NOW, Arm, Timer
 from golemd.model.states import AgentStatus
-from tests.engine.harness import BLAMED_DEATH, World, encode_state
+from tests.engine.harness import World, encode_state
 
 
 @pytest.fixture
@@ -125,7 +125,6 @@ def test_no_early_start_while_the_worker_is_being_suspended(world: World) -> Non
     assert world.sim.sent == ["a"]
 
 
-@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
 def test_a_call_arriving_while_the_worker_is_suspended_is_no_crash(world: World) -> None:
     call(world, "a")
     world.advance(10)  # suspended: killed, not reaped yet
@@ -149,7 +148,6 @@ def test_no_early_start_on_replaced_code(world: World) -> None:
     assert not world.eng.ready_warm()
 
 
-@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
 def test_after_a_reload_the_next_call_starts_a_new_worker(world: World) -> None:
     call(world, "a")
     world.reload()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from golemd.engine.effects import STOP_NOW, STOP_POLITELY, Timer
 from golemd.model.errors import Code
 from golemd.model.states import AgentStatus
@@ -238,9 +236,6 @@ def test_recover_counts_no_attempt(make_world) -> None:
     assert a.value == "A"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: worker_spawned counts a start the engine itself stopped "
-                   "(recover, interrupt) as a start failure, so one real crash after two recovers "
-                   "fails the agent as a crash loop")
 def test_workers_stopped_while_starting_are_no_crash_loop(world: World) -> None:
     world.invoke("a")
     world.commit()
@@ -253,9 +248,6 @@ def test_workers_stopped_while_starting_are_no_crash_loop(world: World) -> None:
     assert world.eng.failed_error is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reply that beats the interrupt's kill leaves "
-                   "stop_reason=INTERRUPT behind; after resume the next invocation's new worker is "
-                   "stopped at worker_ready and its caller told INTERRUPTED")
 def test_a_reply_racing_the_interrupt_leaves_no_stale_stop_reason(world: World) -> None:
     a, b = running(world, "a", "b")
     world.interrupt()

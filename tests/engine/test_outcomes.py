@@ -4,12 +4,10 @@ worker holds, which the store does not."""
 
 from __future__ import annotations
 
-import pytest
-
 from golemd.engine.effects import STOP_NOW, Timer
 from golemd.model.errors import Code
 from golemd.model.states import AgentStatus
-from tests.engine.harness import BLAMED_DEATH, World, encode_state
+from tests.engine.harness import World, encode_state
 
 
 def run_one(world: World, key: str = "a", value: object = 1) -> None:
@@ -246,7 +244,6 @@ def test_retention_prunes_every_thousandth_completion(make_world) -> None:
     assert any(w[0] == "prune" for w in world.store.writes)
 
 
-@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
 def test_a_call_begun_after_a_failed_commit_is_no_crash(world: World) -> None:
     world.warm()
     run_one(world, "a")
@@ -262,7 +259,6 @@ def test_a_call_begun_after_a_failed_commit_is_no_crash(world: World) -> None:
     assert b.value == "B"
 
 
-@pytest.mark.xfail(strict=True, reason=BLAMED_DEATH)
 def test_the_call_after_a_failed_outcome_write_is_no_crash(world: World) -> None:
     world.invoke("a")
     b = world.invoke("b")
