@@ -1,0 +1,236 @@
+"""Batched calls (ctx.batch): queued calls are sent to the worker behind the
+running one; each stays pending until the one before it replies, and a
+cancel of one of them follows the drop protocol (docs/semantics.md,
+"Batched calls"). The engine is driven by hand here, as golemd.driver.agent
+drives it: the harness's Sim models one call at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from golemd.engine import control
+from golemd.engine.agent import AgentEngine
+from golemd.engine.context import EngineContext
+from golemd.engine.effects import Effect, Send, Spawn, StopReason
+from golemd.model.errors import Code, GolemError
+from golemd.model.invocation import Invocation
+from golemd.model.states import AgentStatus
+from golemd.model.states import InvocationStatus as S
+from golemd.wire.codec import pack
+from tests.engine.harness import FakeClock, FakeStore
+
+AGENT = 'Counter("b")'
+
+
+class Batch:
+    def __init__(self, batch: int = 3) -> None:
+        self.clock = FakeClock()
+        self.store = FakeStore()
+        self.ctx = EngineContext(clock=self.clock, batch=batch)
+        self.eng = AgentEngine(self.ctx, self.store, AGENT, "Counter", durable=True)
+        self.answers: dict[str, list[tuple[Any, GolemError | None]]] = {}
+        self.sent: list[tuple[str, bool]] = []  # (key, ahead) of every Send, in order
+
+    def take(self) -> list[Effect]:
+        out = self.eng.take()
+        self.sent += [(e.inv.key, e.ahead) for e in out if isinstance(e, Send)]
+        return out
+
+    def invoke(self, key: str) -> Invocation:
+        eng = self.eng
+        args_packed = pack(["inc", [key]])
+        inv = Invocation(key=key, method="inc", args=[key], args_packed=args_packed, seq=eng.take_seq(),
+                         created_at=self.clock(), status=S.PENDING, journaled=True)
+        inv.rowid = self.store.enqueue_invocation(AGENT, key, inv.seq, "inc", args_packed, "pending",
+                                                  self.clock(), None, None)
+        self.answers[key] = []
+        inv.waiters.append(lambda v, e, k=key: self.answers[k].append((v, e)))
+        eng.enqueue(inv)
+        return inv
+
+    def start(self, key: str = "a") -> Invocation:
+        """A first call, and its worker built: it is running."""
+        inv = self.invoke(key)
+        assert any(isinstance(e, Spawn) for e in self.take())
+        self.eng.worker_spawned()
+        self.eng.worker_ready()
+        self.take()
+        return inv
+
+    def reply(self, inv: Invocation) -> None:
+        self.eng.replied(inv, {"ok": True, "result": inv.key, "snapshot": pack([inv.key])})
+        self.take()
+
+    def ahead(self) -> list[str]:
+        return [i.key for i in self.eng.queue.ahead]
+
+    def fifo(self) -> list[str]:
+        return [i.key for i in self.eng.queue.fifo]
+
+    def current(self) -> str | None:
+        cur = self.eng.current
+        return cur.key if cur is not None else None
+
+
+@pytest.fixture
+def b() -> Batch:
+    return Batch()
+
+
+def test_queued_calls_go_ahead_up_to_the_batch(b: Batch) -> None:
+    b.start("a")
+    for key in "bcde":
+        b.invoke(key)
+    b.take()
+    assert b.sent == [("a", False), ("b", True), ("c", True), ("d", True)]
+    assert b.ahead() == ["b", "c", "d"] and b.fifo() == ["e"]
+    # Still pending, and listed in the order they run.
+    assert b.eng.pending_count == 4
+    assert [i["idempotency_key"] for i in b.eng.invocations()] == list("abcde")
+    assert [i["status"] for i in b.eng.invocations()] == ["running"] + ["pending"] * 4
+
+
+def test_a_reply_starts_the_next_one_sent_and_tops_up(b: Batch) -> None:
+    a = b.start("a")
+    for key in "bcde":
+        b.invoke(key)
+    b.take()
+    b.reply(a)
+    assert b.current() == "b" and b.eng.current is not None and b.eng.current.status == S.RUNNING
+    assert b.ahead() == ["c", "d", "e"] and b.sent[-1] == ("e", True)
+    b.store.commit()
+    assert b.answers["a"] == [("a", None)]
+
+
+def test_nothing_goes_ahead_while_a_caller_streams(b: Batch) -> None:
+    b.start("a")
+    b.eng.listened = 1
+    b.invoke("b")
+    b.take()
+    assert b.ahead() == [] and b.fifo() == ["b"]
+
+
+def test_nothing_goes_ahead_with_batch_zero() -> None:
+    z = Batch(batch=0)
+    z.start("a")
+    z.invoke("b")
+    z.take()
+    assert z.sent == [("a", False)] and z.fifo() == ["b"]
+
+
+def test_a_cancel_the_drop_wins_cancels_it_and_sends_those_after_it_again(b: Batch) -> None:
+    b.start("a")
+    for key in "bcd":
+        b.invoke(key)
+    b.take()
+    c = b.eng.queue.active["c"]
+    b.eng.dropping(c)  # the driver writes the drop, reads the worker: nothing new
+    b.eng.polled()
+    assert c in b.eng.queue.ahead
+    control.cancel(b.eng, "c")
+    b.eng.drop_settled(c)
+    b.take()
+    assert b.answers["c"][0][1] is not None and b.answers["c"][0][1].code == Code.CANCELED
+    assert b.ahead() == ["b", "d"] and b.sent[-1] == ("d", True)  # d again, behind b
+    assert b.store.row(AGENT, "c", committed=False)["status"] == "canceled"
+
+
+def test_the_drop_loses_the_race_then_the_worker_drops_it_it_runs_first_again(b: Batch) -> None:
+    a = b.start("a")
+    for key in "bcd":
+        b.invoke(key)
+    b.take()
+    bb = b.eng.queue.active["b"]
+    b.eng.dropping(bb)
+    b.reply(a)  # read while polling: b taken for started
+    b.eng.polled()
+    assert b.current() == "b"
+    with pytest.raises(GolemError) as info:
+        control.cancel(b.eng, "b")
+    assert info.value.code == Code.TOO_LATE
+    # The worker saw the drop first after all: b, c and d come back, b first.
+    sent_before = len(b.sent)
+    b.eng.dropped(bb)
+    b.take()
+    assert b.current() == "b" and b.sent[sent_before:] == [("b", False), ("c", True), ("d", True)]
+    assert b.answers["b"] == []  # it runs: TOO_LATE held
+
+
+def test_while_a_drop_is_unsettled_nothing_more_goes_ahead(b: Batch) -> None:
+    a = b.start("a")
+    for key in "bc":
+        b.invoke(key)
+    b.take()
+    bb = b.eng.queue.active["b"]
+    b.eng.dropping(bb)
+    b.reply(a)
+    b.eng.polled()  # b started (as far as we know): the drop may still win
+    b.invoke("d")
+    b.invoke("e")
+    b.take()
+    assert b.ahead() == ["c"] and b.fifo() == ["d", "e"]
+    b.reply(bb)  # b ran: the worker ignored the drop, sending ahead resumes
+    assert b.current() == "c" and b.ahead() == ["d", "e"]
+
+
+def test_a_dropped_answer_read_while_polling_is_not_sent_again_then(b: Batch) -> None:
+    b.start("a")
+    for key in "bcd":
+        b.invoke(key)
+    b.take()
+    c = b.eng.queue.active["c"]
+    b.eng.dropping(c)
+    sent_before = len(b.sent)
+    b.eng.dropped(c)  # the worker answered the drop before our read ended
+    b.take()
+    assert b.sent[sent_before:] == []  # not sent again while the driver polls
+    b.eng.polled()
+    assert c not in b.eng.queue.ahead  # the driver then cancels it from the queue
+    control.cancel(b.eng, "c")
+    b.take()
+    assert b.fifo() == [] and b.ahead() == ["b", "d"] and b.sent[-1] == ("d", True)
+
+
+def test_a_worker_death_puts_what_went_ahead_back_in_order(b: Batch) -> None:
+    b.start("a")
+    for key in "bcde":
+        b.invoke(key)
+    b.take()
+    b.eng.worker_lost()
+    b.eng.worker_exited("killed by SIGSEGV")
+    b.take()
+    assert b.current() == "a" and b.eng.status == AgentStatus.RETRYING
+    assert b.fifo() == ["b", "c", "d", "e"] and b.ahead() == []
+    assert all(i.status == S.PENDING for i in b.eng.queue.fifo)
+
+
+def test_an_interrupt_puts_the_running_one_first_then_what_went_ahead(b: Batch) -> None:
+    b.start("a")
+    for key in "bc":
+        b.invoke(key)
+    b.take()
+    control.interrupt(b.eng, recover=False)
+    assert b.eng.stop_reason == StopReason.INTERRUPT
+    b.eng.worker_lost()
+    b.eng.worker_exited("killed by SIGTERM")
+    b.take()
+    assert b.current() is None and b.fifo() == ["a", "b", "c"]
+    assert b.answers["a"][0][1] is not None and b.answers["a"][0][1].code == Code.INTERRUPTED
+
+
+def test_unsend_takes_everything_back(b: Batch) -> None:
+    b.start("a")
+    for key in "bcd":
+        b.invoke(key)
+    b.take()
+    first = b.eng.queue.ahead[0]
+    b.ctx.draining = True
+    b.eng.dropping(first)
+    b.eng.polled()
+    b.eng.unsend()
+    b.eng.drop_settled(first)
+    b.take()
+    assert b.ahead() == [] and b.fifo() == ["b", "c", "d"]
+    assert b.sent[-1] == ("d", True)  # nothing sent since: draining
