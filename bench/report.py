@@ -306,12 +306,25 @@ def write_results(path: str, command: str, results: dict[str, dict[str, Any]], s
     ]
     goals = goal_lines(results, systems)
     if goals:
-        parts += ["## Goals (Performance issue)", ""] + [f"- {g}" for g in goals] + [""]
+        parts += ["## Goals (the engine step, issue 11)", ""] + [f"- {g}" for g in goals] + [""]
     for variant, heading in VARIANTS.items():
         lines = variant_lines(results, variant)
         if lines:
             parts += [f"## {heading}", ""] + [f"- {line}" for line in lines] + [""]
     if notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    # What follows the marker is written by hand: a run keeps it.
+    try:
+        with open(path) as f:
+            before = f.read()
+    except FileNotFoundError:
+        before = ""
+    at = before.find(HAND_WRITTEN)
+    if at >= 0:
+        parts += [before[at:].rstrip("\n"), ""]
     with open(path, "w") as f:
         f.write("\n".join(parts))
+
+
+HAND_WRITTEN = "## Across runs (hand-written"
+

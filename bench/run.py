@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     say(report.render_text(rows))
     goals = report.goal_lines(results, systems)
     if goals:
-        say("\nGoals (Performance issue):")
+        say("\nGoals (the engine step, issue 11):")
         for g in goals:
             say("  " + g)
     for variant, heading in report.VARIANTS.items():
