@@ -363,6 +363,8 @@ class Worker:
     stopped: Stop | None = None  # the Stop asked, if any (a now-Stop wins over a polite one)
     lost: bool = False  # worker_lost told; reap() tells worker_exited
     call: Invocation | None = None  # sent, not replied
+    crashed: bool = False  # it died by itself (crash()), not after a Stop (die())
+    protocol_error: bool = False  # it broke the control protocol
 
 
 class EffectError(AssertionError):
@@ -384,6 +386,7 @@ class Sim:
         self.sent: list[str] = []  # keys of every Send, oldest first
         self.spawns: list[bytes | None] = []  # snapshot of every Spawn
         self.stops: list[Stop] = []
+        self.stopped_starts = 0  # workers stopped before they were built, since the last built one
         self.idles = 0
 
     def __repr__(self) -> str:
@@ -415,6 +418,8 @@ class Sim:
                     if self.worker is None:
                         raise EffectError("Stop with no worker")
                     self.stops.append(eff)
+                    if self.worker.stopped is None and self.worker.phase != "ready":
+                        self.stopped_starts += 1
                     if self.worker.stopped is None or eff.now:
                         self.worker.stopped = eff
                 elif isinstance(eff, Arm):
@@ -442,6 +447,7 @@ class Sim:
             self.spawned()
         assert w.stopped is None or not w.stopped.now, "a killed worker builds nothing"
         w.phase = "ready"
+        self.stopped_starts = 0
         self.eng.worker_ready(f"pid {id(w)}" if w.snapshot is not None else None)
         self.apply()
 
@@ -496,6 +502,7 @@ class Sim:
         """The worker dies by itself."""
         w = self._worker("spawning", "building", "ready")
         assert w.stopped is None, "it was stopped: use die()"
+        w.crashed, w.protocol_error = True, protocol_error
         self._death(w, why, protocol_error, reap)
 
     def die(self, why: str = "killed by SIGKILL", reap: bool = True) -> None:
@@ -515,11 +522,11 @@ class Sim:
         if reap:
             self.reap(why, protocol_error)
 
-    def reap(self, why: str = "killed by SIGKILL", protocol_error: bool = False) -> None:
+    def reap(self, why: str = "killed by SIGKILL", protocol_error: bool | None = None) -> None:
         w = self.worker
         assert w is not None and w.lost, "no dead worker to reap"
         self.worker = None
-        self.eng.worker_exited(why, protocol_error)
+        self.eng.worker_exited(why, w.protocol_error if protocol_error is None else protocol_error)
         self.apply()
 
     def fire(self, timer: Timer) -> None:
@@ -727,7 +734,9 @@ class World:
         return True
 
     def _ack(self, caller: Caller, value: Any) -> None:
-        if self.store.row(caller.agent, caller.key) is None:
+        sim = self.agents.get(caller.agent)
+        deleted = sim is None or sim.eng.deleted
+        if not deleted and self.store.row(caller.agent, caller.key) is None:
             self.violations.append(f"{caller.key}: acknowledged before its enqueue was committed")
         caller.ack(value)
 
@@ -784,6 +793,15 @@ class World:
             t, timer, sim = min(due, key=lambda d: d[0])
             sim.fire(timer)
         self.clock.t = max(self.clock.t, end)
+
+    def settle(self) -> None:
+        """The workers the engines stopped die, as they do a moment after a Stop."""
+        while True:
+            dying = [s for s in self.sims if s.worker is not None and s.worker.stopped is not None
+                     and not s.worker.lost]
+            if not dying:
+                return
+            dying[0].die("killed by SIGKILL" if dying[0].worker.stopped.now else "killed by SIGTERM")
 
     def reload(self) -> None:
         """New code is loaded (the supervisor's template setter does only this)."""
@@ -860,7 +878,7 @@ class World:
     def die(self, why: str = "killed by SIGKILL", reap: bool = True) -> None:
         self.sim.die(why, reap)
 
-    def reap(self, why: str = "killed by SIGKILL", protocol_error: bool = False) -> None:
+    def reap(self, why: str = "killed by SIGKILL", protocol_error: bool | None = None) -> None:
         self.sim.reap(why, protocol_error)
 
     def fire(self, timer: Timer) -> None:

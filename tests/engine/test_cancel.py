@@ -193,3 +193,17 @@ def test_cancel_that_cannot_be_written_changes_nothing(world: World) -> None:
     world.reply("b ran")
     world.commit()
     assert b.value == "b ran"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a cancel answers CANCELED and forgets the invocation before "
+                   "its write commits; when that commit fails the journal still has it pending (it runs "
+                   "after a restart) and its key answers STORAGE_FULL 'ran but its outcome could not be saved'")
+def test_a_cancel_whose_commit_fails_is_not_told_as_done(world: World) -> None:
+    world.invoke("a")
+    b = world.invoke("b")
+    world.commit()
+    world.cancel("b")
+    world.fail_commit()
+    world.commit()
+    told_canceled = b.answered and b.code == Code.CANCELED
+    assert not told_canceled or world.journaled_status("b") == "canceled"

@@ -261,3 +261,17 @@ def test_a_reply_racing_the_interrupt_leaves_no_stale_stop_reason(world: World) 
     world.commit()
     assert b.value == "B"
     assert world.sim.stops == [STOP_POLITELY]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: interrupt keeps an earlier stop_reason (`stop_reason or "
+                   "INTERRUPT`), so after recover then interrupt, before the killed worker is reaped, the "
+                   "invocation is run again at once while the agent is Interrupted")
+def test_interrupt_after_recover_holds_the_invocation(world: World) -> None:
+    (a,) = running(world, "a")
+    world.interrupt(recover=True)  # simulate-crash...
+    world.interrupt()  # ...and an interrupt before the kill is reaped
+    world.die()
+    assert a.code == Code.INTERRUPTED
+    assert world.sim.spawns == [None]  # nothing runs until resume
+    assert world.eng.current is None
+    assert [i.key for i in world.eng.queue.fifo] == ["a"]

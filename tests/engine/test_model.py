@@ -1,0 +1,777 @@
+"""The engine against a small reference model (hypothesis stateful testing).
+
+Random sequences of invoke (awaited or triggered, keys from a small set so
+that they repeat), cancel, interrupt, interrupt --recover, resume, delete,
+worker events (built, constructor raising, spawn failing, crash, protocol
+error, reply ok, reply raised), commit, failed commit, timers and time are
+played against the engine in a World (tests/engine/harness.py) and against
+`Model`, a plain restatement of DESIGN.md §1: a list for the queue, sets and
+dicts for what the journal holds, and for every caller the answers it must
+get. After every step the engine must agree with the model (what runs, the
+queue, the pending count, the status, what every caller was told, the state
+the journal holds) and the world's own checks must hold (one worker, one call
+at a time, no caller answered twice or before its outcome's commit). At the
+end everything is drained (resume, run it all, commit) and every caller must
+have been answered exactly once.
+
+A worker's death belongs to the invocation running on that worker: the model
+records which worker each run is on, so a death is a crash of the current
+invocation only if it ran there, and a stop's reason ends with its run.
+
+`EngineMachine` (the default test, derandomized: the same examples every
+run) steers clear of the engine's known bugs, which xfail unit tests show
+one by one (test_failures.py, test_idle.py, test_interrupt.py,
+test_outcomes.py): a stopped worker dies in the same step it was stopped in,
+a reply never races a stop, no reload, no crash while starting once a start
+was stopped, and a key is not reused while its outcome is uncommitted (the
+supervisor would read it from the open transaction). `RacyEngineMachine`
+allows all but the last; it finds those bugs within seconds, so it is
+opt-in (ENGINE_RACES=1) until they are fixed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from golemd.engine.context import Policy
+from golemd.engine.effects import Timer
+from golemd.model.errors import Code, GolemError
+from golemd.model.states import AgentStatus
+from tests.engine.harness import AGENT, Caller, Sim, Worker, World
+
+# A key: a new one (hypothesis favours small numbers, so the common case), or
+# one used before, so that keys repeat (attach, stored outcome, conflict).
+PICK = st.integers(0, 9)
+POLICY = {"retry_attempts": 2, "retry_backoff_initial": 0.1, "retry_backoff_max": 0.4,
+          "idle_timeout": 20.0}
+TIMEOUT = 2.0
+
+# An expected answer: ("value", v) to an awaited caller, ("ack", reply) to a
+# triggered one, ("error", code) to either.
+Ans = tuple[str, Any]
+
+
+@dataclass(eq=False)
+class Expect:
+    caller: Caller
+    want: list[Ans] = field(default_factory=list)
+
+    def seen(self) -> list[Ans]:
+        out: list[Ans] = []
+        for a in self.caller.answers:
+            if a.error is not None:
+                out.append(("error", a.error.code))
+            else:
+                out.append(("ack" if self.caller.mode == "trigger" else "value", a.value))
+        return out
+
+
+@dataclass(eq=False)
+class Model:
+    """One life of the agent (delete ends it) as the contract describes it."""
+
+    queue: list[str] = field(default_factory=list)  # pending keys, FIFO
+    journaled: set[str] = field(default_factory=set)  # keys whose enqueue is committed
+    running: str | None = None  # the current invocation
+    run_on: Worker | None = None  # the worker it runs (or is being built) on
+    stop: str | None = None  # why its worker was stopped: interrupt, recover, timeout, delete
+    discard: str | None = None  # its run does not count: unsaved, refused
+    retrying: bool = False
+    held: bool = False
+    failed: bool = False
+    deleted: bool = False
+    attempts: dict[str, int] = field(default_factory=dict)
+    start_deaths: int = 0  # workers that died by themselves before they were built, in a row
+    args: dict[str, int] = field(default_factory=dict)  # every key this life knows
+    outcomes: dict[str, Ans] = field(default_factory=dict)  # committed outcomes
+    unsaved: set[str] = field(default_factory=set)  # ran (or canceled), but the journal says pending
+    canceled: set[str] = field(default_factory=set)
+    txn_enqueued: list[str] = field(default_factory=list)  # the open transaction's enqueues...
+    txn_outcomes: list[tuple[str, Ans, list[Expect]]] = field(default_factory=list)  # ...outcomes
+    txn_cancels: list[str] = field(default_factory=list)  # ...and cancels
+    waiters: dict[str, list[Expect]] = field(default_factory=dict)  # awaiting callers by key
+    acks: dict[str, list[tuple[Expect, dict[str, Any]]]] = field(default_factory=dict)  # triggers
+    applied: list[str] = field(default_factory=list)  # keys whose ok outcome is committed, in order
+
+    def active(self) -> set[str]:
+        """Unfinished keys (a refused one is forgotten at once, though its worker still dies)."""
+        running = {self.running} if self.running and self.discard != "refused" else set()
+        return set(self.queue) | running
+
+    def status(self, worker_alive: bool) -> AgentStatus:
+        if self.failed:
+            return AgentStatus.FAILED
+        if self.held:
+            return AgentStatus.INTERRUPTED
+        if self.retrying:
+            return AgentStatus.RETRYING
+        if self.running is not None:
+            return AgentStatus.RUNNING
+        return AgentStatus.IDLE if worker_alive else AgentStatus.SUSPENDED
+
+    # -- what happens to invocations --
+
+    def kick(self) -> None:
+        if (self.running is None and not self.held and not self.failed and not self.deleted
+                and self.queue and self.queue[0] in self.journaled):
+            self.begin(self.queue.pop(0))
+
+    def begin(self, key: str) -> None:
+        self.running, self.run_on, self.stop, self.discard = key, None, None, None
+
+    def end_run(self) -> str:
+        key = self.running
+        assert key is not None
+        self.running, self.run_on, self.stop, self.discard, self.retrying = None, None, None, None, False
+        return key
+
+    def tell(self, key: str, ans: Ans) -> None:
+        for e in self.waiters.pop(key, []):
+            e.want.append(ans)
+
+    def outcome(self, ans: Ans) -> None:
+        """The running invocation ends with `ans`: written now, told at the commit."""
+        key = self.end_run()
+        event(f"outcome {ans[0] if ans[0] == 'value' else ans[1]}")
+        self.attempts.pop(key, None)
+        self.txn_outcomes.append((key, ans, self.waiters.pop(key, [])))
+        self.kick()
+
+    def put_back(self, reason: str) -> None:
+        event(f"put back ({reason})")
+        key = self.end_run()
+        self.tell(key, ("error", Code.INTERRUPTED))
+        if reason != "delete":
+            self.queue.insert(0, key)
+
+    def fail_agent(self) -> None:
+        self.failed = True
+        if self.running is not None:
+            self.outcome(("error", Code.AGENT_FAILED))
+        while self.queue:
+            self.begin(self.queue.pop(0))
+            self.outcome(("error", Code.AGENT_FAILED))
+
+    def crashed(self, policy: Policy) -> None:
+        """The running invocation's worker died by itself."""
+        key = self.running
+        assert key is not None
+        self.run_on = None
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if self.start_deaths >= policy.retry_attempts:
+            self.fail_agent()
+        elif self.attempts[key] >= policy.retry_attempts:
+            self.outcome(("error", Code.AGENT_DIED))
+        else:
+            event("retry")
+            self.retrying = True
+
+    def died(self, mine: bool, start_death: bool, protocol_error: bool, policy: Policy) -> None:
+        """A worker is dead and reaped (or none could be started). `mine`: the
+        running invocation ran, or was to run, on it; `start_death`: it died by
+        itself before it was built."""
+        if start_death:
+            self.start_deaths += 1
+        if self.running is None:
+            return
+        if not mine and self.stop is None and self.discard is None:
+            return  # it never ran there: it gets a worker of its own
+        reason, discard = self.stop, self.discard
+        self.run_on, self.stop, self.discard = None, None, None
+        if discard is not None:
+            event(f"death of a {discard} run")
+        if discard == "refused":
+            self.end_run()
+            self.kick()
+            return
+        if discard == "unsaved" and reason is None:
+            return  # runs again from the saved state
+        if reason is None and protocol_error:
+            self.outcome(("error", Code.PROTOCOL_ERROR))
+            return
+        if reason is None:
+            reason = "delete" if self.deleted else "interrupt" if self.held else None
+        if reason == "recover":
+            event("recovered")
+            return
+        if reason == "timeout":
+            self.outcome(("error", Code.TIMEOUT))
+        elif reason in ("interrupt", "delete"):
+            self.put_back(reason)
+            self.kick()  # resumed meanwhile: it runs again
+        else:
+            self.crashed(policy)
+
+    def committed(self) -> None:
+        for key in self.txn_enqueued:
+            self.journaled.add(key)
+            for e, ack in self.acks.pop(key, []):
+                e.want.append(("ack", ack))
+        for key, ans, waiters in self.txn_outcomes:
+            self.outcomes[key] = ans
+            for e in waiters:
+                e.want.append(ans)
+            if ans[0] == "value":
+                self.applied.append(key)
+        self.txn_enqueued, self.txn_outcomes, self.txn_cancels = [], [], []
+        self.kick()
+
+    def commit_failed(self) -> bool:
+        """The open transaction is lost. True if an outcome was in it (the
+        engine then drops the worker's unsaved state)."""
+        full = ("error", Code.STORAGE_FULL)
+        refused = set(self.txn_enqueued)
+        had_outcomes = bool(self.txn_outcomes)
+        for key, _ans, waiters in self.txn_outcomes:
+            for e in waiters:
+                e.want.append(full)
+            if key not in refused:
+                self.unsaved.add(key)
+        for key in self.txn_cancels:
+            if key not in refused and key in self.canceled:
+                self.canceled.discard(key)
+                self.unsaved.add(key)  # the journal has it pending again
+        for key in self.txn_enqueued:
+            self.tell(key, full)
+            for e, _ack in self.acks.pop(key, []):
+                e.want.append(full)
+            if key in self.queue:
+                self.queue.remove(key)
+            if self.running == key:
+                if self.retrying:  # no worker to wait for: gone at once
+                    self.end_run()
+                else:
+                    self.discard = "refused"  # gone once its worker is dead
+            for known in (self.args, self.attempts):
+                known.pop(key, None)
+            self.canceled.discard(key)
+            self.unsaved.discard(key)
+            self.journaled.discard(key)
+        self.txn_enqueued, self.txn_outcomes, self.txn_cancels = [], [], []
+        return had_outcomes
+
+
+class EngineMachine(RuleBasedStateMachine):
+    RACES = False  # see the module's docstring
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World(Policy(**POLICY))
+        self.models: dict[Sim, Model] = {self.world.sim: Model()}
+        self.expects: list[Expect] = []
+        self.ctor_failures_left = 1
+        self.values = 0
+        self.keys: list[str] = []
+
+    def key(self, pick: int, new_ok: bool = True) -> str:
+        if new_ok and (pick < 5 or not self.keys):
+            self.keys.append(f"k{len(self.keys)}")
+            return self.keys[-1]
+        return self.keys[pick % len(self.keys)] if self.keys else "never-used"
+
+    # -- helpers --
+
+    @property
+    def sim(self) -> Sim | None:
+        return self.world.agents.get(AGENT)
+
+    @property
+    def m(self) -> Model:
+        sim = self.sim
+        assert sim is not None
+        return self.models[sim]
+
+    def worker(self, *phases: str, stopped: bool | None = False) -> Worker | None:
+        """The current agent's worker, if in one of `phases` (any if none given)
+        and stopped or not as asked (None: either way), not lost."""
+        sim = self.sim
+        w = sim.worker if sim is not None else None
+        if w is None or w.lost or (phases and w.phase not in phases):
+            return None
+        if stopped is not None and (w.stopped is not None) != stopped:
+            return None
+        return w
+
+    def death(self, sim: Sim, *, stopped: bool, protocol_error: bool = False, reap: bool = True) -> None:
+        """The worker dies (after a Stop, or by itself), and is reaped now or later (reap())."""
+        w = sim.worker
+        assert w is not None
+        if not w.lost:
+            if stopped:
+                sim.die(reap=False)
+            else:
+                sim.crash(protocol_error=protocol_error, reap=False)
+        if reap:
+            sim.reap()
+            m = self.models[sim]
+            m.died(m.run_on is w, w.crashed and w.phase != "ready", w.protocol_error, self.world.ctx.policy)
+
+    def settle(self) -> None:
+        """Without races: a stopped worker dies at once, in the step that stopped it."""
+        if self.RACES:
+            return
+        while True:
+            dying = [s for s in self.world.sims if s.worker is not None and s.worker.stopped is not None]
+            if not dying:
+                return
+            self.death(dying[0], stopped=True)
+
+    def after(self) -> None:
+        self.settle()
+        for sim, m in self.models.items():
+            w = sim.worker
+            if m.running is not None and m.run_on is None and w is not None and w.stopped is None \
+                    and not w.lost:
+                m.run_on = w  # it runs on this worker (or will, once it is built)
+
+    def expect(self, caller: Caller) -> Expect:
+        e = Expect(caller)
+        self.expects.append(e)
+        return e
+
+    def warm_and_free(self) -> bool:
+        w = self.worker("ready")
+        return w is not None and w.call is None and w.generation == self.world.ctx.generation
+
+    # -- callers --
+
+    @rule(pick=PICK, variant=st.sampled_from([0, 0, 0, 1]), mode=st.sampled_from(["await", "await", "trigger"]),
+          timeout=st.sampled_from([None, None, None, TIMEOUT]))
+    def invoke(self, pick: int, variant: int, mode: str, timeout: float | None) -> None:
+        key = self.key(pick)
+        if self.sim is None:  # deleted: created afresh (its creation committed, as a warm-up would)
+            self.models[self.world.create(AGENT)] = Model()
+            self.world.commit()
+        m = self.m
+        if any(k == key for k, _a, _w in m.txn_outcomes):
+            return  # the supervisor would read the uncommitted outcome (see the report)
+        early = (mode == "await" and m.running is None and not m.queue and not m.held and not m.failed
+                 and self.warm_and_free())
+        caller = self.world.invoke(key, variant, mode=mode, timeout=timeout)
+        e = self.expect(caller)
+        conflict = ("error", Code.IDEMPOTENCY_CONFLICT)
+        if key in m.active():
+            if m.args[key] != variant:
+                e.want.append(conflict)
+            elif mode == "await":
+                m.waiters.setdefault(key, []).append(e)
+            else:
+                ack = {"idempotency_key": key, "status": "running" if key == m.running else "pending"}
+                if key in m.journaled:
+                    e.want.append(("ack", ack))
+                else:
+                    m.acks.setdefault(key, []).append((e, ack))
+        elif key in m.args:
+            if m.args[key] != variant:
+                e.want.append(conflict)
+            elif key in m.canceled:
+                e.want.append(("error", Code.CANCELED))
+            elif key in m.unsaved:
+                e.want.append(("error", Code.STORAGE_FULL))
+            else:
+                kind, value = m.outcomes[key]
+                if kind == "error" or mode == "await":
+                    e.want.append((kind, value))
+                else:
+                    e.want.append(("ack", {"idempotency_key": key, "status": "completed", "result": value}))
+        elif m.failed:
+            e.want.append(("error", Code.AGENT_FAILED))
+        else:
+            m.args[key] = variant
+            m.attempts[key] = 0
+            m.txn_enqueued.append(key)
+            if mode == "await":
+                m.waiters[key] = [e]
+            else:
+                m.acks[key] = [(e, {"idempotency_key": key, "status": "pending"})]
+            if early:
+                event("early start")
+                m.begin(key)
+            else:
+                m.queue.append(key)
+        self.after()
+
+    @precondition(lambda self: self.sim is not None)
+    @rule(pick=PICK)
+    def cancel(self, pick: int) -> None:
+        key = self.key(pick, new_ok=False)
+        m = self.m
+        try:
+            self.world.cancel(key)
+            got = None
+        except GolemError as err:
+            got = err.code
+        if key in m.queue:
+            want = None
+            m.queue.remove(key)
+            m.canceled.add(key)
+            m.txn_cancels.append(key)
+            m.tell(key, ("error", Code.CANCELED))
+        elif key == m.running and m.discard != "refused":
+            want = Code.TOO_LATE
+        elif key in m.canceled:
+            want = None
+        elif key in m.unsaved:
+            want = None
+            m.unsaved.discard(key)
+            m.canceled.add(key)
+            m.txn_cancels.append(key)
+        elif key in m.outcomes or any(k == key for k, _a, _w in m.txn_outcomes):
+            want = Code.TOO_LATE
+        else:
+            want = Code.NOT_FOUND
+        assert got == want, f"cancel({key}): got {got}, the model says {want}"
+        self.after()
+
+    # -- control --
+
+    @precondition(lambda self: self.sim is not None)
+    @rule()
+    def interrupt(self) -> None:
+        m = self.m
+        retrying = m.retrying
+        self.world.interrupt()
+        m.held = True
+        if m.running is not None:
+            if retrying:
+                m.put_back("interrupt")
+            elif m.stop in (None, "recover"):
+                m.stop = "interrupt"  # held, it must not run again at once
+        self.after()
+
+    @precondition(lambda self: self.sim is not None)
+    @rule()
+    def recover(self) -> None:
+        m = self.m
+        w = self.worker("spawning", "building", "ready", stopped=None)
+        if w is not None and w.stopped is None and m.running is not None:
+            m.stop = "recover"
+        self.world.interrupt(recover=True)
+        self.after()
+
+    @precondition(lambda self: self.sim is not None and self.m.held)
+    @rule()
+    def resume(self) -> None:
+        m = self.m
+        self.world.resume()
+        m.held = False
+        m.kick()
+        self.after()
+
+    @precondition(lambda self: self.sim is not None)
+    @rule()
+    def delete(self) -> None:
+        m = self.m
+        retrying = m.retrying
+        self.world.delete()
+        m.deleted = True
+        for key in m.queue:
+            m.tell(key, ("error", Code.CANCELED))
+        m.queue.clear()
+        if m.running is not None:
+            if retrying:
+                m.put_back("delete")
+            else:
+                m.stop = "delete"
+        self.world.commit()  # the supervisor awaits it
+        for each in self.models.values():
+            each.committed()
+        self.after()
+
+    # -- the worker --
+
+    @precondition(lambda self: self.worker("spawning", "building", stopped=False) is not None)
+    @rule()
+    def ready(self) -> None:
+        self.world.ready()
+        self.m.start_deaths = 0
+        self.after()
+
+    @precondition(lambda self: self.ctor_failures_left > 0
+                  and self.worker("spawning", "building", stopped=False) is not None)
+    @rule()
+    def constructor_fails(self) -> None:
+        self.ctor_failures_left -= 1
+        self.world.constructor_fails()
+        self.m.fail_agent()
+        self.after()
+
+    def _start_may_fail(self) -> bool:
+        return self.RACES or self.sim is None or self.sim.stopped_starts == 0
+
+    @precondition(lambda self: self.worker("spawning", stopped=False) is not None and self._start_may_fail())
+    @rule()
+    def spawn_fails(self) -> None:
+        m = self.m
+        self.world.spawn_fails()
+        m.died(True, False, False, self.world.ctx.policy)
+        self.after()
+
+    @precondition(lambda self: self.worker(stopped=False) is not None
+                  and (self.worker("ready") is not None or self._start_may_fail()))
+    @rule(reap=st.booleans())
+    def crash(self, reap: bool) -> None:
+        sim = self.sim
+        assert sim is not None
+        self.death(sim, stopped=False, reap=reap or not self.RACES)
+        self.after()
+
+    @precondition(lambda self: (w := self.worker("ready", stopped=False)) is not None and w.call is not None)
+    @rule()
+    def protocol_error(self) -> None:
+        sim = self.sim
+        assert sim is not None
+        self.death(sim, stopped=False, protocol_error=True)
+        self.after()
+
+    def _reply(self, ok: bool) -> None:
+        m = self.m
+        w = self.worker("ready", stopped=None)
+        assert w is not None and w.call is not None
+        key = w.call.key
+        counts = key == m.running and m.discard is None
+        if ok:
+            self.values += 1
+            self.world.reply(self.values)
+        else:
+            self.world.raise_()
+        if counts:
+            m.outcome(("value", self.values) if ok else ("error", Code.INVOCATION_FAILED))
+        self.after()
+
+    @precondition(lambda self: (w := self.worker("ready")) is not None and w.call is not None)
+    @rule()
+    def reply(self) -> None:
+        self._reply(ok=True)
+
+    @precondition(lambda self: (w := self.worker("ready")) is not None and w.call is not None)
+    @rule()
+    def reply_raised(self) -> None:
+        self._reply(ok=False)
+
+    # -- the journal --
+
+    @rule()
+    def commit(self) -> None:
+        self.world.commit()
+        for m in self.models.values():
+            m.committed()
+        self.after()
+
+    @rule()
+    def fail_commit(self) -> None:
+        before = {s: (s.worker, s.worker and s.worker.stopped, len(s.stops)) for s in self.world.sims}
+        self.world.fail_commit()
+        for sim, m in self.models.items():
+            w, was_stopped, stops = before[sim]
+            if not m.commit_failed() or m.deleted or w is None or was_stopped is not None or w.lost:
+                continue
+            # Its worker holds a state the journal lost: it must be stopped, and
+            # what it runs must run again from the saved state.
+            assert len(sim.stops) > stops, "a failed commit of an outcome left the worker running"
+            if m.running is not None and m.discard is None:
+                m.discard = "unsaved"
+        self.after()
+
+    # -- time --
+
+    def _fire(self, sim: Sim, timer: Timer) -> None:
+        m = self.models[sim]
+        w = sim.worker
+        if timer is Timer.TIMEOUT and w is not None and w.phase == "ready" and w.stopped is None \
+                and not w.lost:
+            assert sim.call is not None and sim.call.key == m.running, "a timeout for no call"
+            m.stop = m.stop or "timeout"
+        sim.fire(timer)
+        if timer is Timer.RETRY and m.retrying:
+            m.retrying = False
+        self.after()
+
+    @precondition(lambda self: any(s.timers for s in self.world.sims))
+    @rule(idle=st.booleans())
+    def fire_next_timer(self, idle: bool = False) -> None:
+        """The soonest timer fires (the idle timer only if `idle`: else it suspends too often)."""
+        armed = [(t, i, s, timer) for i, s in enumerate(self.world.sims) for timer, t in s.timers.items()]
+        if not idle:
+            armed = [a for a in armed if a[3] is not Timer.IDLE]
+            if not armed:
+                return
+        _due, _n, sim, timer = min(armed)
+        self._fire(sim, timer)
+
+    @rule(seconds=st.sampled_from([0.05, 0.3, 1.0, 2.5, 30.0]))
+    def advance(self, seconds: float) -> None:
+        end = self.world.clock() + seconds
+        while True:
+            due = [(t, i, s, timer) for i, s in enumerate(self.world.sims) for timer, t in s.timers.items()
+                   if t <= end]
+            if not due:
+                break
+            _t, _i, sim, timer = min(due)
+            self._fire(sim, timer)
+        self.world.clock.t = end
+
+    @rule(limit=st.integers(1, 8))
+    def serve(self, limit: int) -> None:
+        """Several steps of progress at once: build, reply, commit (so that the
+        warm paths, such as an early start, come up often)."""
+        for _ in range(limit):
+            sim = self.sim
+            w = sim.worker if sim is not None else None
+            if w is not None and w.stopped is None and not w.lost and w.phase != "ready":
+                self.ready()
+            elif w is not None and w.stopped is None and not w.lost and w.call is not None:
+                self.reply()
+            elif self.world.store.in_txn:
+                self.commit()
+            else:
+                return
+
+    # Hypothesis picks uniformly among the rules enabled; an alias counts once
+    # more. Weighted so that invocations get somewhere between disruptions.
+    ready_ = ready
+    ready__ = ready
+    reply_ = reply
+    reply__ = reply
+    commit_ = commit
+    fail_commit_ = fail_commit
+    crash_ = crash
+    fire_next_timer_ = fire_next_timer
+
+    # -- the rules every step keeps --
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        world = self.world
+        assert world.violations == []
+        sim = self.sim
+        for other in world.sims:
+            if other is not sim and not self.RACES:
+                assert other.worker is None, "a deleted agent's worker outlived its step"
+        if sim is not None:
+            m, eng = self.models[sim], sim.eng
+            current = eng.current.key if eng.current is not None else None
+            assert current == m.running, f"running {current}, the model says {m.running}"
+            assert [i.key for i in eng.queue.fifo] == m.queue
+            assert eng.pending_count == len(m.queue)
+            assert set(eng.queue.active) == m.active()
+            w = sim.worker
+            assert eng.status is m.status(w is not None and not w.lost), (eng.status, m)
+            assert m.retrying == (Timer.RETRY in sim.timers)
+            if m.running is not None and not m.retrying and not self.RACES:
+                assert w is not None, f"{m.running} runs with no worker and no retry coming"
+            if w is not None and w.call is not None:
+                assert w.call.key == m.running, f"{w.call.key} is out, but {m.running} runs"
+            if world.store.committed.agents.get(AGENT) is not None:
+                assert world.saved_state() == m.applied, "the saved state is not what ran"
+            for each, life in self.models.items():
+                run_on = life.run_on
+                if life.running is not None and (life.stop or life.discard) and run_on is not None \
+                        and not run_on.lost and each.worker is run_on:
+                    assert run_on.stopped is not None, f"{life.running}'s worker should have been stopped " \
+                        f"({life.stop or life.discard})"
+        for e in self.expects:
+            assert e.seen() == e.want, f"{e.caller.key} ({e.caller.mode}): told {e.seen()}, want {e.want}"
+
+    def teardown(self) -> None:
+        """Drain: resume, run everything, commit; then nobody may be left waiting."""
+        if sys.exc_info()[1] is not None:
+            return  # a step failed: its error is the one to see, not the drain's
+        for _ in range(500):
+            dying = [s for s in self.world.sims if s.worker is not None and s.worker.stopped is not None
+                     or s.worker is not None and s.worker.lost]
+            sim = self.sim
+            if dying:
+                self.death(dying[0], stopped=dying[0].worker.stopped is not None)
+                self.after()
+                continue
+            if sim is None:
+                break
+            m = self.m
+            w = sim.worker
+            if m.held:
+                self.resume()
+            elif self.world.store.in_txn or m.txn_outcomes or m.txn_enqueued:
+                self.commit()
+            elif w is not None and w.phase != "ready":
+                self.ready()
+            elif w is not None and w.call is not None:
+                self.reply()
+            elif m.retrying or Timer.TIMEOUT in sim.timers:
+                self.fire_next_timer()
+            elif m.running is None and not m.queue:
+                break
+            else:
+                eng = sim.eng
+                raise AssertionError(f"stuck: the engine runs {eng.current and eng.current.key} with its "
+                                     f"worker {eng.worker.name}, stop_reason {eng.stop_reason}, "
+                                     f"timers {sorted(t.name for t in sim.timers)}; {m}")
+            self.agrees_with_the_model()
+        else:
+            raise AssertionError("the drain did not end")
+        self.commit()
+        self.agrees_with_the_model()
+        for e in self.expects:
+            assert len(e.caller.answers) == 1, f"{e.caller} was answered {len(e.caller.answers)} times"
+
+
+SETTINGS = settings(max_examples=500, stateful_step_count=50, deadline=None, derandomize=True,
+                    database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                          HealthCheck.filter_too_much])
+
+EngineMachine.TestCase.settings = SETTINGS
+test_engine_against_the_model = EngineMachine.TestCase
+
+
+class RacyEngineMachine(EngineMachine):
+    """Stopped workers die when a rule says so (and may reply first), deaths
+    may be reaped later, reloads happen, and starts may crash after stops."""
+
+    RACES = True
+
+    @precondition(lambda self: (w := self.worker("ready", stopped=True)) is not None
+                  and w.call is not None)
+    @rule(ok=st.booleans())
+    def reply_racing_the_stop(self, ok: bool) -> None:
+        self._reply(ok)
+
+    @precondition(lambda self: any(s.worker is not None and s.worker.stopped is not None
+                                   and not s.worker.lost for s in self.world.sims))
+    @rule(reap=st.booleans())
+    def die(self, reap: bool) -> None:
+        sim = next(s for s in self.world.sims if s.worker is not None and s.worker.stopped is not None
+                   and not s.worker.lost)
+        self.death(sim, stopped=True, reap=reap)
+        self.after()
+
+    @precondition(lambda self: any(s.worker is not None and s.worker.lost for s in self.world.sims))
+    @rule()
+    def reap(self) -> None:
+        sim = next(s for s in self.world.sims if s.worker is not None and s.worker.lost)
+        self.death(sim, stopped=sim.worker.stopped is not None)
+        self.after()
+
+    @rule()
+    def reload(self) -> None:
+        self.world.reload()
+        self.after()
+
+
+@pytest.mark.skipif(not os.environ.get("ENGINE_RACES"), reason="opt-in (ENGINE_RACES=1): it fails on "
+                    "the engine's known race bugs, and with random data a strict xfail would be flaky")
+def test_engine_with_races_against_the_model() -> None:
+    """Run with ENGINE_RACES=1 (ENGINE_RACES=5000: that many examples). Random,
+    not derandomized: every run explores anew. Once the bugs named in the
+    module's docstring are fixed this should pass; then make it a default test."""
+    n = int(os.environ["ENGINE_RACES"])
+    RacyEngineMachine.TestCase.settings = settings(
+        SETTINGS, max_examples=n if n > 1 else 2000, derandomize=False)
+    RacyEngineMachine.TestCase("runTest").runTest()
