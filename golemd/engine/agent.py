@@ -132,6 +132,8 @@ class AgentEngine(AgentRun):
             return
         if reason is None:
             reason = self._held_reason()
+        if reason == StopReason.RECOVER and self._held_reason() is not None:
+            reason = self._held_reason()  # held since: it waits
         if reason == StopReason.RECOVER:
             self.event("process_died", inv, "simulated crash; recovering at once")
             self._bring_up()

@@ -77,7 +77,8 @@ def interrupt(eng: AgentEngine, recover: bool) -> None:
         eng.event("interrupted", eng.current)
         eng.store.update_agent(eng.name, interrupted=1)
     if eng.current is not None:
-        eng.stop_reason = eng.stop_reason or StopReason.INTERRUPT
+        if eng.stop_reason in (None, StopReason.RECOVER):  # a hold outranks a retry
+            eng.stop_reason = StopReason.INTERRUPT
         eng.stop_worker(now=False)
         eng.end_backoff()
 

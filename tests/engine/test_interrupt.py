@@ -263,9 +263,6 @@ def test_a_reply_racing_the_interrupt_leaves_no_stale_stop_reason(world: World) 
     assert world.sim.stops == [STOP_POLITELY]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: interrupt keeps an earlier stop_reason (`stop_reason or "
-                   "INTERRUPT`), so after recover then interrupt, before the killed worker is reaped, the "
-                   "invocation is run again at once while the agent is Interrupted")
 def test_interrupt_after_recover_holds_the_invocation(world: World) -> None:
     (a,) = running(world, "a")
     world.interrupt(recover=True)  # simulate-crash...
