@@ -343,7 +343,7 @@ class EngineMachine(RuleBasedStateMachine):
     # -- callers --
 
     @rule(pick=PICK, variant=st.sampled_from([0, 0, 0, 1]), mode=st.sampled_from(["await", "await", "trigger"]),
-          timeout=st.sampled_from([None, None, None, TIMEOUT]))
+          timeout=st.sampled_from([None, None, TIMEOUT]))
     def invoke(self, pick: int, variant: int, mode: str, timeout: float | None) -> None:
         key = self.key(pick)
         if self.sim is None:  # deleted: created afresh (its creation committed, as a warm-up would)
@@ -397,6 +397,22 @@ class EngineMachine(RuleBasedStateMachine):
             else:
                 m.queue.append(key)
         self.after()
+
+    @precondition(lambda self: self.sim is not None and self.m.running is None and not self.m.queue
+                  and not self.m.held and self.warm_and_free())
+    @rule(timeout=st.sampled_from([None, TIMEOUT]), refused=st.booleans())
+    def call_warm(self, timeout: float | None, refused: bool) -> None:
+        """A new awaited call to an idle warm agent: it goes out before its
+        enqueue commits; `refused`: and that commit fails (withdraw)."""
+        self.invoke(0, 0, "await", timeout)
+        if refused:
+            self.fail_commit()
+
+    @rule(n=st.integers(2, 5), triggers=st.booleans())
+    def burst(self, n: int, triggers: bool) -> None:
+        """Several new invocations at once, so that queues build up."""
+        for i in range(n):
+            self.invoke(0, 0, "trigger" if triggers and i % 2 else "await", None)
 
     @precondition(lambda self: self.sim is not None)
     @rule(pick=PICK)
@@ -606,6 +622,15 @@ class EngineMachine(RuleBasedStateMachine):
         _due, _n, sim, timer = min(armed)
         self._fire(sim, timer)
 
+    @precondition(lambda self: self.sim is not None and Timer.TIMEOUT in self.sim.timers)
+    @rule()
+    def time_out(self) -> None:
+        """The running call's timeout comes (fire_next_timer would pick it too, but seldom)."""
+        sim = self.sim
+        assert sim is not None
+        self.world.clock.t = max(self.world.clock.t, sim.timers[Timer.TIMEOUT])
+        self.advance(0.0)
+
     @rule(seconds=st.sampled_from([0.05, 0.3, 1.0, 2.5, 30.0]))
     def advance(self, seconds: float) -> None:
         end = self.world.clock() + seconds
@@ -722,7 +747,7 @@ class EngineMachine(RuleBasedStateMachine):
             assert len(e.caller.answers) == 1, f"{e.caller} was answered {len(e.caller.answers)} times"
 
 
-SETTINGS = settings(max_examples=500, stateful_step_count=50, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=400, stateful_step_count=40, deadline=None, derandomize=True,
                     database=None, suppress_health_check=[HealthCheck.too_slow,
                                                           HealthCheck.filter_too_much])
 
