@@ -794,15 +794,6 @@ class World:
             sim.fire(timer)
         self.clock.t = max(self.clock.t, end)
 
-    def settle(self) -> None:
-        """The workers the engines stopped die, as they do a moment after a Stop."""
-        while True:
-            dying = [s for s in self.sims if s.worker is not None and s.worker.stopped is not None
-                     and not s.worker.lost]
-            if not dying:
-                return
-            dying[0].die("killed by SIGKILL" if dying[0].worker.stopped.now else "killed by SIGTERM")
-
     def reload(self) -> None:
         """New code is loaded (the supervisor's template setter does only this)."""
         self.ctx.generation += 1

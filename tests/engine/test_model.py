@@ -1,7 +1,7 @@
 """The engine against a small reference model (hypothesis stateful testing).
 
-Random sequences of invoke (awaited or triggered, keys from a small set so
-that they repeat), cancel, interrupt, interrupt --recover, resume, delete,
+Random sequences of invoke (awaited or triggered, with new keys or ones used
+before, so that keys repeat), cancel, interrupt, interrupt --recover, resume, delete,
 worker events (built, constructor raising, spawn failing, crash, protocol
 error, reply ok, reply raised), commit, failed commit, timers and time are
 played against the engine in a World (tests/engine/harness.py) and against
