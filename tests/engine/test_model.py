@@ -181,8 +181,17 @@ class Model:
             self.start_deaths += 1
         if self.running is None:
             return
-        if not mine and self.stop is None and self.discard is None:
-            return  # it never ran there: it gets a worker of its own
+        if not mine:
+            # It never ran there (it began while that worker was dying): it
+            # gets a worker of its own, and a stop aimed at it meanwhile lost
+            # nothing; only a hold still stands.
+            self.stop = None
+            if self.discard == "refused":
+                self.end_run()
+                self.kick()
+            elif self.deleted or self.held:
+                self.put_back("delete" if self.deleted else "interrupt")
+            return
         reason, discard = self.stop, self.discard
         self.run_on, self.stop, self.discard = None, None, None
         if discard is not None:
@@ -363,7 +372,8 @@ class EngineMachine(RuleBasedStateMachine):
             elif mode == "await":
                 m.waiters.setdefault(key, []).append(e)
             else:
-                ack = {"idempotency_key": key, "status": "running" if key == m.running else "pending"}
+                running = key == m.running and m.discard != "refused"  # not a refused one's namesake
+                ack = {"idempotency_key": key, "status": "running" if running else "pending"}
                 if key in m.journaled:
                     e.want.append(("ack", ack))
                 else:
@@ -587,12 +597,14 @@ class EngineMachine(RuleBasedStateMachine):
         self.world.fail_commit()
         for sim, m in self.models.items():
             w, was_stopped, stops = before[sim]
-            if not m.commit_failed() or m.deleted or w is None or was_stopped is not None or w.lost:
+            if not m.commit_failed() or m.deleted or w is None or w.lost:
                 continue
             # Its worker holds a state the journal lost: it must be stopped, and
-            # what it runs must run again from the saved state.
-            assert len(sim.stops) > stops, "a failed commit of an outcome left the worker running"
-            if m.running is not None and m.discard is None:
+            # what it runs there must run again from the saved state (a reply
+            # that races the stop must not count).
+            if was_stopped is None:
+                assert len(sim.stops) > stops, "a failed commit of an outcome left the worker running"
+            if m.running is not None and m.discard is None and m.run_on is w:
                 m.discard = "unsaved"
         self.after()
 
