@@ -16,17 +16,8 @@ import argparse
 import psutil
 
 from bench.client import RawClient, counter_id
+from bench.schedcpu import cpu_seconds
 from bench.systems import Server
-
-
-def _cpu(p: psutil.Process) -> float:
-    """Seconds on a CPU, from the scheduler in ns (psutil's cpu_times count 10 ms
-    ticks, which over 100 short-lived workers hides most of their time)."""
-    try:
-        with open(f"/proc/{p.pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except FileNotFoundError:
-        raise psutil.NoSuchProcess(p.pid) from None
 
 
 def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
@@ -42,17 +33,17 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
             root = psutil.Process(server.pid)
             procs = [root, *root.children(recursive=True)]
             me = psutil.Process()
-            before = {p.pid: _cpu(p) for p in procs}
-            mine = _cpu(me)
+            before = {p.pid: cpu_seconds(p.pid) for p in procs}
+            mine = cpu_seconds(me.pid)
             if sequential:
                 wall = sum(c.timed_invokes(names[0], calls))
             else:
                 wall = c.pipeline([names[i % agents] for i in range(calls)], window=window)
-            mine = _cpu(me) - mine
+            mine = cpu_seconds(me.pid) - mine
             spent: dict[int, float] = {}
             for p in procs:
                 try:
-                    spent[p.pid] = _cpu(p) - before[p.pid]
+                    spent[p.pid] = cpu_seconds(p.pid) - before[p.pid]
                 except psutil.NoSuchProcess:
                     pass
     finally:

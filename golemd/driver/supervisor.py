@@ -221,7 +221,6 @@ class Supervisor:
                     done(None, err)
                 return
             faults.crash_point("acked")
-            inv.journaled = True
             if mode != "await":
                 done({"idempotency_key": key, "status": "pending"}, None)
             elif listener is not None and ahead and inv.status == S.PENDING:
