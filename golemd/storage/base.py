@@ -68,6 +68,28 @@ class InvocationRow(TypedDict):
     timeout: float | None
 
 
+class EffectRow(TypedDict):
+    agent_id: str
+    key: str  # the invocation's idempotency key
+    seq: int  # the effect's number in its invocation, from 0
+    kind: str  # call, trigger, step, sleep, promise, wait, complete
+    request: bytes  # msgpack of what was asked: compared on a re-run
+    result: bytes | None  # msgpack of {"value": V} or {"error": {...}}; None while it waits
+    started_at: float
+    until: float | None  # a sleep's wake-up time; a promise wait's deadline
+    finished_at: float | None
+
+
+class PromiseRow(TypedDict):
+    id: str
+    agent_id: str  # the agent whose invocation created it
+    key: str  # that invocation's idempotency key
+    seq: int  # the effect that created it
+    created_at: float
+    completed_at: float | None  # None: pending
+    value: bytes | None  # msgpack of the value it was completed with
+
+
 class OplogEntry(TypedDict):
     index: int  # 1-based position in the agent's whole log
     ts: float
@@ -168,8 +190,47 @@ class Store(Protocol):
         ...
 
     def delete_agent(self, agent_id: str) -> None:
-        """Remove the agent's row, all its invocations (whatever their status)
-        and its events; other agents keep theirs. An unknown agent: nothing."""
+        """Remove the agent's row, all its invocations (whatever their status),
+        their effects, its promises and its events; other agents keep theirs.
+        An unknown agent: nothing."""
+        ...
+
+    # -- durable execution: effects and promises (EffectRow, PromiseRow) ------
+
+    def put_effect(self, agent_id: str, key: str, seq: int, kind: str, request: bytes,
+                   started_at: float, until: float | None = None, result: bytes | None = None,
+                   finished_at: float | None = None) -> None:
+        """Journal effect `seq` of the agent's invocation `key`, replacing one
+        of the same number: waiting (result None) or done."""
+        ...
+
+    def finish_effect(self, agent_id: str, key: str, seq: int, result: bytes, finished_at: float) -> None:
+        """Journal a waiting effect's result. None such: nothing happens."""
+        ...
+
+    def load_effects(self, agent_id: str, key: str) -> list[dict[str, Any]]:
+        """The invocation's effects (EffectRow), by seq."""
+        ...
+
+    def agent_effects(self, agent_id: str) -> list[dict[str, Any]]:
+        """All the agent's effects (EffectRow), oldest first (the oplog)."""
+        ...
+
+    def put_promise(self, promise_id: str, agent_id: str, key: str, seq: int, created_at: float) -> None:
+        """Create a pending promise; one that exists already stays as it is."""
+        ...
+
+    def complete_promise(self, promise_id: str, value: bytes, completed_at: float) -> bool:
+        """Complete a pending promise: True; False if it is unknown or complete already."""
+        ...
+
+    def get_promise(self, promise_id: str) -> dict[str, Any] | None:
+        """The promise (PromiseRow), or None."""
+        ...
+
+    def list_promises(self, agent_id: str | None = None, pending: bool = True) -> list[dict[str, Any]]:
+        """Promises (PromiseRow), oldest first: the agent's or everyone's,
+        only the pending ones or all."""
         ...
 
     def prune(self, agent_id: str, keep: int, older_than: float) -> int:
@@ -178,8 +239,9 @@ class Store(Protocol):
         `older_than`. Never an unfinished one, whatever its finished_at says,
         nor another agent's. When the agent holds more than `keep`
         invocations, its events older than both `older_than` and its
-        max(keep, 1)-th newest finish go too. Returns how many rows
-        (invocations and events) it dropped."""
+        max(keep, 1)-th newest finish go too. A dropped invocation's effects
+        and promises go with it. Returns how many rows (invocations and
+        events) it dropped."""
         ...
 
     # -- committing ------------------------------------------------------------
@@ -273,7 +335,9 @@ class Store(Protocol):
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:
         """The agent's events merged with its invocations' lifecycles (enqueued
-        at created_at, started at started_at, its status at finished_at), in
+        at created_at, started at started_at, its status at finished_at) and
+        their effects (kind `effect` when asked, `effect_done` when its result
+        came later; the detail says what and the result), in
         time order; at one instant created, then enqueued, then started, then
         the rest. Indexed 1.. over the whole log; the key is given as
         idempotency_key, and a field that is None is left out. `last`: only

@@ -57,6 +57,19 @@ MIGRATIONS: list[list[str]] = [
     # in SQLite; recovery reads them in a scan of the table instead, as it
     # already did for the agents' next sequence numbers.
     ["DROP INDEX IF EXISTS invocations_open"],
+    # 3 -> 4: durable execution. An invocation's effects, by its agent, key
+    # and effect number (the key is unique per agent, so a row id reused
+    # after a prune can never inherit another invocation's journal); and the
+    # promises invocations create. Both keyed so that an agent's rows are one
+    # range of the primary key, or of one small index, for delete and list.
+    ["""CREATE TABLE effects(
+        agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+        request BLOB NOT NULL, result BLOB, started_at REAL NOT NULL, until REAL, finished_at REAL,
+        PRIMARY KEY (agent_id, key, seq)) WITHOUT ROWID""",
+     """CREATE TABLE promises(
+        id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+        created_at REAL NOT NULL, completed_at REAL, value BLOB)""",
+     "CREATE INDEX promises_agent ON promises(agent_id)"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,7 @@ from golemd.model.errors import Code, GolemError
 from golemd.storage.base import OplogEntry
 from golemd.storage.base import Store as Store  # the protocol, importable from here too
 from golemd.storage.commits import GroupCommit
+from golemd.storage.durable import DurableRows, effect_entries
 from golemd.storage.schema import AGENT_COLS, AGENT_ROW_IDS, INV_COLS, migrate
 
 log = logging.getLogger("golemd.store")
@@ -34,7 +35,7 @@ def _storage_error(exc: sqlite3.Error) -> GolemError:
     return GolemError(Code.INTERNAL, f"the journal failed: {text}")
 
 
-class SqliteStore(GroupCommit):
+class SqliteStore(DurableRows, GroupCommit):
     """The embedded store (golemd.storage.base.Store), in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL"):
@@ -177,6 +178,7 @@ class SqliteStore(GroupCommit):
         self._exec(f"DELETE FROM invocations WHERE id IN ({AGENT_ROW_IDS})", {"agent": agent_id, "upto": self._filed_upto})
         for table in ("agent_rows", "events", "agents"):
             self._exec(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
+        self._delete_durable(agent_id)
 
     def prune(self, agent_id: str, keep: int, older_than: float) -> int:
         """Drop finished invocations that are neither among the newest `keep`
@@ -191,18 +193,20 @@ class SqliteStore(GroupCommit):
             return 0
         # Ranked newest first among the agent's rows that carry a finish time.
         rows = self.db.execute(
-            f"SELECT id, finished_at, status, rn FROM (SELECT i.id, i.finished_at, i.status, "
+            f"SELECT id, finished_at, status, rn, key FROM (SELECT i.id, i.finished_at, i.status, i.key, "
             f"row_number() OVER (ORDER BY i.finished_at DESC, i.id DESC) AS rn FROM invocations i "
             f"WHERE i.id IN ({AGENT_ROW_IDS}) AND i.finished_at IS NOT NULL) WHERE rn >= :first ORDER BY rn",
             {"agent": agent_id, "upto": self._filed_upto, "first": max(keep, 1)}).fetchall()
         if not rows:
             return 0
         newest = rows[0][1]  # the keep-th newest finish: events before it (and old) go too
-        doomed = [(rowid,) for rowid, finished_at, status, rn in rows
+        doomed = [(rowid, key) for rowid, finished_at, status, rn, key in rows
                   if rn > keep and finished_at <= older_than and status in ("completed", "failed", "canceled")]
-        for rowid, in doomed:
+        for rowid, _key in doomed:
             self._exec("DELETE FROM invocations WHERE id = ?", (rowid,))
             self._exec("DELETE FROM agent_rows WHERE agent_id = ? AND id = ?", (agent_id, rowid))
+        if doomed:
+            self._delete_durable(agent_id, [key for _rowid, key in doomed])
         before = self.db.total_changes
         self._exec("DELETE FROM events WHERE agent_id = ? AND ts < ? AND ts < ?",
                    (agent_id, older_than, newest))
@@ -283,6 +287,7 @@ class SqliteStore(GroupCommit):
                 entries.append({**base, "ts": inv["started_at"], "kind": "started"})
             if inv["finished_at"] is not None:
                 entries.append({**base, "ts": inv["finished_at"], "kind": inv["status"]})
+        entries += effect_entries(self.agent_effects(agent_id))
         order = {"created": 0, "enqueued": 1, "started": 2}
         entries.sort(key=lambda e: (e["ts"], order.get(e["kind"], 3)))
         out: list[OplogEntry] = []

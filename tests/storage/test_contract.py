@@ -836,3 +836,98 @@ def test_an_unattached_store_follows_whichever_loop_runs(backend):
         assert len(_keys(backend.after_crash())) == 6
     finally:
         s.close()
+
+
+# -- durable execution: effects and promises ---------------------------------------
+
+def _value(v: Any) -> bytes:
+    return msgpack.packb({"value": v})
+
+
+def test_effects_are_journaled_in_order_and_finished_by_number(store, backend):
+    store.insert_agent(agent_row(A))
+    store.insert_invocation(inv_row("k1", status="running"))
+    store.put_effect(A, "k1", 1, "sleep", msgpack.packb({"seconds": 5}), 10.0, until=15.0)
+    store.put_effect(A, "k1", 0, "step", msgpack.packb({"fn": "f"}), 9.0, result=_value(3), finished_at=9.0)
+    store.put_effect(B, "k1", 0, "step", msgpack.packb({"fn": "g"}), 9.0, result=_value(4), finished_at=9.0)
+    store.commit_now()
+    rows = store.load_effects(A, "k1")
+    assert [(r["seq"], r["kind"], r["until"], r["result"]) for r in rows] == [
+        (0, "step", None, _value(3)), (1, "sleep", 15.0, None)]
+    store.finish_effect(A, "k1", 1, _value(None), 15.5)
+    store.finish_effect(A, "k1", 7, _value(None), 15.5)  # unknown: nothing
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        rows = s.load_effects(A, "k1")
+        assert [(r["seq"], r["result"], r["finished_at"]) for r in rows] == [
+            (0, _value(3), 9.0), (1, _value(None), 15.5)]
+        assert [r["seq"] for r in s.load_effects(B, "k1")] == [0]
+        assert s.load_effects(A, "other") == []
+
+
+def test_an_effect_written_again_replaces_the_one_of_its_number(store):
+    store.put_effect(A, "k1", 0, "call", msgpack.packb({"agent": "X()"}), 1.0)
+    store.put_effect(A, "k1", 0, "call", msgpack.packb({"agent": "X()"}), 1.0, result=_value(1), finished_at=2.0)
+    store.commit_now()
+    assert [r["result"] for r in store.load_effects(A, "k1")] == [_value(1)]
+
+
+def test_effects_show_in_the_oplog(store):
+    store.insert_invocation(inv_row("k1", status="running", started_at=100.0))
+    store.put_effect(A, "k1", 0, "call", msgpack.packb({"agent": "Inventory(\"main\")", "method": "reserve",
+                                                        "args": ["hat"]}), 101.0, result=_value(4),
+                     finished_at=102.0)
+    store.put_effect(A, "k1", 1, "sleep", msgpack.packb({"seconds": 5}), 103.0, until=108.0)
+    store.commit_now()
+    effects = [e for e in store.oplog(A, None) if e["kind"].startswith("effect")]
+    assert [e["kind"] for e in effects] == ["effect", "effect_done", "effect"]
+    assert all(e["idempotency_key"] == "k1" for e in effects)
+    assert 'Inventory("main").reserve' in effects[0]["detail"] and "'hat'" in effects[0]["detail"]
+    assert effects[1]["detail"].endswith("-> 4")
+    assert "sleep 5s" in effects[2]["detail"] and "waiting" in effects[2]["detail"]
+
+
+def test_a_promise_is_completed_once(store, backend):
+    store.put_promise("p1", A, "k1", 2, 50.0)
+    store.put_promise("p2", B, "k9", 0, 51.0)
+    store.commit_now()
+    assert store.get_promise("p1")["completed_at"] is None
+    assert [p["id"] for p in store.list_promises()] == ["p1", "p2"]
+    assert [p["id"] for p in store.list_promises(A)] == ["p1"]
+    assert store.complete_promise("p1", _value("yes"), 60.0) is True
+    assert store.complete_promise("p1", _value("no"), 61.0) is False
+    assert store.complete_promise("nope", _value("no"), 61.0) is False
+    store.put_promise("p1", A, "k1", 2, 70.0)  # created again by a re-run: it stays as it is
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        p = s.get_promise("p1")
+        assert (p["agent_id"], p["key"], p["seq"], p["created_at"], p["completed_at"], p["value"]) == (
+            A, "k1", 2, 50.0, 60.0, _value("yes"))
+        assert [p["id"] for p in s.list_promises()] == ["p2"]
+        assert [p["id"] for p in s.list_promises(A, pending=False)] == ["p1"]
+        assert s.get_promise("nope") is None
+
+
+def test_delete_agent_drops_its_effects_and_promises(store):
+    for agent in (A, B):
+        store.put_effect(agent, "k1", 0, "promise", msgpack.packb({}), 1.0, result=_value("p"), finished_at=1.0)
+        store.put_promise(f"p-{agent}", agent, "k1", 0, 1.0)
+    store.commit_now()
+    store.delete_agent(A)
+    store.commit_now()
+    assert store.load_effects(A, "k1") == [] and store.get_promise(f"p-{A}") is None
+    assert len(store.load_effects(B, "k1")) == 1 and store.get_promise(f"p-{B}") is not None
+
+
+def test_prune_drops_the_effects_of_the_invocations_it_drops(store):
+    for t in range(4):
+        store.insert_invocation(inv_row(f"k{t}", seq=t, status="completed", finished_at=float(t)))
+        store.put_effect(A, f"k{t}", 0, "step", msgpack.packb({}), float(t), result=_value(t), finished_at=float(t))
+        store.put_promise(f"p{t}", A, f"k{t}", 0, float(t))
+    store.insert_invocation(inv_row("open", seq=9, status="running"))
+    store.put_effect(A, "open", 0, "sleep", msgpack.packb({}), 0.0, until=99.0)
+    store.commit_now()
+    store.prune(A, 2, 100.0)
+    store.commit_now()
+    assert [k for k in ("k0", "k1", "k2", "k3", "open") if store.load_effects(A, k)] == ["k2", "k3", "open"]
+    assert [p["id"] for p in store.list_promises(A, pending=False)] == ["p2", "p3"]

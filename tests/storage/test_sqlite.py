@@ -52,7 +52,7 @@ def _keys(store: SqliteStore, agent_id: str = A) -> set[str]:
 # -- the file ----------------------------------------------------------------
 
 def test_schema_is_created(store, path):
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"agents", "invocations", "events"} <= tables
@@ -147,7 +147,28 @@ def test_schema_2_store_loses_the_open_index_and_keeps_its_queues(path, monkeypa
     finally:
         s.close()
     assert "invocations_open" not in {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert raw(path, "PRAGMA user_version") == [(3,)]
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_schema_3_store_gains_the_effects_journal_and_keeps_its_rows(path, monkeypatch):
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    s = SqliteStore(path)
+    s.insert_invocation(inv_row("k0", status="pending"))
+    s.commit_now()
+    s.close()
+    tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "effects" not in tables and "promises" not in tables
+    monkeypatch.undo()
+    s = SqliteStore(path)
+    try:
+        assert [r["key"] for r in s.load_active()[A]] == ["k0"]
+        s.put_effect(A, "k0", 0, "step", b"\x80", 1.0, result=b"\x80", finished_at=1.0)
+        s.commit_now()
+        assert [r["seq"] for r in s.load_effects(A, "k0")] == [0]
+    finally:
+        s.close()
+    assert raw(path, "PRAGMA user_version") == [(4,)]
 
 
 def test_prune_gives_the_space_back(store):

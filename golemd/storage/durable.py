@@ -1,0 +1,136 @@
+"""The SQLite store's rows for durable execution: each invocation's effects
+journal, and the promises invocations create (golemd.storage.base, "durable
+execution"). A part of SqliteStore, kept apart because it is its own table
+pair with its own life: written per effect, read when an invocation runs
+again, dropped with the invocation or its agent."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgpack
+
+_EFFECT_COLS = "agent_id, key, seq, kind, request, result, started_at, until, finished_at"
+
+
+class DurableRows:
+    """Mixed into SqliteStore, whose _exec and _rows these use."""
+
+    db: sqlite3.Connection
+
+    def _exec(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def put_effect(self, agent_id: str, key: str, seq: int, kind: str, request: bytes,
+                   started_at: float, until: float | None = None, result: bytes | None = None,
+                   finished_at: float | None = None) -> None:
+        self._exec(f"INSERT OR REPLACE INTO effects({_EFFECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (agent_id, key, seq, kind, request, result, started_at, until, finished_at))
+
+    def finish_effect(self, agent_id: str, key: str, seq: int, result: bytes, finished_at: float) -> None:
+        self._exec("UPDATE effects SET result = ?, finished_at = ? WHERE agent_id = ? AND key = ? AND seq = ?",
+                   (result, finished_at, agent_id, key, seq))
+
+    def load_effects(self, agent_id: str, key: str) -> list[dict[str, Any]]:
+        return self._rows(f"SELECT {_EFFECT_COLS} FROM effects WHERE agent_id = ? AND key = ? ORDER BY seq",
+                          (agent_id, key))
+
+    def agent_effects(self, agent_id: str) -> list[dict[str, Any]]:
+        return self._rows(f"SELECT {_EFFECT_COLS} FROM effects WHERE agent_id = ? ORDER BY started_at, seq",
+                          (agent_id,))
+
+    def put_promise(self, promise_id: str, agent_id: str, key: str, seq: int, created_at: float) -> None:
+        self._exec("INSERT OR IGNORE INTO promises(id, agent_id, key, seq, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (promise_id, agent_id, key, seq, created_at))
+
+    def complete_promise(self, promise_id: str, value: bytes, completed_at: float) -> bool:
+        cur = self._exec("UPDATE promises SET value = ?, completed_at = ? WHERE id = ? AND completed_at IS NULL",
+                         (value, completed_at, promise_id))
+        return cur.rowcount > 0
+
+    def get_promise(self, promise_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM promises WHERE id = ?", (promise_id,))
+        return rows[0] if rows else None
+
+    def list_promises(self, agent_id: str | None = None, pending: bool = True) -> list[dict[str, Any]]:
+        where = ["completed_at IS NULL"] if pending else []
+        params: tuple[Any, ...] = ()
+        if agent_id is not None:
+            where.append("agent_id = ?")
+            params = (agent_id,)
+        sql = "SELECT * FROM promises"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self._rows(sql + " ORDER BY created_at, id", params)
+
+    def _delete_durable(self, agent_id: str, keys: list[str] | None = None) -> None:
+        """An agent's effects and promises (all, or those of these invocations)."""
+        if keys is None:
+            self._exec("DELETE FROM effects WHERE agent_id = ?", (agent_id,))
+            self._exec("DELETE FROM promises WHERE agent_id = ?", (agent_id,))
+            return
+        for key in keys:
+            self._exec("DELETE FROM effects WHERE agent_id = ? AND key = ?", (agent_id, key))
+            self._exec("DELETE FROM promises WHERE agent_id = ? AND key = ?", (agent_id, key))
+
+
+
+def effect_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An agent's effects as oplog entries (before indexing): one when each
+    was asked for, and one when its result was journaled."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        request = _unpack(row["request"])
+        what = describe_request(row["kind"], request)
+        base = {"key": row["key"], "method": None}
+        out.append({**base, "ts": row["started_at"], "kind": "effect",
+                    "detail": f"#{row['seq']} {what}" + ("" if row["result"] is not None else " (waiting)")})
+        if row["result"] is not None and row["finished_at"] is not None and row["finished_at"] != row["started_at"]:
+            out.append({**base, "ts": row["finished_at"], "kind": "effect_done",
+                        "detail": f"#{row['seq']} {what} -> {describe_result(_unpack(row['result']))}"})
+        elif row["result"] is not None:
+            out[-1]["detail"] = f"#{row['seq']} {what} -> {describe_result(_unpack(row['result']))}"
+    return out
+
+
+def _unpack(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:
+        return "<unreadable>"
+
+
+def describe_request(kind: str, req: Any) -> str:
+    """One line for an effect's request (golemd.host.effects makes them)."""
+    if not isinstance(req, dict):
+        return kind
+    if kind in ("call", "trigger"):
+        args = ", ".join(_short(a) for a in req.get("args") or [])
+        return f"{kind} {req.get('agent')}.{req.get('method')}({args})"
+    if kind == "step":
+        return f"step {req.get('fn')}"
+    if kind == "sleep":
+        return f"sleep {req.get('seconds')}s"
+    if kind in ("wait", "complete"):
+        return f"{kind} promise {req.get('promise')}"
+    return kind
+
+
+def describe_result(res: Any) -> str:
+    if isinstance(res, dict) and "error" in res:
+        err = res["error"] or {}
+        return f"error {err.get('code', '')}: {err.get('message', '')}"[:300]
+    if isinstance(res, dict) and "value" in res:
+        return _short(res["value"])
+    return _short(res)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
