@@ -34,6 +34,8 @@ def _setup_logging(level: str) -> None:
 @click.option("--idle-timeout", type=float, help="Seconds before an idle agent is suspended.")
 @click.option("--spin-us", type=float, help="Microseconds to poll before sleeping (0: never).")
 @click.option("--batch-calls", type=int, help="Queued calls sent to a worker at once (0: one at a time).")
+@click.option("--suspend-after", type=float,
+              help="Seconds an invocation waits (call, promise, sleep) before its process is stopped.")
 @click.option("--drain-timeout", type=float, help="Seconds running invocations get at shutdown.")
 @click.option("--max-pending", type=int, help="Pending invocations per agent before QUEUE_FULL.")
 @click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
@@ -44,7 +46,7 @@ def _setup_logging(level: str) -> None:
 @click.option("--check-config", is_flag=True, help="Validate and print the effective configuration, then exit.")
 def main(socket_: str | None, socket_group: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
          max_live_workers: int | None, idle_timeout: float | None, spin_us: float | None,
-         batch_calls: int | None,
+         batch_calls: int | None, suspend_after: float | None,
          drain_timeout: float | None,
          max_pending: int | None, synchronous: str | None, journal: str | None, log_level: str | None,
          check_config: bool) -> None:
@@ -53,7 +55,7 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
         config = load_config(config_file, {
             "socket": socket_, "socket_group": socket_group, "state_dir": state_dir, "apps": apps,
             "max_live_workers": max_live_workers, "idle_timeout": idle_timeout, "spin_us": spin_us,
-            "batch_calls": batch_calls,
+            "batch_calls": batch_calls, "suspend_after": suspend_after,
             "drain_timeout": drain_timeout, "max_pending": max_pending,
             "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
             "log_level": log_level.upper() if log_level else None})

@@ -54,6 +54,9 @@ class Config:
     # queued calls sent to a worker behind the one it runs, read together and
     # run back to back; each stays cancelable until it starts; 0: one at a time
     batch_calls: int = 16
+    # durable execution: an invocation waiting (a call, a promise, a sleep)
+    # this long has its process stopped; it runs again by replay when the wait ends
+    suspend_after: float = 10.0
     # clients
     allow_uids: tuple[int, ...] = ()  # besides our own uid and root
     allow_groups: tuple[str, ...] = ()  # besides socket_group
@@ -83,7 +86,7 @@ class Config:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
                      "drain_timeout", "retention_seconds", "memory_limit_mb", "client_idle_timeout", "spin_us",
-                     "batch_calls",
+                     "batch_calls", "suspend_after",
                      "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")

@@ -28,6 +28,7 @@ from golemd.wire.worker import DROPPED
 
 if TYPE_CHECKING:
     from golemd.config import Config
+    from golemd.driver.durable import Durable
     from golemd.engine.context import EngineContext
     from golemd.storage.base import Store
 
@@ -41,6 +42,7 @@ class AgentHost(Protocol):
     ctx: EngineContext
     store: Store
     logs_dir: str
+    durable: Durable
 
     async def spawn_worker(self, agent: Agent, init: dict[str, Any]) -> Worker: ...
 
@@ -103,6 +105,7 @@ class Agent:
             "status": eng.status.value,
             "pending_invocation_count": eng.pending_count,
             "current_invocation": {"idempotency_key": cur.key, "method": cur.method} if cur else None,
+            "waiting_for": cur.waiting_for if cur else None,
             "pid": worker.pid if worker else None,
             "created_at": eng.created_at,
             "last_active_at": eng.last_active_at,
@@ -224,6 +227,29 @@ class Agent:
         self.engine.fail_all_pending(err)
         self._apply()
 
+    # -- durable execution (golemd.driver.durable) -----------------------------
+
+    def wait_ended(self, inv: Invocation) -> None:
+        self.engine.wait_ended(inv)
+        self._apply()
+
+    def suspend_waiting(self, inv: Invocation) -> None:
+        self.engine.suspend_waiting(inv)
+        self._apply()
+
+    def rerun(self, inv: Invocation) -> None:
+        self.engine.rerun(inv)
+        self._apply()
+
+    def _on_effect(self, msg: dict[str, Any]) -> None:
+        try:
+            self.sup.durable.on_effect(self, msg)
+        except ValueError:
+            raise  # the worker broke the protocol: its channel is closed
+        except Exception as exc:
+            log.exception("%s: handling an effect failed", self.name)
+            raise ValueError(f"golemd failed handling an effect: {exc!r}") from exc
+
     # -- effects -------------------------------------------------------------
 
     def _apply(self) -> None:
@@ -279,7 +305,8 @@ class Agent:
             finally:
                 store.release()
 
-        inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer)
+        inv.live_seq = None
+        inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer, journal=inv.journal)
 
     def _internal_error(self, inv: Invocation, exc: Exception) -> None:
         """Our bug, not the agent's: fail the invocation rather than leave it running."""
@@ -331,6 +358,7 @@ class Agent:
             return
         self.worker = worker
         worker.on_dead = self._worker_died
+        worker.on_effect = self._on_effect
         eng.worker_spawned()
         if not worker.alive:
             self._worker_died(worker)  # before it could be told
@@ -360,6 +388,8 @@ class Agent:
         if self.worker is not worker:
             return
         self.worker = None
+        if self.engine.current is not None:
+            self.engine.current.live_seq = None  # no worker is blocked on its effect any more
         if not self.engine.deleted:
             self.output.file.close()  # reopened by the next line; suspended agents hold no fd
         self.sup.worker_gone(self, worker)

@@ -16,6 +16,7 @@ import msgpack
 from golemd import faults
 from golemd.config import Config
 from golemd.driver.agent import Agent
+from golemd.driver.durable import Durable, waiting_for
 from golemd.engine.context import EngineContext, Policy
 from golemd.engine.idempotency import KeyMaker, conflict, stored_answer
 from golemd.host.workers import Template, Worker
@@ -54,6 +55,7 @@ class Supervisor:
         self.started = time.time()
         self.logs_dir = os.path.join(config.state_dir, "logs")
         self._keys = KeyMaker()
+        self.durable = Durable(self)
         self._trim_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -295,6 +297,7 @@ class Supervisor:
 
     async def delete(self, agent: Agent) -> dict[str, Any]:
         meta = agent.metadata()
+        self.durable.forget_agent(agent)
         agent.delete()
         self.agents.pop(agent.name, None)
         self.live.pop(agent.name, None)
@@ -369,6 +372,8 @@ class Supervisor:
         """Rebuild agents and queues from the store. Returns the number of agents."""
         next_seqs = self.store.next_seqs()
         active = self.store.load_active()
+        effects = self.store.load_active_effects()
+        waiting: list[tuple[Agent, Invocation]] = []
         for row in self.store.load_agents():
             args = msgpack.unpackb(row["args"], raw=False, strict_map_key=False)
             aid = make_agent_id(row["env"], row["type"], args)
@@ -393,9 +398,19 @@ class Supervisor:
                                  created_at=inv_row["created_at"], status=status,
                                  schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"],
                                  rowid=inv_row["id"])
+                rows = effects.get((agent.name, inv.key))
+                if rows:
+                    inv.journal = [[r["kind"], bytes(r["request"]), r["result"]] for r in rows]
+                    last = rows[-1]
+                    if last["result"] is None:  # it waits: parked (no process) until the wait ends
+                        req = msgpack.unpackb(last["request"], raw=False, strict_map_key=False)
+                        inv.waiting_for = waiting_for(last["kind"], req, last["until"])
+                        waiting.append((agent, inv))
                 agent.enqueue(inv)
             if eng.failed_error is not None and eng.pending_count:
                 agent.fail_all_pending(GolemError.from_wire(eng.failed_error))
+        for agent, inv in waiting:  # once every agent is known: a wait may be on any of them
+            self.durable.rearm(agent, inv)
         self.store.commit_now()
         return len(self.agents)
 

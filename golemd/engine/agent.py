@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from golemd.engine.effects import (
+    IDLE,
     Discard,
     StopReason,
     Timer,
@@ -138,6 +139,19 @@ class AgentEngine(AgentRun):
             self.event("process_died", inv, "simulated crash; recovering at once")
             self._bring_up()
             return
+        if reason == StopReason.SUSPEND:
+            held = self._held_reason()
+            if held is not None:
+                self.put_back(inv, held)
+                self._next()
+            elif inv.waiting_for is not None:
+                self._current_sent = False  # parked: wait_ended sends it again
+                self.event("suspended", inv, "waiting past suspend_after; runs again when the wait ends")
+                self.store.commit_soon()
+                self.out.append(IDLE)
+            else:
+                self._bring_up()  # the wait ended while its worker stopped
+            return
         if reason == StopReason.TIMEOUT:
             self._finish(inv, S.FAILED, error=GolemError(
                 Code.TIMEOUT, f"{inv.method}() ran longer than its timeout of {inv.timeout:g}s and was killed"))
@@ -231,6 +245,49 @@ class AgentEngine(AgentRun):
             resolve(inv.waiters, error=GolemError(
                 Code.SHUTTING_DOWN, "the daemon is stopping; the invocation stays queued and runs "
                 "after the restart"))
+
+    # -- durable execution: waits ------------------------------------------
+
+    def suspend_waiting(self, inv: Invocation) -> None:
+        """`inv` has waited suspend_after: stop its worker; it is parked
+        (Suspended, still current) until its wait ends."""
+        if inv is self.current and inv.waiting_for is not None and self.worker is W.READY and self._current_sent:
+            self.stop_reason = self.stop_reason or StopReason.SUSPEND
+            self.stop_worker(now=True)
+
+    def wait_ended(self, inv: Invocation) -> None:
+        """What `inv` waited on is journaled: a parked one is sent again (it
+        replays up to its wait and goes on); a worker blocked on it has been
+        told by the driver."""
+        if inv is not self.current or self._current_sent or inv.waiting_for is not None:
+            return
+        held = self._held_reason()
+        if held is not None:
+            self.put_back(inv, held)
+            self._next()
+        elif self._warm():
+            self._send(inv)
+        else:
+            self._bring_up()
+
+    def release_parked(self) -> None:
+        """A hold (interrupt, delete, shutdown) of a parked invocation: no
+        worker's death will come to put it back, so it goes back now."""
+        inv = self.current
+        if inv is None or inv.waiting_for is None or self._current_sent:
+            return
+        held = self._held_reason()
+        if held is not None:
+            self.stop_reason = None
+            self.put_back(inv, held)
+            self._next()
+
+    def rerun(self, inv: Invocation) -> None:
+        """An effect of `inv` could not be journaled: its worker holds what
+        the journal does not, so it is stopped and `inv` runs again from the
+        last saved state (as after a crash, counted as none)."""
+        if inv is self.current and self._current_sent and self.worker is W.READY:
+            self.stop_worker(now=True)
 
     # -- timers ------------------------------------------------------------
 

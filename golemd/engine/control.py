@@ -77,10 +77,11 @@ def interrupt(eng: AgentEngine, recover: bool) -> None:
         eng.event("interrupted", eng.current)
         eng.store.update_agent(eng.name, interrupted=1)
     if eng.current is not None:
-        if eng.stop_reason in (None, StopReason.RECOVER):  # a hold outranks a retry
+        if eng.stop_reason in (None, StopReason.RECOVER, StopReason.SUSPEND):  # a hold outranks a retry
             eng.stop_reason = StopReason.INTERRUPT
         eng.stop_worker(now=False)
         eng.end_backoff()
+        eng.release_parked()
 
 
 def resume(eng: AgentEngine) -> None:
@@ -100,6 +101,7 @@ def delete(eng: AgentEngine) -> list[Invocation]:
     if eng.current is not None:
         eng.stop_reason = StopReason.DELETE
         eng.end_backoff()
+        eng.release_parked()
     eng.stop_worker(now=False)
     pending = eng.queue.take_all()
     for inv in pending:
@@ -113,4 +115,5 @@ def shutdown(eng: AgentEngine) -> None:
     if eng.current is not None:
         eng.stop_reason = StopReason.SHUTDOWN
         eng.end_backoff()
+        eng.release_parked()
     eng.stop_worker(now=True)

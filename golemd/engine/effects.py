@@ -36,6 +36,7 @@ class StopReason(StrEnum):
     DELETE = "delete"
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
+    SUSPEND = "suspend"  # it waited (a call, a promise, a sleep) past suspend_after: it runs again when the wait ends
 
 
 class Discard(StrEnum):

@@ -66,6 +66,8 @@ class AgentRun(AgentState):
             return  # what was sent ahead goes first, once its worker is reaped
         inv = self.queue.fifo.popleft()
         self._begin(inv)
+        if inv.waiting_for is not None:
+            return  # parked: it waits (durable execution) with no worker, until wait_ended
         if self._warm():
             self._send(inv)
             self.top_up()

@@ -96,8 +96,15 @@ class AgentState:
     def status(self) -> AgentStatus:
         return derive_agent_status(
             failed=self.failed_error is not None, interrupted=self.interrupted,
-            retrying=self.retrying, running=self.current is not None,
+            retrying=self.retrying, running=self.current is not None and not self.parked,
             worker_alive=self.worker_alive)
+
+    @property
+    def parked(self) -> bool:
+        """The current invocation waits (durable execution) with no worker of
+        its own: it is sent again, to replay up to its wait, once the wait ends."""
+        cur = self.current
+        return cur is not None and cur.waiting_for is not None and not self._current_sent
 
     @property
     def worker_alive(self) -> bool:
@@ -193,7 +200,12 @@ class AgentState:
             self._arm(Timer.TIMEOUT, inv.timeout)
 
     def _bring_up(self) -> None:
-        """Get a worker for the current invocation: it is sent once one is ready."""
+        """Get a worker for the current invocation: it is sent once one is ready.
+        None while it waits on a durable effect: it is parked until the wait ends."""
+        cur = self.current
+        if cur is not None and cur.waiting_for is not None:
+            self._current_sent = False
+            return
         if self.worker is W.ABSENT:
             self.worker = W.STARTING
             self.worker_generation = self.ctx.generation

@@ -18,11 +18,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from golemd.host.effects import EffectContext
 from golemd.perf.spin import Window
 from golemd.perf.spin import recv as polled_recv
 from golemd.sdk import spec_of
 from golemd.wire.codec import make_unpacker, pack
-from golemd.wire.worker import CALL, DROP, DROPPED, INIT, MAX_WORKER_MESSAGE
+from golemd.wire.worker import CALL, DROP, DROPPED, EFFECT, EFFECT_RESULT, INIT, MAX_WORKER_MESSAGE
 
 if TYPE_CHECKING:
     import asyncio
@@ -79,17 +80,25 @@ class AgentHost:
             return bytes(data)
         return pickle.dumps(self.instance, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def call(self, method: str, args: list[Any]) -> dict[str, Any]:
+    def call(self, method: str, args: list[Any], effects: EffectContext | None = None) -> dict[str, Any]:
+        if effects is None:
+            effects = EffectContext(_Offline(), 0, None)
         if not self.durable and not self.fresh:
             self.instance = self.cls(*self.args)
         self.fresh = False
         try:
-            result = getattr(self.instance, method)(*args)
-            if inspect.isawaitable(result):
-                result = self._await(result)
+            with effects:
+                result = getattr(self.instance, method)(*args)
+                if inspect.isawaitable(result):
+                    result = self._await(result)
         except BaseException as exc:  # noqa: B036 - SystemExit in agent code is an error too
             self._rollback()
+            if effects.failure is not None:
+                return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
             return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc, skip_frames=1)}
+        if effects.failure is not None:  # the agent caught what nondeterminism raised: it fails all the same
+            self._rollback()
+            return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
         try:
             packed_result = pack(result)
         except Exception as exc:
@@ -126,57 +135,96 @@ class AgentHost:
             self.instance = self._restore(self.snapshot)
 
 
-def serve(ctl: socket.socket, cls: type) -> NoReturn:
-    # The daemon's own limit on what it takes from a worker: a snapshot saved
-    # from one must fit the init message that restores it.
-    unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
-    host: AgentHost | None = None
-    window = Window(0)  # until init says how long to poll for the next call
-    # Calls read and not started yet: the daemon may send several at once
-    # (batch_calls), and may ask for one to be dropped while it waits here.
-    calls: deque[dict[str, Any]] = deque()
+class _Offline:
+    """The channel of a call run with no daemon (tests of agent code)."""
 
-    def take(data: bytes) -> None:
-        nonlocal host, window
-        unpacker.feed(data)
-        for msg in unpacker:
+    def effect(self, call_id: int, seq: int, kind: str, req: bytes, res: bytes | None) -> bytes:
+        raise RuntimeError("durable effects need golemd: this call runs without a daemon")
+
+
+class _Session:
+    """The worker's end of its control channel: the calls read and not yet
+    started, and the effect results awaited (golemd.host.effects.Channel)."""
+
+    def __init__(self, ctl: socket.socket, cls: type) -> None:
+        self.ctl = ctl
+        self.cls = cls
+        # The daemon's own limit on what it takes from a worker: a snapshot saved
+        # from one must fit the init message that restores it.
+        self.unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
+        self.host: AgentHost | None = None
+        self.window = Window(0)  # until init says how long to poll for the next call
+        # Calls read and not started yet: the daemon may send several at once
+        # (batch_calls), and may ask for one to be dropped while it waits here.
+        self.calls: deque[dict[str, Any]] = deque()
+        self.results: dict[tuple[int, int], bytes] = {}
+
+    def take(self, data: bytes) -> None:
+        self.unpacker.feed(data)
+        for msg in self.unpacker:
             op = msg.get("op")
             if op == CALL:
-                calls.append(msg)
+                self.calls.append(msg)
+            elif op == EFFECT_RESULT:
+                self.results[(msg["id"], msg["seq"])] = msg["res"]
             elif op == DROP:
-                _drop(ctl, calls, msg.get("id"))
+                _drop(self.ctl, self.calls, msg.get("id"))
             elif op == INIT:
-                window = Window(int(msg.get("spin_us", 0) * 1000))
-                try:
-                    host = AgentHost(cls, msg["args"])
-                    host.build(msg.get("snapshot"))
-                    reply: dict[str, Any] = {"op": "init", "ok": True}
-                except BaseException as exc:  # noqa: B036 - report anything the constructor raises
-                    reply = {"op": "init", "ok": False, "error": error_info(exc)}
-                _flush_output()
-                ctl.sendall(pack(reply))
+                self._init(msg)
 
-    while True:
-        if not calls or host is None:
-            data = polled_recv(ctl, window)
+    def _init(self, msg: dict[str, Any]) -> None:
+        self.window = Window(int(msg.get("spin_us", 0) * 1000))
+        try:
+            self.host = AgentHost(self.cls, msg["args"])
+            self.host.build(msg.get("snapshot"))
+            reply: dict[str, Any] = {"op": "init", "ok": True}
+        except BaseException as exc:  # noqa: B036 - report anything the constructor raises
+            reply = {"op": "init", "ok": False, "error": error_info(exc)}
+        _flush_output()
+        self.ctl.sendall(pack(reply))
+
+    def effect(self, call_id: int, seq: int, kind: str, req: bytes, res: bytes | None) -> bytes:
+        msg: dict[str, Any] = {"op": EFFECT, "id": call_id, "seq": seq, "kind": kind, "req": req}
+        if res is not None:
+            msg["res"] = res
+        _flush_output()  # what the agent printed before the effect is logged before it
+        self.ctl.sendall(pack(msg))
+        want = (call_id, seq)
+        while want not in self.results:
+            data = self.ctl.recv(1 << 16)
             if not data:
                 os._exit(0)
-            take(data)
-            continue
-        msg = calls.popleft()
-        out = host.call(msg["method"], msg["args"])
-        _flush_output()
-        packed = out.pop("packed_result", None)
-        if packed is not None:
-            # The result is already packed: splice it in rather than pack it twice.
-            ctl.sendall(_reply_with_packed(msg["id"], out["snapshot"], packed))
-        else:
-            ctl.sendall(pack({"op": "result", "id": msg["id"], **out}))
-        if calls:
-            # Between a reply and the next call, read what came meanwhile: the
-            # daemon takes a call for dropped when its drop is written before
-            # this reply could be read (golemd.driver.agent.Agent.cancel).
-            _read_waiting(ctl, take)
+            self.take(data)
+        return self.results.pop(want)
+
+    def serve(self) -> NoReturn:
+        ctl, calls = self.ctl, self.calls
+        while True:
+            host = self.host
+            if not calls or host is None:
+                data = polled_recv(ctl, self.window)
+                if not data:
+                    os._exit(0)
+                self.take(data)
+                continue
+            msg = calls.popleft()
+            out = host.call(msg["method"], msg["args"], EffectContext(self, msg["id"], msg.get("journal")))
+            _flush_output()
+            packed = out.pop("packed_result", None)
+            if packed is not None:
+                # The result is already packed: splice it in rather than pack it twice.
+                ctl.sendall(_reply_with_packed(msg["id"], out["snapshot"], packed))
+            else:
+                ctl.sendall(pack({"op": "result", "id": msg["id"], **out}))
+            if calls:
+                # Between a reply and the next call, read what came meanwhile: the
+                # daemon takes a call for dropped when its drop is written before
+                # this reply could be read (golemd.driver.agent.Agent.cancel).
+                _read_waiting(ctl, self.take)
+
+
+def serve(ctl: socket.socket, cls: type) -> NoReturn:
+    _Session(ctl, cls).serve()
 
 
 def _read_waiting(ctl: socket.socket, take: Callable[[bytes], None]) -> None:

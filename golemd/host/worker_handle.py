@@ -22,7 +22,7 @@ import msgpack
 
 from golemd.perf import cork
 from golemd.wire.codec import make_unpacker, pack, small_reads
-from golemd.wire.worker import DROP
+from golemd.wire.worker import DROP, EFFECT, EFFECT_RESULT
 
 if TYPE_CHECKING:
     import psutil
@@ -129,6 +129,9 @@ class Worker:
         self._outputs: list[asyncio.Future[None]] = []
         self.death_reason: str | None = None
         self.on_dead: Callable[[Worker], None] | None = None
+        # Told each durable effect the worker asks for (golemd.driver.durable);
+        # none: an effect is a protocol error.
+        self.on_effect: Callable[[dict[str, Any]], None] | None = None
         self.initialized: asyncio.Future[dict[str, Any]] | None = None  # see Template.spawn(init=)
         self._pipes: list[tuple[asyncio.ReadTransport, _Lines]] = []
         self._psutil: psutil.Process | None = None
@@ -176,6 +179,9 @@ class Worker:
             self._transport.close()
 
     def _on_message(self, msg: Any) -> None:  # whatever the unpacker made of its bytes
+        if isinstance(msg, dict) and msg.get("op") == EFFECT and self.on_effect is not None:
+            self.on_effect(msg)  # raises ValueError for a malformed one: the channel is broken
+            return
         pending = self._take_reply(msg.get("id", "init")) if isinstance(msg, dict) else None
         if pending is None:
             raise ValueError(f"unexpected control message {str(msg)[:100]}")
@@ -235,7 +241,8 @@ class Worker:
         call_id = next(self._calls)
         return self._request(call_id, {"op": "call", "id": call_id, "method": method, "args": args})
 
-    def call_then(self, method: str, args: list[Any], then: ReplyCallback, defer: bool = False) -> int:
+    def call_then(self, method: str, args: list[Any], then: ReplyCallback, defer: bool = False,
+                  journal: list[list[Any]] | None = None) -> int:
         """Send a call; `then(reply, None)` runs from inside the read of the
         reply (or of `{"op": "dropped"}`, see drop), or `then(None, WorkerDied)`
         when the worker dies first. No future and no task in between: this is
@@ -246,7 +253,10 @@ class Worker:
             return 0
         call_id = next(self._calls)
         self._await_reply(call_id, then)
-        data = pack({"op": "call", "id": call_id, "method": method, "args": args})
+        msg: dict[str, Any] = {"op": "call", "id": call_id, "method": method, "args": args}
+        if journal:
+            msg["journal"] = journal  # a re-run: these effects are replayed, not run again
+        data = pack(msg)
         if defer:
             self._deferred.append(data)
             if not self._corked and cork.held():
@@ -260,6 +270,12 @@ class Worker:
                 self.flush()  # the stream keeps the order they were sent in
             self._transport.write(data)
         return call_id
+
+    def effect_result(self, call_id: int, seq: int, res: bytes) -> None:
+        """Answer the worker's effect `seq` of call `call_id` with its journaled result."""
+        self.flush()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(pack({"op": EFFECT_RESULT, "id": call_id, "seq": seq, "res": res}))
 
     def flush_soon(self) -> None:
         """flush() now, or at the end of the burst when corked."""

@@ -36,6 +36,10 @@ class Code(StrEnum):
     STORAGE_FULL = "STORAGE_FULL"
     LOAD_FAILED = "LOAD_FAILED"
     UNAUTHORIZED = "UNAUTHORIZED"
+    # durable execution (DESIGN.md §5)
+    CALL_CYCLE = "CALL_CYCLE"
+    NONDETERMINISM = "NONDETERMINISM"
+    ALREADY_COMPLETED = "ALREADY_COMPLETED"
     INTERNAL = "INTERNAL"
     # Only golemctl produces these; they never come from the daemon.
     DAEMON_UNREACHABLE = "DAEMON_UNREACHABLE"

@@ -44,6 +44,14 @@ class Invocation:
     # worker's state is not the saved one: it runs again from that).
     discard: str | None = None
     call_id: int = 0  # the id of its latest send to a worker (0: none)
+    # Durable execution (golemd.driver.durable): its effects journaled so far,
+    # [kind, request, result or None] by number, sent with it to a worker that
+    # runs it again; what it waits on now ({"agent", "idempotency_key"},
+    # {"promise"} or {"until"}), None when it waits on nothing; and the effect
+    # its present worker is blocked on (None: none, or that worker is gone).
+    journal: list[list[Any]] | None = None
+    waiting_for: dict[str, Any] | None = None
+    live_seq: int | None = None
 
     def move(self, new: InvocationStatus) -> None:
         self.status = check_transition(self.status, new)

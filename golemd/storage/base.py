@@ -212,6 +212,11 @@ class Store(Protocol):
         """The invocation's effects (EffectRow), by seq."""
         ...
 
+    def load_active_effects(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The effects of every unfinished invocation, by (agent_id, key),
+        each list by seq (at recovery)."""
+        ...
+
     def agent_effects(self, agent_id: str) -> list[dict[str, Any]]:
         """All the agent's effects (EffectRow), oldest first (the oplog)."""
         ...

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgpack
 
+from golemd.model.effects import describe_request, describe_result
+
 _EFFECT_COLS = "agent_id, key, seq, kind, request, result, started_at, until, finished_at"
 
 
@@ -38,6 +40,15 @@ class DurableRows:
     def load_effects(self, agent_id: str, key: str) -> list[dict[str, Any]]:
         return self._rows(f"SELECT {_EFFECT_COLS} FROM effects WHERE agent_id = ? AND key = ? ORDER BY seq",
                           (agent_id, key))
+
+    def load_active_effects(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        rows = self._rows(f"SELECT {', '.join('e.' + c.strip() for c in _EFFECT_COLS.split(','))} "
+                          "FROM invocations i JOIN effects e ON e.agent_id = i.agent_id AND e.key = i.key "
+                          "WHERE i.status IN ('pending', 'running', 'scheduled') ORDER BY e.agent_id, e.key, e.seq")
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            out.setdefault((row["agent_id"], row["key"]), []).append(row)
+        return out
 
     def agent_effects(self, agent_id: str) -> list[dict[str, Any]]:
         return self._rows(f"SELECT {_EFFECT_COLS} FROM effects WHERE agent_id = ? ORDER BY started_at, seq",
@@ -104,33 +115,3 @@ def _unpack(data: bytes | None) -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception:
         return "<unreadable>"
-
-
-def describe_request(kind: str, req: Any) -> str:
-    """One line for an effect's request (golemd.host.effects makes them)."""
-    if not isinstance(req, dict):
-        return kind
-    if kind in ("call", "trigger"):
-        args = ", ".join(_short(a) for a in req.get("args") or [])
-        return f"{kind} {req.get('agent')}.{req.get('method')}({args})"
-    if kind == "step":
-        return f"step {req.get('fn')}"
-    if kind == "sleep":
-        return f"sleep {req.get('seconds')}s"
-    if kind in ("wait", "complete"):
-        return f"{kind} promise {req.get('promise')}"
-    return kind
-
-
-def describe_result(res: Any) -> str:
-    if isinstance(res, dict) and "error" in res:
-        err = res["error"] or {}
-        return f"error {err.get('code', '')}: {err.get('message', '')}"[:300]
-    if isinstance(res, dict) and "value" in res:
-        return _short(res["value"])
-    return _short(res)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -28,12 +28,14 @@ Messages, by sender ("op": fields; * optional):
                           exited        pid, code (as os.waitstatus_to_exitcode)
     template -> spare     assign        type, memory_limit
     daemon   -> worker    init          args, snapshot*, spin_us*
-                          call          id, method, args
+                          call          id, method, args, journal*
                           drop          id
+                          effect_result id, seq, res
     worker   -> daemon    init          ok, error (when not ok)
                           result        id, ok, then snapshot*, result (ok)
                                         or code, error (not ok)
                           dropped       id
+                          effect        id, seq, kind, req, res*
 
 `error` in a worker's reply is an ErrorInfo (type, message, traceback). A
 worker answers `init` once, then each `call` with the `result` of the same
@@ -44,6 +46,17 @@ call it has not started takes that call and every later one out: each is
 answered `dropped` instead of `result`; a drop of one started or answered
 already is ignored. The `result` of a successful call is spliced into an
 already packed map by golemd.host.runtime: keep that map under 16 fields.
+
+Durable execution (golemd.host.effects, golemd.driver.durable): while it
+runs call `id`, the worker sends an `effect` for each durable effect the
+agent makes, numbered `seq` from 0 within the call: `kind` (call, trigger,
+step, sleep, promise, wait, complete), `req` (msgpack bytes of what is
+asked, compared byte for byte on a re-run) and, for a step, `res` (its
+result, msgpack bytes of {"value": V} or {"error": {...}}). It then reads
+until the `effect_result` of that id and seq, whose `res` is the journaled
+result, in the same encoding. A `call` sent again after a crash carries
+`journal`: the effects journaled so far, [kind, req, res or nil] each by
+seq; those with a result are replayed in the worker without a message.
 """
 
 # No `from __future__ import annotations`: TypedDict must see NotRequired
@@ -69,6 +82,8 @@ CALL = "call"
 RESULT = "result"
 DROP = "drop"
 DROPPED = "dropped"
+EFFECT = "effect"
+EFFECT_RESULT = "effect_result"
 
 SPAWN_FDS = 3  # control socket, stdout, stderr: in this order
 TEMPLATE_PACKET = 1 << 16
@@ -135,6 +150,23 @@ class CallRequest(TypedDict):
     id: int
     method: str
     args: list[Any]
+    journal: NotRequired[list[list[Any]]]  # [kind, req, res or nil] by seq: replayed, not run again
+
+
+class EffectRequest(TypedDict):
+    op: Literal["effect"]
+    id: int  # the call that makes it
+    seq: int  # its number in that call, from 0
+    kind: str
+    req: bytes  # msgpack of what is asked
+    res: NotRequired[bytes]  # a step's result, run in the worker already
+
+
+class EffectResult(TypedDict):
+    op: Literal["effect_result"]
+    id: int
+    seq: int
+    res: bytes  # msgpack of {"value": V} or {"error": {"code", "message", ...}}
 
 
 class DropRequest(TypedDict):
@@ -221,7 +253,11 @@ SCHEMA: dict[tuple[str, str], tuple[_Spec, _Check | None]] = {
     (TEMPLATE, ASSIGN): ({"type": (_STR, True), "memory_limit": (_INT, True)}, None),
     (DAEMON, INIT): ({"args": ((list,), True), "snapshot": ((bytes, _NIL), False),
                       "spin_us": ((int, float), False)}, None),
-    (DAEMON, CALL): ({"id": (_INT, True), "method": (_STR, True), "args": ((list,), True)}, None),
+    (DAEMON, CALL): ({"id": (_INT, True), "method": (_STR, True), "args": ((list,), True),
+                      "journal": ((list,), False)}, None),
+    (DAEMON, EFFECT_RESULT): ({"id": (_INT, True), "seq": (_INT, True), "res": ((bytes,), True)}, None),
+    (WORKER, EFFECT): ({"id": (_INT, True), "seq": (_INT, True), "kind": (_STR, True), "req": ((bytes,), True),
+                        "res": ((bytes,), False)}, None),
     (DAEMON, DROP): ({"id": (_INT, True)}, None),
     (WORKER, DROPPED): ({"id": (_INT, True)}, None),
     (WORKER, INIT): ({"ok": ((bool,), True), "error": ((dict,), False)}, _check_init_reply),
@@ -236,7 +272,7 @@ MESSAGES: dict[tuple[str, str], type] = {
     (TEMPLATE, SPAWNED): Spawned, (TEMPLATE, SPAWN_FAILED): SpawnFailed, (TEMPLATE, EXITED): Exited,
     (TEMPLATE, ASSIGN): Assign, (DAEMON, INIT): InitRequest, (DAEMON, CALL): CallRequest,
     (WORKER, INIT): InitReply, (WORKER, RESULT): CallResult, (DAEMON, DROP): DropRequest,
-    (WORKER, DROPPED): Dropped,
+    (WORKER, DROPPED): Dropped, (WORKER, EFFECT): EffectRequest, (DAEMON, EFFECT_RESULT): EffectResult,
 }
 """(sender, op) -> the TypedDict of that message."""
 

@@ -931,3 +931,17 @@ def test_prune_drops_the_effects_of_the_invocations_it_drops(store):
     store.commit_now()
     assert [k for k in ("k0", "k1", "k2", "k3", "open") if store.load_effects(A, k)] == ["k2", "k3", "open"]
     assert [p["id"] for p in store.list_promises(A, pending=False)] == ["p2", "p3"]
+
+
+def test_load_active_effects_reads_those_of_unfinished_invocations(store, backend):
+    store.insert_invocation(inv_row("open", status="running"))
+    store.insert_invocation(inv_row("done", seq=1, status="completed", finished_at=5.0))
+    store.insert_invocation(inv_row("b", agent_id=B, status="pending"))
+    for agent, key in ((A, "open"), (A, "done"), (B, "b")):
+        store.put_effect(agent, key, 1, "sleep", msgpack.packb({}), 2.0, until=9.0)
+        store.put_effect(agent, key, 0, "step", msgpack.packb({}), 1.0, result=_value(0), finished_at=1.0)
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        active = s.load_active_effects()
+        assert set(active) == {(A, "open"), (B, "b")}
+        assert [(r["seq"], r["until"]) for r in active[A, "open"]] == [(0, None), (1, 9.0)]

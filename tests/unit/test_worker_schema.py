@@ -33,6 +33,11 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     (DAEMON, {"op": "init", "args": []}),
     (DAEMON, {"op": "call", "id": 1, "method": "increment", "args": []}),
     (DAEMON, {"op": "drop", "id": 2}),
+    (DAEMON, {"op": "call", "id": 3, "method": "order", "args": ["hat"],
+              "journal": [["step", b"\x80", b"\x81\xa5value\x01"], ["sleep", b"\x80", None]]}),
+    (WORKER, {"op": "effect", "id": 3, "seq": 0, "kind": "call", "req": b"\x80"}),
+    (WORKER, {"op": "effect", "id": 3, "seq": 1, "kind": "step", "req": b"\x80", "res": b"\x80"}),
+    (DAEMON, {"op": "effect_result", "id": 3, "seq": 1, "res": b"\x80"}),
     (WORKER, {"op": "dropped", "id": 2}),
     (WORKER, {"op": "init", "ok": True}),
     (WORKER, {"op": "init", "ok": False, "error": ERR}),
@@ -70,6 +75,11 @@ INVALID: list[tuple[str, Any, str]] = [
     (TEMPLATE, {"op": "ready", "types": {"A": "not a description"}}, "'types'"),
     (TEMPLATE, {"op": "exited", "pid": 1}, "'code'"),
     (TEMPLATE, {"op": "assign", "type": "A"}, "'memory_limit'"),
+    (WORKER, {"op": "effect", "id": 3, "seq": 0, "kind": "call"}, "'req'"),
+    (WORKER, {"op": "effect", "id": 3, "seq": "0", "kind": "call", "req": b""}, "'seq'"),
+    (WORKER, {"op": "effect", "id": 3, "seq": 0, "kind": "call", "req": {"agent": "A()"}}, "'req'"),
+    (DAEMON, {"op": "effect_result", "id": 3, "seq": 0}, "'res'"),
+    (DAEMON, {"op": "call", "id": 1, "method": "m", "args": [], "journal": {}}, "'journal'"),
 ]
 
 

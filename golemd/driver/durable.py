@@ -1,0 +1,486 @@
+"""The daemon's half of durable execution (DESIGN.md §5): each effect a worker
+asks for is journaled, carried out, and its result journaled before the
+worker is told (golemd.host.effects is the worker's half).
+
+Effects come in two shapes. Instant ones (step, trigger, promise, complete)
+are journaled with their result in one write and answered from its commit.
+Waits (call, sleep, wait on a promise) are journaled as asked, then
+registered here: a callee's outcome, a timer or a completion ends them, and
+their result is journaled and then given to the worker blocked on it, or,
+when it has none (suspended after suspend_after, restarted, interrupted),
+the invocation is sent again to a new worker, which replays up to there.
+A wait is registered again from the journal at recovery, so a waiting
+invocation needs no process across a restart.
+
+Who waits on whom: `_calls` maps a caller agent to its invocation waiting on
+an awaited call and the callee. A new awaited call that would reach its own
+caller through those edges would wait forever (each agent runs one
+invocation at a time): it fails at once with CALL_CYCLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from golemd.driver.effect_codec import (
+    WAITS,
+    derived_key,
+    error_res,
+    promise_id,
+    value_res,
+    waiting_for,
+)
+from golemd.driver.effect_codec import unpack as _unpack
+from golemd.model.agent_id import DEFAULT_ENV
+from golemd.model.effects import describe_request, describe_result
+from golemd.model.errors import Code, GolemError
+from golemd.model.states import ACTIVE
+from golemd.wire.codec import pack
+
+if TYPE_CHECKING:
+    from golemd.config import Config
+    from golemd.engine.agent import AgentEngine
+    from golemd.engine.context import EngineContext
+    from golemd.host.workers import Worker
+    from golemd.model.agent_id import AgentId
+    from golemd.model.invocation import Invocation
+    from golemd.storage.base import Store
+
+log = logging.getLogger("golemd.durable")
+
+
+class Agent(Protocol):
+    """What durable execution needs of one agent (golemd.driver.agent.Agent)."""
+
+    name: str
+    id: AgentId
+    engine: AgentEngine
+    worker: Worker | None
+
+    @property
+    def current(self) -> Invocation | None: ...
+
+    def wait_ended(self, inv: Invocation) -> None: ...
+
+    def suspend_waiting(self, inv: Invocation) -> None: ...
+
+    def rerun(self, inv: Invocation) -> None: ...
+
+
+class Host(Protocol):
+    """What it needs of the daemon's agents (golemd.driver.supervisor.Supervisor)."""
+
+    store: Store
+    ctx: EngineContext
+    config: Config
+
+    @property
+    def agents(self) -> dict[str, Any]: ...
+
+    def submit(self, req: dict[str, Any], listener: Any, done: Callable[..., None]) -> None: ...
+
+    def parse_id(self, text: str) -> AgentId: ...
+
+
+class Durable:
+    def __init__(self, sup: Host) -> None:
+        self.sup = sup
+        self._calls: dict[str, tuple[Invocation, str]] = {}  # caller -> (its waiting invocation, callee)
+        self._promise_waits: dict[str, list[tuple[Agent, Invocation, int]]] = {}
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # (agent, key): a sleep, a deadline
+        self._suspends: dict[str, asyncio.TimerHandle] = {}  # agent -> its suspend_after timer
+
+    @property
+    def _store(self) -> Any:
+        return self.sup.store
+
+    def _now(self) -> float:
+        return self.sup.ctx.clock()
+
+    # -- from the worker ------------------------------------------------------
+
+    def on_effect(self, agent: Agent, msg: dict[str, Any]) -> None:
+        """An `effect` from the agent's worker. Raises ValueError for one that
+        breaks the protocol (the channel is then broken and the worker killed)."""
+        inv = agent.current
+        if inv is None or inv.call_id != msg.get("id"):
+            return  # from a call no longer the worker's own (it is being stopped)
+        seq, kind, req = msg.get("seq"), msg.get("kind"), msg.get("req")
+        if not isinstance(seq, int) or not isinstance(kind, str) or not isinstance(req, bytes):
+            raise ValueError("an effect needs the integer 'seq', the string 'kind' and the bytes 'req'")
+        journal = inv.journal if inv.journal is not None else []
+        inv.journal = journal
+        if seq < len(journal):
+            entry = journal[seq]
+            if entry[0] != kind or bytes(entry[1]) != req:
+                raise ValueError(f"effect #{seq} does not match the journal the worker was sent")
+            inv.live_seq = seq
+            if entry[2] is not None:
+                self._tell_worker(agent, inv, seq, entry[2])
+            elif agent.name not in self._calls and (agent.name, inv.key) not in self._timers \
+                    and not self._waits_on_promise(inv):
+                self._rearm(agent, inv, seq, kind, _unpack(req), None)
+            return
+        if seq != len(journal):
+            raise ValueError(f"effect #{seq} skips a number (the journal has {len(journal)})")
+        handler = self._HANDLERS.get(kind)
+        request = _unpack(req)
+        if handler is None or not isinstance(request, dict):
+            raise ValueError(f"unknown effect kind {kind!r}" if handler is None else "an effect's 'req' is a map")
+        journal.append([kind, req, None])
+        inv.live_seq = seq
+        self._tell_listeners(inv, {"type": "effect", "seq": seq, "kind": kind,
+                                   "detail": describe_request(kind, request)})
+        handler(self, agent, inv, seq, request, msg.get("res"))
+
+    # -- instant effects: journaled with their result, answered at the commit ---
+
+    def _instant(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
+        assert inv.journal is not None
+        kind, req = inv.journal[seq][0], inv.journal[seq][1]
+        now = self._now()
+        self._store.put_effect(agent.name, inv.key, seq, kind, req, now, result=res, finished_at=now)
+        inv.journal[seq][2] = res
+        self._answer_at_commit(agent, inv, seq, res)
+
+    def _step(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        if res is None:
+            raise ValueError("a step effect needs its 'res'")
+        self._instant(agent, inv, seq, res)
+
+    def _promise(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        pid = promise_id(agent.name, inv.key, seq)
+        self._store.put_promise(pid, agent.name, inv.key, seq, self._now())
+        self._instant(agent, inv, seq, value_res(pid))
+
+    def _complete(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        try:
+            self.complete(str(request.get("promise")), request.get("value"))
+            out = value_res(None)
+        except GolemError as err:
+            out = error_res(str(err.code), err.message)
+        self._instant(agent, inv, seq, out)
+
+    def _trigger(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        target, problem = self._target(agent, request)
+        if target is None:
+            self._instant(agent, inv, seq, problem)
+            return
+        key = derived_key(agent.name, inv.key, seq)
+        refused: list[GolemError] = []
+
+        def done(reply: dict[str, Any] | None, err: GolemError | None) -> None:
+            if err is not None:
+                refused.append(err)
+
+        # The callee's enqueue and this effect's row go in the same commit:
+        # both or neither, so a re-run never enqueues twice.
+        self.sup.submit({"agent": target, "method": request.get("method"), "args": request.get("args") or [],
+                         "idempotency_key": key, "mode": "trigger"}, None, done)
+        if refused and not self._transient(refused[0]):
+            self._instant(agent, inv, seq, error_res(str(refused[0].code), refused[0].message))
+        elif refused:
+            self._unsaved(agent, inv)  # the daemon is stopping: it runs again after the restart
+        else:
+            self._instant(agent, inv, seq, value_res(key))
+
+    # -- waits ------------------------------------------------------------------
+
+    def _call(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        target, problem = self._target(agent, request)
+        if target is None:
+            self._instant(agent, inv, seq, problem)
+            return
+        cycle = self._cycle(agent.name, target)
+        if cycle is not None:
+            self._instant(agent, inv, seq, error_res(
+                Code.CALL_CYCLE.value, "this call would wait on itself: " + " -> ".join(cycle)
+                + " (each agent runs one invocation at a time)"))
+            return
+        self._wait_journaled(agent, inv, seq, None)
+        self._rearm(agent, inv, seq, "call", request, None)
+
+    def _sleep(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        seconds = request.get("seconds")
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError("a sleep needs a number of seconds")
+        until = self._now() + seconds
+        self._wait_journaled(agent, inv, seq, until)
+        self._rearm(agent, inv, seq, "sleep", request, until)
+
+    def _wait(self, agent: Agent, inv: Invocation, seq: int, request: dict[str, Any], res: bytes | None) -> None:
+        pid = request.get("promise")
+        row = self._store.get_promise(pid) if isinstance(pid, str) else None
+        if row is None:
+            self._instant(agent, inv, seq, error_res(Code.NOT_FOUND.value, f"no promise {pid!r}"))
+            return
+        if row["completed_at"] is not None:
+            self._instant(agent, inv, seq, pack({"value": _unpack(row["value"])}))
+            return
+        timeout = request.get("timeout")
+        until = self._now() + timeout if isinstance(timeout, (int, float)) else None
+        self._wait_journaled(agent, inv, seq, until)
+        self._rearm(agent, inv, seq, "wait", request, until)
+
+    _HANDLERS: dict[str, Callable[..., None]] = {
+        "step": _step, "promise": _promise, "complete": _complete, "trigger": _trigger,
+        "call": _call, "sleep": _sleep, "wait": _wait,
+    }
+
+    def _wait_journaled(self, agent: Agent, inv: Invocation, seq: int, until: float | None) -> None:
+        """Journal a wait as asked (no result yet), and stop the worker if it
+        waits past suspend_after."""
+        assert inv.journal is not None
+        kind, req = inv.journal[seq][0], inv.journal[seq][1]
+        self._store.put_effect(agent.name, inv.key, seq, kind, req, self._now(), until=until)
+
+        def told(err: GolemError | None) -> None:
+            if err is not None:
+                self._unsaved(agent, inv)
+
+        self._store.on_commit(told)
+        self._arm_suspend(agent, inv)
+
+    def _arm_suspend(self, agent: Agent, inv: Invocation) -> None:
+        old = self._suspends.pop(agent.name, None)
+        if old is not None:
+            old.cancel()
+        after = self.sup.config.suspend_after
+
+        def due() -> None:
+            self._suspends.pop(agent.name, None)
+            if inv.waiting_for is not None:
+                agent.suspend_waiting(inv)
+
+        self._suspends[agent.name] = asyncio.get_running_loop().call_later(after, due)
+
+    def rearm(self, agent: Agent, inv: Invocation) -> None:
+        """At recovery: register the wait the journal of `inv` ends on, if any."""
+        journal = inv.journal
+        if not journal or journal[-1][2] is not None or journal[-1][0] not in WAITS:
+            return
+        seq = len(journal) - 1
+        kind, req = journal[seq][0], _unpack(journal[seq][1])
+        until = inv.waiting_for.get("until") if inv.waiting_for else None
+        self._rearm(agent, inv, seq, kind, req, until)
+
+    def _rearm(self, agent: Agent, inv: Invocation, seq: int, kind: str, request: dict[str, Any],
+               until: float | None) -> None:
+        """Register the wait of effect `seq` (journaled as asked already)."""
+        if kind == "call":
+            target, problem = self._target(agent, request)
+            if target is None:
+                self._wait_end(agent, inv, seq, problem)
+                return
+            key = derived_key(agent.name, inv.key, seq)
+            inv.waiting_for = waiting_for(kind, request, until, target, key)
+            self._calls[agent.name] = (inv, target)
+            self._attach(agent, inv, seq, target, request, key)
+        elif kind == "sleep":
+            inv.waiting_for = waiting_for(kind, request, until)
+            self._arm_timer(agent, inv, seq, until or self._now(), value_res(None))
+        elif kind == "wait":
+            pid = str(request.get("promise"))
+            row = self._store.get_promise(pid)
+            inv.waiting_for = waiting_for(kind, request, until)
+            if row is None:
+                self._wait_end(agent, inv, seq, error_res(Code.NOT_FOUND.value, f"no promise {pid!r}"))
+                return
+            if row["completed_at"] is not None:
+                self._wait_end(agent, inv, seq, pack({"value": _unpack(row["value"])}))
+                return
+            self._promise_waits.setdefault(pid, []).append((agent, inv, seq))
+            if until is not None:
+                self._arm_timer(agent, inv, seq, until, error_res(
+                    Code.TIMEOUT.value, f"promise {pid} was not completed in time"))
+
+    def _attach(self, agent: Agent, inv: Invocation, seq: int, target: str, request: dict[str, Any],
+                key: str) -> None:
+        """Wait on the callee's invocation under the derived key: a re-run, or
+        a restart, attaches to the same one, or gets its stored outcome."""
+
+        def done(reply: dict[str, Any] | None, err: GolemError | None) -> None:
+            if err is not None and self._transient(err):
+                return  # the daemon is stopping: the journal keeps the wait for the restart
+            if err is not None and err.code == Code.INTERRUPTED:
+                callee = self.sup.agents.get(target)
+                if callee is not None and not callee.engine.deleted and self._calls.get(agent.name, (None,))[0] is inv:
+                    # Interrupted, it runs again on resume: wait for that run.
+                    asyncio.get_running_loop().call_soon(self._attach, agent, inv, seq, target, request, key)
+                    return
+            if err is not None:
+                res = error_res(str(err.code), err.message, err.details)
+            else:
+                res = value_res((reply or {}).get("result"))
+            self._wait_end(agent, inv, seq, res)
+
+        self.sup.submit({"agent": target, "method": request.get("method"), "args": request.get("args") or [],
+                         "idempotency_key": key, "mode": "await"}, None, done)
+
+    def _arm_timer(self, agent: Agent, inv: Invocation, seq: int, until: float, res: bytes) -> None:
+        slot = (agent.name, inv.key)
+        old = self._timers.pop(slot, None)
+        if old is not None:
+            old.cancel()
+
+        def due() -> None:
+            if self._timers.get(slot) is handle:
+                del self._timers[slot]
+            self._wait_end(agent, inv, seq, res)
+
+        handle = asyncio.get_running_loop().call_later(max(0.0, until - self._now()), due)
+        self._timers[slot] = handle
+
+    def _wait_end(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
+        """The wait of effect `seq` is over with `res`: journal it, then go on."""
+        journal = inv.journal
+        self._forget_wait(agent, inv)
+        if journal is None or seq >= len(journal) or journal[seq][2] is not None:
+            return  # ended already
+        if agent.engine.deleted or inv.status not in ACTIVE:
+            return  # nobody to tell: the caller's invocation is gone (timed out, deleted)
+        self._store.finish_effect(agent.name, inv.key, seq, res, self._now())
+        journal[seq][2] = res
+        inv.waiting_for = None
+        self._answer_at_commit(agent, inv, seq, res)
+
+    def _forget_wait(self, agent: Agent, inv: Invocation) -> None:
+        if self._calls.get(agent.name, (None,))[0] is inv:
+            del self._calls[agent.name]
+        timer = self._timers.pop((agent.name, inv.key), None)
+        if timer is not None:
+            timer.cancel()
+        suspend = self._suspends.pop(agent.name, None)
+        if suspend is not None:
+            suspend.cancel()
+        if inv.waiting_for and "promise" in inv.waiting_for:
+            waits = self._promise_waits.get(inv.waiting_for["promise"])
+            if waits:
+                waits[:] = [w for w in waits if w[1] is not inv]
+
+    def _waits_on_promise(self, inv: Invocation) -> bool:
+        pid = (inv.waiting_for or {}).get("promise")
+        return pid is not None and any(w[1] is inv for w in self._promise_waits.get(pid, ()))
+
+    # -- answers ------------------------------------------------------------------
+
+    def _answer_at_commit(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
+        def told(err: GolemError | None) -> None:
+            if err is not None:
+                self._unsaved(agent, inv)
+                return
+            self._tell_listeners(inv, {"type": "effect_done", "seq": seq,
+                                       "detail": describe_result(_unpack(res))})
+            self._tell_worker(agent, inv, seq, res)
+
+        self._store.on_commit(told)
+
+    def _tell_worker(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
+        """Give the result to the worker blocked on it, or run `inv` again."""
+        if agent.engine.deleted or inv.status not in ACTIVE:
+            return
+        worker = agent.worker
+        if inv is agent.current and inv.live_seq == seq and worker is not None and worker.alive:
+            inv.live_seq = None
+            worker.effect_result(inv.call_id, seq, res)
+        else:
+            agent.wait_ended(inv)
+
+    def _tell_listeners(self, inv: Invocation, event: dict[str, Any]) -> None:
+        for listener in inv.listeners:
+            listener({**event, "idempotency_key": inv.key})
+
+    def _unsaved(self, agent: Agent, inv: Invocation) -> None:
+        """An effect's journal write failed: what the journal holds is the
+        truth. The invocation's worker is stopped and it runs again from the
+        last saved state, replaying what was journaled."""
+        log.error("%s: an effect of %s could not be journaled; it runs again", agent.name, inv.key)
+        self._forget_wait(agent, inv)
+        if agent.engine.deleted or inv.status not in ACTIVE:
+            return
+        try:
+            rows = self._store.load_effects(agent.name, inv.key)
+        except GolemError:
+            rows = []
+        inv.journal = [[r["kind"], bytes(r["request"]), r["result"]] for r in rows]
+        inv.waiting_for = None
+        inv.live_seq = None
+        agent.rerun(inv)
+
+    # -- promises -----------------------------------------------------------------
+
+    def complete(self, pid: str, value: Any) -> None:
+        """Complete a promise (written, not yet committed: the caller awaits
+        the commit). Raises NOT_FOUND or ALREADY_COMPLETED."""
+        row = self._store.get_promise(pid)
+        if row is None:
+            raise GolemError(Code.NOT_FOUND, f"no promise {pid!r}")
+        if row["completed_at"] is not None:
+            raise GolemError(Code.ALREADY_COMPLETED, f"promise {pid} was completed already")
+        try:
+            packed = pack(value)
+        except Exception as exc:
+            raise GolemError(Code.BAD_REQUEST, f"a promise's value must be a msgpack value: {exc}") from None
+        self._store.complete_promise(pid, packed, self._now())
+        for agent, inv, seq in self._promise_waits.pop(pid, []):
+            self._wait_end(agent, inv, seq, pack({"value": value}))
+
+    def promise_info(self, row: dict[str, Any]) -> dict[str, Any]:
+        now = self._now()
+        out = {"promise_id": row["id"], "agent_id": row["agent_id"], "idempotency_key": row["key"],
+               "created_at": row["created_at"], "age_seconds": max(0.0, now - row["created_at"]),
+               "completed": row["completed_at"] is not None, "completed_at": row["completed_at"]}
+        if row["completed_at"] is not None:
+            out["value"] = _unpack(row["value"])
+        return out
+
+    # -- agents as a whole ----------------------------------------------------------
+
+    def forget_agent(self, agent: Agent) -> None:
+        """The agent is deleted: its waits go (what it called runs on)."""
+        self._calls.pop(agent.name, None)
+        for slot in [s for s in self._timers if s[0] == agent.name]:
+            self._timers.pop(slot).cancel()
+        suspend = self._suspends.pop(agent.name, None)
+        if suspend is not None:
+            suspend.cancel()
+        for pid, waits in list(self._promise_waits.items()):
+            waits[:] = [w for w in waits if w[0] is not agent]
+            if not waits:
+                del self._promise_waits[pid]
+
+    def _target(self, agent: Agent, request: dict[str, Any]) -> tuple[str | None, bytes]:
+        """The callee's canonical ID, in the caller's environment unless it
+        names one; or (None, the error to journal)."""
+        text = request.get("agent")
+        if not isinstance(text, str):
+            return None, error_res(Code.INVALID_AGENT_ID.value, "remote() takes an agent ID string")
+        head = text.split("(", 1)[0]
+        if "/" not in head and agent.id.env != DEFAULT_ENV:
+            text = f"{agent.id.env}/{text.strip()}"
+        try:
+            return self.sup.parse_id(text).canonical, b""
+        except GolemError as err:
+            return None, error_res(str(err.code), err.message)
+
+    def _cycle(self, caller: str, callee: str) -> list[str] | None:
+        """The agents a call from `caller` to `callee` would wait through back
+        to `caller`, or None when it waits on no cycle."""
+        path = [caller, callee]
+        node = callee
+        while node != caller:
+            edge = self._calls.get(node)
+            if edge is None or edge[0].status not in ACTIVE or edge[0].waiting_for is None:
+                return None
+            node = edge[1]
+            if node in path[1:]:
+                return None  # a cycle that does not pass through the caller: not this call's
+            path.append(node)
+        return path
+
+    @staticmethod
+    def _transient(err: GolemError) -> bool:
+        return err.code == Code.SHUTTING_DOWN
