@@ -2,7 +2,14 @@
 SIGKILL the Nth time (default first) it passes LABEL. Unset, it costs one
 dict lookup. Labels: enqueued (journal written, not committed), acked
 (committed, reply not sent), result (agent answered, nothing journaled),
-finished (outcome committed, callers not told).
+finished (outcome committed, callers not told), start (an invocation about
+to be sent to its worker), effect (a durable effect other than a step asked
+by a worker, nothing journaled), effect_done (an effect's result committed,
+the worker not told).
+
+GOLEMD_KILL_WORKER_AT=LABEL[:N]: at the Nth pass of LABEL (start, effect,
+effect_done), SIGKILL the worker of that agent instead of the daemon
+(golemd.testing's crash matrix uses both).
 
 GOLEMD_FAIL_COMMIT=PATH: while PATH exists, the next commit fails as on a
 full disk, and PATH is removed (one failure per file), so a test can fail
@@ -24,6 +31,20 @@ def crash_point(label: str) -> None:
         _left -= 1
         if _left == 0:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+_kspec = os.environ.get("GOLEMD_KILL_WORKER_AT", "")
+_klabel, _, _kcount = _kspec.partition(":")
+_kleft = int(_kcount or 1) if _klabel else 0
+
+
+def kill_worker_point(label: str) -> bool:
+    """True at the pass of LABEL where the worker must be killed."""
+    global _kleft
+    if _kleft and label == _klabel:
+        _kleft -= 1
+        return _kleft == 0
+    return False
 
 
 _fail_flag = os.environ.get("GOLEMD_FAIL_COMMIT", "")

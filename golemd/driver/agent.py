@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from golemd import faults
 from golemd.engine import control
 from golemd.engine.agent import AgentEngine
 from golemd.engine.effects import Arm, Idle, Send, Spawn, Stop, Timer, WorkerState
@@ -306,6 +307,9 @@ class Agent:
                 store.release()
 
         inv.live_seq = None
+        faults.crash_point("start")
+        if faults.kill_worker_point("start"):
+            worker.kill()  # before it reads the call: a pending SIGKILL lets it run no more code
         inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer, journal=inv.journal)
 
     def _internal_error(self, inv: Invocation, exc: Exception) -> None:

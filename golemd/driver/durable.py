@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from golemd import faults
 from golemd.driver.effect_codec import (
     WAITS,
     derived_key,
@@ -126,6 +127,11 @@ class Durable:
             return
         if seq != len(journal):
             raise ValueError(f"effect #{seq} skips a number (the journal has {len(journal)})")
+        if kind != "step":  # a step has run by now: its crash window is the worker's
+            faults.crash_point("effect")
+            if faults.kill_worker_point("effect") and agent.worker is not None:
+                agent.worker.kill()  # before it is journaled: the re-run makes it live
+                return
         handler = self._HANDLERS.get(kind)
         request = _unpack(req)
         if handler is None or not isinstance(request, dict):
@@ -371,6 +377,10 @@ class Durable:
         def told(err: GolemError | None) -> None:
             if err is not None:
                 self._unsaved(agent, inv)
+                return
+            faults.crash_point("effect_done")
+            if faults.kill_worker_point("effect_done") and agent.worker is not None:
+                agent.worker.kill()  # journaled, not told: the re-run replays it
                 return
             self._tell_listeners(inv, {"type": "effect_done", "seq": seq,
                                        "detail": describe_result(_unpack(res))})
