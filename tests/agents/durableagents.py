@@ -136,3 +136,30 @@ class Shop:
         sleep(0.01 * runs)
         self.orders += 1
         return "ran"
+
+
+@agent
+class Node:
+    """Calls along a path of agents: cycles and diamonds."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.visits = 0
+
+    def chain(self, path: list) -> list:
+        self.visits += 1
+        if not path:
+            return [self.name]
+        try:
+            return [self.name, *remote(path[0]).chain(path[1:])]
+        except RemoteError as err:
+            if err.code == "CALL_CYCLE":
+                return [self.name, "CALL_CYCLE"]
+            raise
+
+    def fan(self, middles: list, bottom: str) -> list:
+        self.visits += 1
+        return [remote(m).chain([bottom]) for m in middles]
+
+    def visited(self) -> int:
+        return self.visits
