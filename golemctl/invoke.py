@@ -98,6 +98,12 @@ def _show_event(ev: dict[str, Any]) -> None:
     kind = ev.get("type")
     if kind == "output":
         click.echo(render.strip_eol(ev.get("line", "")), err=True)
+    elif kind == "effect":
+        # A durable effect the invocation makes (a call to another agent, a
+        # step, a sleep...), shown as it happens; its result when it is journaled.
+        click.echo(f"  -> effect {ev.get('seq')}: {ev.get('detail', ev.get('kind', ''))}", err=True)
+    elif kind == "effect_done":
+        click.echo(f"  <- effect {ev.get('seq')}: {ev.get('detail', '')}", err=True)
     elif kind == "queued" and sys.stderr.isatty():
         ahead = ev.get("ahead")
         if isinstance(ahead, int):

@@ -261,3 +261,18 @@ def test_the_oplog_shows_each_effect_and_a_stream_shows_calls_as_they_happen(c, 
     effects = [e for e in log if e["kind"].startswith("effect")]
     assert len(effects) >= 3 and all(e["idempotency_key"] == r["idempotency_key"] for e in effects)
     assert any('reserve' in e["detail"] and e["detail"].endswith("-> 2") for e in effects)
+
+
+def test_golemctl_invoke_shows_the_calls_a_caller_makes(d, c, tmp_path):
+    from click.testing import CliRunner
+
+    from golemctl.cli import cli
+
+    c.ok("invoke", agent='Inventory("main")', method="add", args=["hat", 3])
+    ledger = str(tmp_path / "ledger")
+    r = CliRunner().invoke(cli, ["--socket", d.socket, "agent", "invoke", SHOP, "three", repr(ledger),
+                                 "'Inventory(\"main\")'", "'hat'"], prog_name="golemctl")
+    assert r.exit_code == 0, r.output
+    assert "-> effect 1: call Inventory(\"main\").reserve('hat')" in r.stderr
+    assert "<- effect 1: 2" in r.stderr
+    assert r.stdout.splitlines()[-1] == "{'a': 'step-1', 'left': 2, 'c': 'step-3:2', 'orders': 1}"

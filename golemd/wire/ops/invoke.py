@@ -25,7 +25,11 @@ method or arguments: `IDEMPOTENCY_CONFLICT`, nothing is enqueued.
 
 Events (await with `stream: true`): `{"type": "queued", "ahead": N}`,
 `{"type": "started"}`, `{"type": "output", "stream": "stdout"|"stderr",
-"line": TEXT, "ts": UNIX_SECONDS, "idempotency_key": K}`.
+"line": TEXT, "ts": UNIX_SECONDS, "idempotency_key": K}`; and for each
+durable effect the invocation makes (DESIGN.md §5) as it happens,
+`{"type": "effect", "seq": N, "kind": KIND, "detail": TEXT,
+"idempotency_key": K}`, then, once its result is journaled,
+`{"type": "effect_done", "seq": N, "detail": TEXT, "idempotency_key": K}`.
 
 Errors: `INVALID_AGENT_ID`, `UNKNOWN_TYPE`, `UNKNOWN_METHOD`,
 `INVALID_ARGUMENTS`, `IDEMPOTENCY_CONFLICT`, `QUEUE_FULL`, `CANCELED`,
