@@ -12,10 +12,7 @@ the invocation is sent again to a new worker, which replays up to there.
 A wait is registered again from the journal at recovery, so a waiting
 invocation needs no process across a restart.
 
-Who waits on whom: `_calls` maps a caller agent to its invocation waiting on
-an awaited call and the callee. A new awaited call that would reach its own
-caller through those edges would wait forever (each agent runs one
-invocation at a time): it fails at once with CALL_CYCLE.
+What waits now, and who waits on whom (CALL_CYCLE): golemd.driver.waits.
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ from golemd.driver.effect_codec import (
     waiting_for,
 )
 from golemd.driver.effect_codec import unpack as _unpack
+from golemd.driver.waits import Waits
 from golemd.model.agent_id import DEFAULT_ENV
 from golemd.model.effects import describe_request, describe_result
 from golemd.model.errors import Code, GolemError
@@ -89,10 +87,7 @@ class Host(Protocol):
 class Durable:
     def __init__(self, sup: Host) -> None:
         self.sup = sup
-        self._calls: dict[str, tuple[Invocation, str]] = {}  # caller -> (its waiting invocation, callee)
-        self._promise_waits: dict[str, list[tuple[Agent, Invocation, int]]] = {}
-        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # (agent, key): a sleep, a deadline
-        self._suspends: dict[str, asyncio.TimerHandle] = {}  # agent -> its suspend_after timer
+        self.waits = Waits()
 
     @property
     def _store(self) -> Any:
@@ -121,8 +116,7 @@ class Durable:
             inv.live_seq = seq
             if entry[2] is not None:
                 self._tell_worker(agent, inv, seq, entry[2])
-            elif agent.name not in self._calls and (agent.name, inv.key) not in self._timers \
-                    and not self._waits_on_promise(inv):
+            elif not self.waits.registered(agent.name, inv):
                 self._rearm(agent, inv, seq, kind, _unpack(req), None)
             return
         if seq != len(journal):
@@ -200,7 +194,7 @@ class Durable:
         if target is None:
             self._instant(agent, inv, seq, problem)
             return
-        cycle = self._cycle(agent.name, target)
+        cycle = self.waits.cycle(agent.name, target)
         if cycle is not None:
             self._instant(agent, inv, seq, error_res(
                 Code.CALL_CYCLE.value, "this call would wait on itself: " + " -> ".join(cycle)
@@ -251,17 +245,11 @@ class Durable:
         self._arm_suspend(agent, inv)
 
     def _arm_suspend(self, agent: Agent, inv: Invocation) -> None:
-        old = self._suspends.pop(agent.name, None)
-        if old is not None:
-            old.cancel()
-        after = self.sup.config.suspend_after
-
         def due() -> None:
-            self._suspends.pop(agent.name, None)
             if inv.waiting_for is not None:
                 agent.suspend_waiting(inv)
 
-        self._suspends[agent.name] = asyncio.get_running_loop().call_later(after, due)
+        self.waits.suspend(agent.name, self.sup.config.suspend_after, due)
 
     def rearm(self, agent: Agent, inv: Invocation) -> None:
         """At recovery: register the wait the journal of `inv` ends on, if any."""
@@ -283,7 +271,7 @@ class Durable:
                 return
             key = derived_key(agent.name, inv.key, seq)
             inv.waiting_for = waiting_for(kind, request, until, target, key)
-            self._calls[agent.name] = (inv, target)
+            self.waits.call(agent.name, inv, target)
             self._attach(agent, inv, seq, target, request, key)
         elif kind == "sleep":
             inv.waiting_for = waiting_for(kind, request, until)
@@ -298,7 +286,7 @@ class Durable:
             if row["completed_at"] is not None:
                 self._wait_end(agent, inv, seq, pack({"value": _unpack(row["value"])}))
                 return
-            self._promise_waits.setdefault(pid, []).append((agent, inv, seq))
+            self.waits.promise(pid, (agent, inv, seq))
             if until is not None:
                 self._arm_timer(agent, inv, seq, until, error_res(
                     Code.TIMEOUT.value, f"promise {pid} was not completed in time"))
@@ -313,7 +301,7 @@ class Durable:
                 return  # the daemon is stopping: the journal keeps the wait for the restart
             if err is not None and err.code == Code.INTERRUPTED:
                 callee = self.sup.agents.get(target)
-                if callee is not None and not callee.engine.deleted and self._calls.get(agent.name, (None,))[0] is inv:
+                if callee is not None and not callee.engine.deleted and self.waits.calling(agent.name, inv):
                     # Interrupted, it runs again on resume: wait for that run.
                     asyncio.get_running_loop().call_soon(self._attach, agent, inv, seq, target, request, key)
                     return
@@ -327,23 +315,12 @@ class Durable:
                          "idempotency_key": key, "mode": "await"}, None, done)
 
     def _arm_timer(self, agent: Agent, inv: Invocation, seq: int, until: float, res: bytes) -> None:
-        slot = (agent.name, inv.key)
-        old = self._timers.pop(slot, None)
-        if old is not None:
-            old.cancel()
-
-        def due() -> None:
-            if self._timers.get(slot) is handle:
-                del self._timers[slot]
-            self._wait_end(agent, inv, seq, res)
-
-        handle = asyncio.get_running_loop().call_later(max(0.0, until - self._now()), due)
-        self._timers[slot] = handle
+        self.waits.timer(agent.name, inv, until - self._now(), lambda: self._wait_end(agent, inv, seq, res))
 
     def _wait_end(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
         """The wait of effect `seq` is over with `res`: journal it, then go on."""
         journal = inv.journal
-        self._forget_wait(agent, inv)
+        self.waits.forget(agent.name, inv)
         if journal is None or seq >= len(journal) or journal[seq][2] is not None:
             return  # ended already
         if agent.engine.deleted or inv.status not in ACTIVE:
@@ -352,24 +329,6 @@ class Durable:
         journal[seq][2] = res
         inv.waiting_for = None
         self._answer_at_commit(agent, inv, seq, res)
-
-    def _forget_wait(self, agent: Agent, inv: Invocation) -> None:
-        if self._calls.get(agent.name, (None,))[0] is inv:
-            del self._calls[agent.name]
-        timer = self._timers.pop((agent.name, inv.key), None)
-        if timer is not None:
-            timer.cancel()
-        suspend = self._suspends.pop(agent.name, None)
-        if suspend is not None:
-            suspend.cancel()
-        if inv.waiting_for and "promise" in inv.waiting_for:
-            waits = self._promise_waits.get(inv.waiting_for["promise"])
-            if waits:
-                waits[:] = [w for w in waits if w[1] is not inv]
-
-    def _waits_on_promise(self, inv: Invocation) -> bool:
-        pid = (inv.waiting_for or {}).get("promise")
-        return pid is not None and any(w[1] is inv for w in self._promise_waits.get(pid, ()))
 
     # -- answers ------------------------------------------------------------------
 
@@ -408,7 +367,7 @@ class Durable:
         truth. The invocation's worker is stopped and it runs again from the
         last saved state, replaying what was journaled."""
         log.error("%s: an effect of %s could not be journaled; it runs again", agent.name, inv.key)
-        self._forget_wait(agent, inv)
+        self.waits.forget(agent.name, inv)
         if agent.engine.deleted or inv.status not in ACTIVE:
             return
         try:
@@ -435,7 +394,7 @@ class Durable:
         except Exception as exc:
             raise GolemError(Code.BAD_REQUEST, f"a promise's value must be a msgpack value: {exc}") from None
         self._store.complete_promise(pid, packed, self._now())
-        for agent, inv, seq in self._promise_waits.pop(pid, []):
+        for agent, inv, seq in self.waits.take_promise(pid):
             self._wait_end(agent, inv, seq, pack({"value": value}))
 
     def promise_info(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -451,16 +410,7 @@ class Durable:
 
     def forget_agent(self, agent: Agent) -> None:
         """The agent is deleted: its waits go (what it called runs on)."""
-        self._calls.pop(agent.name, None)
-        for slot in [s for s in self._timers if s[0] == agent.name]:
-            self._timers.pop(slot).cancel()
-        suspend = self._suspends.pop(agent.name, None)
-        if suspend is not None:
-            suspend.cancel()
-        for pid, waits in list(self._promise_waits.items()):
-            waits[:] = [w for w in waits if w[0] is not agent]
-            if not waits:
-                del self._promise_waits[pid]
+        self.waits.forget_agent(agent.name, agent)
 
     def _target(self, agent: Agent, request: dict[str, Any]) -> tuple[str | None, bytes]:
         """The callee's canonical ID, in the caller's environment unless it
@@ -475,21 +425,6 @@ class Durable:
             return self.sup.parse_id(text).canonical, b""
         except GolemError as err:
             return None, error_res(str(err.code), err.message)
-
-    def _cycle(self, caller: str, callee: str) -> list[str] | None:
-        """The agents a call from `caller` to `callee` would wait through back
-        to `caller`, or None when it waits on no cycle."""
-        path = [caller, callee]
-        node = callee
-        while node != caller:
-            edge = self._calls.get(node)
-            if edge is None or edge[0].status not in ACTIVE or edge[0].waiting_for is None:
-                return None
-            node = edge[1]
-            if node in path[1:]:
-                return None  # a cycle that does not pass through the caller: not this call's
-            path.append(node)
-        return path
 
     @staticmethod
     def _transient(err: GolemError) -> bool:
