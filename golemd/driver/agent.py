@@ -125,10 +125,18 @@ class Agent:
     def invocations(self) -> list[dict[str, Any]]:
         return self.engine.invocations()
 
+    @property
+    def waiting(self) -> bool:
+        """Its invocation waits on a durable effect: nothing of it runs, and
+        its journal holds where it is, so a stop costs it nothing."""
+        cur = self.engine.current
+        return cur is not None and cur.waiting_for is not None
+
     def settled(self) -> asyncio.Future[None]:
-        """Resolved once no invocation runs (drain and shutdown wait on it)."""
+        """Resolved once no invocation runs (drain and shutdown wait on it);
+        one waiting on a durable effect does not count as running."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.busy:
+        if self.busy and not self.waiting:
             self._settled.append(fut)
         else:
             fut.set_result(None)
@@ -237,6 +245,13 @@ class Agent:
     def suspend_waiting(self, inv: Invocation) -> None:
         self.engine.suspend_waiting(inv)
         self._apply()
+
+    def waiting_started(self) -> None:
+        """Its invocation waits now: a drain need not wait for it."""
+        waiting, self._settled = self._settled, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
 
     def rerun(self, inv: Invocation) -> None:
         self.engine.rerun(inv)

@@ -68,6 +68,8 @@ class Agent(Protocol):
 
     def rerun(self, inv: Invocation) -> None: ...
 
+    def waiting_started(self) -> None: ...
+
 
 class Host(Protocol):
     """What it needs of the daemon's agents (golemd.driver.supervisor.Supervisor)."""
@@ -243,6 +245,7 @@ class Durable:
 
         self._store.on_commit(told)
         self._arm_suspend(agent, inv)
+        agent.waiting_started()
 
     def _arm_suspend(self, agent: Agent, inv: Invocation) -> None:
         def due() -> None:

@@ -11,16 +11,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from golemd import faults
 from golemd.config import Config
 from golemd.driver.agent import Agent
-from golemd.driver.durable import Durable, waiting_for
+from golemd.driver.durable import Durable
 from golemd.engine.context import EngineContext, Policy
 from golemd.engine.idempotency import KeyMaker, conflict, stored_answer
 from golemd.host.workers import Template, Worker
-from golemd.model.agent_id import AgentId, make_agent_id, parse_agent_id
+from golemd.model.agent_id import AgentId, parse_agent_id
 from golemd.model.catalog import check_args
 from golemd.model.errors import Code, GolemError
 from golemd.model.invocation import Invocation, Listener, resolve
@@ -328,8 +326,9 @@ class Supervisor:
 
     def trim(self) -> None:
         """Suspend idle agents, least recently used first, until at most
-        max_live_workers workers live. Busy agents are left alone: over
-        budget for a while beats making callers wait."""
+        max_live_workers workers live; then agents whose invocation waits on
+        a durable effect (it runs again by replay when the wait ends). Busy
+        agents are left alone: over budget for a while beats making callers wait."""
         excess = len(self.live) - self.config.max_live_workers
         if excess <= 0:
             return
@@ -339,6 +338,13 @@ class Supervisor:
             if victim.suspend():
                 self.live.pop(victim.name, None)
                 excess -= 1
+        for victim in list(self.live.values()):
+            if excess <= 0:
+                break
+            cur = victim.current
+            if cur is not None and cur.waiting_for is not None:
+                victim.suspend_waiting(cur)
+                excess -= 1  # out of `live` once reaped
 
     def trim_soon(self) -> None:
         """Over the budget: trim shortly, in one batch, rather than on the path
@@ -370,49 +376,9 @@ class Supervisor:
 
     def recover(self) -> int:
         """Rebuild agents and queues from the store. Returns the number of agents."""
-        next_seqs = self.store.next_seqs()
-        active = self.store.load_active()
-        effects = self.store.load_active_effects()
-        waiting: list[tuple[Agent, Invocation]] = []
-        for row in self.store.load_agents():
-            args = msgpack.unpackb(row["args"], raw=False, strict_map_key=False)
-            aid = make_agent_id(row["env"], row["type"], args)
-            info = self.types.get(aid.type)
-            agent = Agent(self, aid, info, row)
-            eng = agent.engine
-            eng.next_seq = next_seqs.get(agent.name, 0)
-            self.agents[agent.name] = agent
-            if row["failed_error"]:
-                eng.failed_error = msgpack.unpackb(row["failed_error"], raw=False)
-            if info is None:
-                eng.failed_error = {"code": Code.AGENT_FAILED.value,
-                                    "message": f"agent type {aid.type!r} is not loaded"}
-                eng.last_error = f"AGENT_FAILED: agent type {aid.type!r} is not loaded"
-            for inv_row in active.get(agent.name, ()):
-                status = S(inv_row["status"])
-                if status == S.RUNNING:  # never journaled today; a running one runs again
-                    status = S.PENDING
-                method, args = msgpack.unpackb(inv_row["args"], raw=False, strict_map_key=False)
-                inv = Invocation(key=inv_row["key"], method=method, args=args,
-                                 args_packed=bytes(inv_row["args"]), seq=inv_row["seq"],
-                                 created_at=inv_row["created_at"], status=status,
-                                 schedule_at=inv_row["schedule_at"], timeout=inv_row["timeout"],
-                                 rowid=inv_row["id"])
-                rows = effects.get((agent.name, inv.key))
-                if rows:
-                    inv.journal = [[r["kind"], bytes(r["request"]), r["result"]] for r in rows]
-                    last = rows[-1]
-                    if last["result"] is None:  # it waits: parked (no process) until the wait ends
-                        req = msgpack.unpackb(last["request"], raw=False, strict_map_key=False)
-                        inv.waiting_for = waiting_for(last["kind"], req, last["until"])
-                        waiting.append((agent, inv))
-                agent.enqueue(inv)
-            if eng.failed_error is not None and eng.pending_count:
-                agent.fail_all_pending(GolemError.from_wire(eng.failed_error))
-        for agent, inv in waiting:  # once every agent is known: a wait may be on any of them
-            self.durable.rearm(agent, inv)
-        self.store.commit_now()
-        return len(self.agents)
+        from golemd.driver.recovery import recover
+
+        return recover(self)
 
     async def drain(self, timeout: float) -> None:
         """Stop starting invocations; let running ones finish for `timeout` seconds."""
@@ -423,7 +389,7 @@ class Supervisor:
 
     async def _settled(self, timeout: float) -> None:
         """Wait until no agent runs anything (warm path and runners alike)."""
-        waits = [a.settled() for a in self.agents.values() if a.busy]
+        waits = [a.settled() for a in self.agents.values() if a.busy and not a.waiting]
         if waits:
             await asyncio.wait(waits, timeout=timeout)
 
