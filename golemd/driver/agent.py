@@ -161,21 +161,28 @@ class Agent:
         self._apply()
 
     def cancel(self, key: str) -> None:
+        """Cancel a pending invocation. It is canceled, and its callers told,
+        once the cancel commits (its caller awaits that commit); if the commit
+        fails it is back in its place in the queue, and may start then."""
         eng = self.engine
         inv = eng.queue.active.get(key)
-        if inv is not None and inv in eng.queue.ahead and self._drop(inv):
-            try:
-                control.cancel(eng, key)  # raises only if the journal fails: dropped() settles it
-                eng.drop_settled(inv)
-            finally:
-                self._apply()
-            return
         # Not sent ahead, or it started meanwhile (TOO_LATE): its reply, or the
-        # worker's `dropped`, settles the drop.
+        # worker's `dropped`, settles the drop; so does `dropped` if the journal fails.
+        dropped = inv is not None and inv in eng.queue.ahead and self._drop(inv)
         try:
             control.cancel(eng, key)
         finally:
             self._apply()
+
+        def committed(_err: GolemError | None) -> None:
+            if dropped and inv is not None:
+                # Settled only now (or by the worker's `dropped`, if that came
+                # first), so that those after it were not sent again meanwhile:
+                # if the cancel failed, `inv` goes again before them.
+                eng.drop_settled(inv)
+            self._apply()
+
+        self.sup.store.on_commit(committed)
 
     def _drop(self, inv: Invocation) -> bool:
         """Ask the worker to drop `inv`, sent ahead, and those after it; True

@@ -32,16 +32,49 @@ def cancel(eng: AgentEngine, key: str) -> None:
         raise GolemError(Code.TOO_LATE, f"invocation {key!r} already completed")
     if inv.status == S.RUNNING:
         raise GolemError(Code.TOO_LATE, f"invocation {key!r} has already started")
+    if not _waiting(eng, inv):
+        return  # canceled already, by a cancel whose commit is to come: that one tells its callers
     # Journal first: a cancel that cannot be written changes nothing.
     eng.store.update_invocation(eng.name, key, status=S.CANCELED.value, finished_at=now)
-    scheduled = inv.status == S.SCHEDULED
+    # Out of the queue now, so that it cannot start; canceled, forgotten and
+    # its callers told once that write commits (the caller of cancel awaits
+    # the same commit). If the commit fails, it was never canceled.
     eng.queue.remove(inv)
-    if scheduled:
+    if inv.status == S.SCHEDULED:
         eng.arm_schedule()
-    inv.move(S.CANCELED)
-    del eng.queue.active[key]
-    resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {key!r} was canceled"))
     eng.kick()  # those sent after it go again
+    eng.store.on_commit(lambda err: _canceled(eng, inv, err))
+
+
+def _waiting(eng: AgentEngine, inv: Invocation) -> bool:
+    """Whether a pending `inv` is in the queue: else a cancel of it awaits its commit."""
+    q = eng.queue
+    return inv in q.fifo or inv in q.ahead or any(t[2] is inv for t in q.scheduled)
+
+
+def _canceled(eng: AgentEngine, inv: Invocation, err: GolemError | None) -> None:
+    """The commit of a cancel of `inv`."""
+    q = eng.queue
+    if q.active.get(inv.key) is not inv:
+        return  # withdrawn: its enqueue was lost in the same commit
+    if err is not None and not eng.deleted:
+        # The journal has it pending still: back to its place, by seq (behind
+        # any sent ahead of the worker meanwhile, which may have started).
+        if inv.status == S.SCHEDULED:
+            q.add(inv)
+            eng.arm_schedule()
+        else:
+            fifo = q.fifo
+            fifo.insert(next((i for i, other in enumerate(fifo) if other.seq > inv.seq), len(fifo)), inv)
+        if eng.failed_error is not None:  # the agent failed meanwhile: it fails, as its queue did
+            eng.fail_all_pending(GolemError.from_wire(eng.failed_error))
+        else:
+            eng.kick()
+        return
+    # Canceled; or the agent was deleted meanwhile, and it will not run either.
+    inv.move(S.CANCELED)
+    del q.active[inv.key]
+    resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {inv.key!r} was canceled"))
 
 
 def withdraw(eng: AgentEngine, inv: Invocation, err: GolemError) -> None:

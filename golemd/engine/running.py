@@ -241,15 +241,21 @@ class AgentRun(AgentState):
         """An outcome could not be committed, so the worker holds a state the
         store does not: stop it, and go on from the last saved state, as after
         a crash. A call it was running meanwhile (the next one goes out before
-        the commit) runs again from there."""
+        the commit) runs again from there; so does one sent to a worker being
+        stopped already (its reply may race the stop: it must not count), but
+        not one sent to a worker that is dead already (its death is a crash)."""
         if self.deleted or not self.durable:
             return
         self.snapshot = self.store.saved_snapshot(self.name)
         self._snapshot_dirty = False
-        if self.worker is W.READY or self.worker is W.STARTING:
+        worker = self.worker
+        if worker is W.READY or worker is W.STARTING:
             if self.current is not None and self.current.discard is None:
                 self.current.discard = Discard.UNSAVED
             self.stop_worker(now=True)
+        elif worker is W.DYING and self._current_sent and not self._worker_lost:
+            if self.current is not None and self.current.discard is None:
+                self.current.discard = Discard.UNSAVED
 
     def fail_agent(self, error: dict[str, Any], inv: Invocation | None, what: str | None = None) -> None:
         """The constructor raised, the state cannot be loaded, or the process

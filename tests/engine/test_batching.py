@@ -132,9 +132,34 @@ def test_a_cancel_the_drop_wins_cancels_it_and_sends_those_after_it_again(b: Bat
     control.cancel(b.eng, "c")
     b.eng.drop_settled(c)
     b.take()
-    assert b.answers["c"][0][1] is not None and b.answers["c"][0][1].code == Code.CANCELED
     assert b.ahead() == ["b", "d"] and b.sent[-1] == ("d", True)  # d again, behind b
     assert b.store.row(AGENT, "c", committed=False)["status"] == "canceled"
+    assert b.answers["c"] == []  # told once the cancel commits
+    b.store.commit()
+    assert b.answers["c"][0][1] is not None and b.answers["c"][0][1].code == Code.CANCELED
+
+
+def test_a_cancel_the_drop_wins_whose_commit_fails_goes_again_in_its_place(b: Batch) -> None:
+    """As the driver does: the drop is settled once the cancel commits, so
+    that nothing is sent again meanwhile."""
+    b.start("a")
+    for key in "bcde":
+        b.invoke(key)
+    b.take()
+    b.store.commit()
+    c = b.eng.queue.active["c"]
+    b.eng.dropping(c)
+    b.eng.polled()
+    control.cancel(b.eng, "c")
+    b.take()
+    assert b.ahead() == ["b"] and b.fifo() == ["d", "e"]
+    b.store.fail_next_commit()
+    b.store.commit()
+    b.eng.drop_settled(c)
+    b.take()
+    assert b.answers["c"] == [] and b.store.row(AGENT, "c")["status"] == "pending"
+    assert b.ahead() == ["b", "c", "d"] and b.fifo() == ["e"] and b.eng.pending_count == 4
+    assert b.sent[-2:] == [("c", True), ("d", True)]
 
 
 def test_the_drop_loses_the_race_then_the_worker_drops_it_it_runs_first_again(b: Batch) -> None:

@@ -74,6 +74,7 @@ def test_the_world_refuses_a_send_to_a_worker_being_built(world: World) -> None:
 def test_the_world_notices_a_caller_answered_twice(world: World) -> None:
     c = world.invoke("a")
     world.cancel("a")
+    world.commit()
     c.waiter(None, None)
     assert any("answered twice" in v for v in world.violations)
     world.violations.clear()

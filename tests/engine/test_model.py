@@ -93,9 +93,11 @@ class Model:
     outcomes: dict[str, Ans] = field(default_factory=dict)  # committed outcomes
     unsaved: set[str] = field(default_factory=set)  # ran (or canceled), but the journal says pending
     canceled: set[str] = field(default_factory=set)
+    canceling: list[str] = field(default_factory=list)  # out of the queue by a cancel not yet committed
+    order: dict[str, int] = field(default_factory=dict)  # the order keys were enqueued in (the engine's seq)
     txn_enqueued: list[str] = field(default_factory=list)  # the open transaction's enqueues...
     txn_outcomes: list[tuple[str, Ans, list[Expect]]] = field(default_factory=list)  # ...outcomes
-    txn_cancels: list[str] = field(default_factory=list)  # ...and cancels
+    txn_cancels: list[str] = field(default_factory=list)  # ...and cancels of unsaved outcomes
     waiters: dict[str, list[Expect]] = field(default_factory=dict)  # awaiting callers by key
     acks: dict[str, list[tuple[Expect, dict[str, Any]]]] = field(default_factory=dict)  # triggers
     applied: list[str] = field(default_factory=list)  # keys whose ok outcome is committed, in order
@@ -103,7 +105,7 @@ class Model:
     def active(self) -> set[str]:
         """Unfinished keys (a refused one is forgotten at once, though its worker still dies)."""
         running = {self.running} if self.running and self.discard != "refused" else set()
-        return set(self.queue) | running
+        return set(self.queue) | running | set(self.canceling)
 
     def status(self, worker_alive: bool) -> AgentStatus:
         if self.failed:
@@ -229,7 +231,10 @@ class Model:
                 e.want.append(ans)
             if ans[0] == "value":
                 self.applied.append(key)
-        self.txn_enqueued, self.txn_outcomes, self.txn_cancels = [], [], []
+        for key in self.canceling:
+            self.canceled.add(key)
+            self.tell(key, ("error", Code.CANCELED))
+        self.txn_enqueued, self.txn_outcomes, self.txn_cancels, self.canceling = [], [], [], []
         self.kick()
 
     def commit_failed(self) -> bool:
@@ -263,7 +268,19 @@ class Model:
             self.canceled.discard(key)
             self.unsaved.discard(key)
             self.journaled.discard(key)
-        self.txn_enqueued, self.txn_outcomes, self.txn_cancels = [], [], []
+        # A cancel not committed never happened: the key goes back to its place
+        # in the queue (by the order of enqueues), or fails with a failed agent.
+        back = [key for key in self.canceling if key not in refused]
+        self.txn_enqueued, self.txn_outcomes, self.txn_cancels, self.canceling = [], [], [], []
+        for key in back:
+            if self.failed:
+                self.attempts.pop(key, None)
+                self.txn_outcomes.append((key, ("error", Code.AGENT_FAILED), self.waiters.pop(key, [])))
+                continue
+            later = [i for i, k in enumerate(self.queue) if self.order[k] > self.order[key]]
+            self.queue.insert(later[0] if later else len(self.queue), key)
+        if back:
+            self.kick()
         return had_outcomes
 
 
@@ -395,6 +412,7 @@ class EngineMachine(RuleBasedStateMachine):
             e.want.append(("error", Code.AGENT_FAILED))
         else:
             m.args[key] = variant
+            m.order[key] = max(m.order.values(), default=-1) + 1
             m.attempts[key] = 0
             m.txn_enqueued.append(key)
             if mode == "await":
@@ -436,13 +454,11 @@ class EngineMachine(RuleBasedStateMachine):
             got = err.code
         if key in m.queue:
             want = None
-            m.queue.remove(key)
-            m.canceled.add(key)
-            m.txn_cancels.append(key)
-            m.tell(key, ("error", Code.CANCELED))
+            m.queue.remove(key)  # it cannot start; it is canceled, and its callers told, at the commit
+            m.canceling.append(key)
         elif key == m.running and m.discard != "refused":
             want = Code.TOO_LATE
-        elif key in m.canceled:
+        elif key in m.canceling or key in m.canceled:
             want = None
         elif key in m.unsaved:
             want = None
@@ -604,6 +620,8 @@ class EngineMachine(RuleBasedStateMachine):
             # that races the stop must not count).
             if was_stopped is None:
                 assert len(sim.stops) > stops, "a failed commit of an outcome left the worker running"
+            if m.running is not None and m.run_on is None and w.call is not None and w.call.key == m.running:
+                m.run_on = w  # a cancel undone by the failure sent it there, before the worker was stopped
             if m.running is not None and m.discard is None and m.run_on is w:
                 m.discard = "unsaved"
         self.after()

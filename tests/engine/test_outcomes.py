@@ -4,8 +4,6 @@ worker holds, which the store does not."""
 
 from __future__ import annotations
 
-import pytest
-
 from golemd.engine.effects import STOP_NOW, Timer
 from golemd.model.errors import Code
 from golemd.model.states import AgentStatus
@@ -277,10 +275,6 @@ def test_the_call_after_a_failed_outcome_write_is_no_crash(world: World) -> None
     assert b.value == "B"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: drop_unsaved_state marks the running call UNSAVED only if its "
-                   "worker is READY or STARTING; when that worker is already being stopped (interrupt, "
-                   "timeout) its reply still counts, and its snapshot, built on the lost outcome's state, "
-                   "is saved")
 def test_a_reply_racing_a_stop_after_a_failed_commit_does_not_count(world: World) -> None:
     world.invoke("a")
     b = world.invoke("b")
@@ -293,3 +287,44 @@ def test_a_reply_racing_a_stop_after_a_failed_commit_does_not_count(world: World
     world.commit()
     assert "a" not in world.saved_state()
     assert not b.answered or b.answers[0].error is not None
+
+
+def test_a_call_whose_stopped_worker_held_a_lost_outcome_runs_again_from_the_saved_state(world: World) -> None:
+    world.invoke("a")
+    b = world.invoke("b")
+    world.commit()
+    world.ready()
+    world.reply("A")
+    world.interrupt()
+    world.fail_commit()
+    world.reply("B")  # does not count: the worker is killed now
+    assert world.sim.worker is not None and world.sim.worker.stopped == STOP_NOW
+    world.die()
+    assert b.code == Code.INTERRUPTED
+    assert [i.key for i in world.eng.queue.fifo] == ["b"]
+    world.resume()
+    world.ready()
+    assert world.sim.spawns[-1] is None  # from the last saved state: a's was lost
+    world.reply("B again")
+    world.commit()
+    assert world.saved_state() == ["b"]
+    assert world.journaled_status("b") == "completed"
+
+
+def test_a_call_whose_worker_died_before_the_failed_commit_is_retried_as_a_crash(world: World) -> None:
+    world.invoke("a")
+    b = world.invoke("b")
+    world.commit()
+    world.ready()
+    world.reply("A")  # b goes out at once
+    world.crash(reap=False)  # b's worker dies by itself: no reply of it can come
+    world.fail_commit()  # a's outcome is lost
+    world.reap()
+    assert world.status is AgentStatus.RETRYING  # b's crash, not a stop of ours
+    assert world.eng.current is not None and world.eng.current.attempts == 1
+    world.fire(Timer.RETRY)
+    world.ready()
+    world.reply("B")
+    world.commit()
+    assert b.value == "B"
+    assert world.saved_state() == ["b"]

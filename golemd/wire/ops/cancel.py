@@ -4,7 +4,9 @@ Request: `agent` (str, required), `idempotency_key` (str, required).
 
 Success: `{"idempotency_key": K, "canceled": true}`: it was pending (or
 scheduled) and will never run, or it was already canceled. Its awaiting
-callers get `CANCELED`.
+callers get `CANCELED`, once the cancel commits: the answer waits for that
+commit too. A commit that fails answers its error (`STORAGE_FULL` on a
+full disk): the invocation is pending still, back in its place in the queue.
 
 Errors: `TOO_LATE` ("has already started" when running, "already
 completed" when completed or failed; nothing changes), `NOT_FOUND` (the key
