@@ -412,8 +412,13 @@ class Durable:
     # -- agents as a whole ----------------------------------------------------------
 
     def forget_agent(self, agent: Agent) -> None:
-        """The agent is deleted: its waits go (what it called runs on)."""
+        """The agent is deleted: its waits go (what it called runs on), and
+        so do its promises: another agent waiting on one is told NOT_FOUND."""
         self.waits.forget_agent(agent.name, agent)
+        for row in self._store.list_promises(agent.name):
+            for other, inv, seq in self.waits.take_promise(row["id"]):
+                self._wait_end(other, inv, seq, error_res(
+                    Code.NOT_FOUND.value, f"promise {row['id']} went with its agent {agent.name}, deleted"))
 
     def _target(self, agent: Agent, request: dict[str, Any]) -> tuple[str | None, bytes]:
         """The callee's canonical ID, in the caller's environment unless it

@@ -107,6 +107,14 @@ class Shop:
         self.orders += 1
         return {"value": value, "id": p.id}
 
+    def wait_for_promise(self, promise_id: str) -> object:
+        from golemd import Promise
+
+        try:
+            return Promise(promise_id).wait()
+        except RemoteError as err:
+            return err.code
+
     def complete(self, promise_id: str, value: object) -> object:
         try:
             complete_promise(promise_id, value)

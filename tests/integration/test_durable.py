@@ -276,3 +276,15 @@ def test_golemctl_invoke_shows_the_calls_a_caller_makes(d, c, tmp_path):
     assert "-> effect 1: call Inventory(\"main\").reserve('hat')" in r.stderr
     assert "<- effect 1: 2" in r.stderr
     assert r.stdout.splitlines()[-1] == "{'a': 'step-1', 'left': 2, 'c': 'step-3:2', 'orders': 1}"
+
+
+def test_a_wait_on_a_deleted_agents_promise_ends_not_found(c, tmp_path):
+    ledger = str(tmp_path / "ledger")
+    c.ok("invoke", agent=SHOP, method="approval", args=[ledger], mode="trigger")
+    pid = _promise_of(ledger)
+    key = c.ok("invoke", agent='Shop("other")', method="wait_for_promise", args=[pid],
+               mode="trigger")["idempotency_key"]
+    wait_for(lambda: c.meta('Shop("other")').get("waiting_for"), what="the other agent to wait")
+    c.ok("delete", agent=SHOP)
+    got = c.ok("invoke", agent='Shop("other")', method="wait_for_promise", args=[pid], idempotency_key=key)
+    assert got["result"] == "NOT_FOUND"
