@@ -63,6 +63,7 @@ class Agent:
         self._type_info = type_info
         self.engine = AgentEngine(sup.ctx, sup.store, self.name, aid.type,
                                   bool(type_info and type_info["durable"]), row)
+        self.engine.on_effects = self._apply
         self.worker: Worker | None = None
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._settled: list[asyncio.Future[None]] = []  # told when nothing runs any more

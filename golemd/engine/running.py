@@ -230,6 +230,8 @@ class AgentRun(AgentState):
             if failed is not None:
                 self.drop_unsaved_state()
                 resolve(waiters, error=failed)
+                if self.out and self.on_effects is not None:
+                    self.on_effects()  # the stop it asked for, from outside any driver call
             elif error is not None:
                 resolve(waiters, error=error)
             else:

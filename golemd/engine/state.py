@@ -5,6 +5,7 @@ queue and outcomes), then golemd.engine.agent (the worker's life, timers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from golemd.engine.context import EngineContext
@@ -73,6 +74,10 @@ class AgentState:
         self.listened = 0  # how many queued invocations have streaming callers
         self._armed: set[Timer] = set()
         self.out: list[Effect] = []
+        # Told when effects were asked for outside a call from the driver (in
+        # a commit's callback), so that they are carried out now, not at the
+        # agent's next event. None: the driver takes them after its own calls.
+        self.on_effects: Callable[[], None] | None = None
 
     def _write_row(self) -> None:
         """The agent's row as of now: written once per group commit, before it."""
