@@ -200,3 +200,19 @@ def test_a_waiting_approval_survives_a_restart(daemon: DaemonProc, tmp_path: Pat
     assert done["result"] == {"value": "after restart", "id": pid}
     assert ledger.read_text().splitlines() == [f"promise {pid}"]  # replayed, not run again
     c.close()
+
+
+def test_completing_wakes_a_suspended_waiter(tmp_path: Path):
+    shop = 'Shop("parked")'
+    ledger = tmp_path / "ledger"
+    with running(apps=(EXAMPLES, TEST_AGENTS, DURABLE), args=("--suspend-after", "0.3")) as d:
+        c = d.conn()
+        c.ok("invoke", agent=shop, method="approval", args=[str(ledger)], mode="trigger", idempotency_key="s")
+        pid = promise_in_ledger(ledger)
+        meta = wait_for(lambda: (m := c.meta(shop)).get("status") == "Suspended" and m, what="Suspended")
+        assert meta["pid"] is None and meta["waiting_for"] == {"promise": pid}
+        assert c.ok("promise_complete", promise_id=pid, value=[1, "two"])["completed"] is True
+        done = c.ok("invoke", agent=shop, method="approval", args=[str(ledger)], idempotency_key="s")
+        assert done["result"] == {"value": [1, "two"], "id": pid}
+        assert ledger.read_text().splitlines() == [f"promise {pid}"]
+        c.close()
