@@ -167,6 +167,8 @@ def test_wire_ops(daemon: DaemonProc, conn: RawConn, tmp_path: Path):
     assert conn.ok("promise_list")["promises"] == []
     assert [p["promise_id"] for p in conn.ok("promise_list", all=True, agent=None)["promises"]] == [pid]
 
+    # Who completed it, as for other changes (the whole log: log() is its tail).
+    assert f"promise_complete {pid} by pid" in Path(daemon.log_path).read_text(errors="replace")
     assert conn.err("promise_complete", promise_id="p-unknown-0", value=1) == "NOT_FOUND"
     assert conn.err("promise_get", promise_id="p-unknown-0") == "NOT_FOUND"
     assert conn.err("promise_list", agent="Shop(") == "INVALID_AGENT_ID"
