@@ -81,7 +81,9 @@ def test_complete_an_awaited_approval_through_golemctl(daemon: DaemonProc, run: 
         header, row = r.stdout.splitlines()
         assert header.split() == ["PROMISE", "ID", "AGENT", "ID", "AGE", "STATE"]
         assert row.split()[:2] == [pid, shop] and row.split()[-1] == "pending"
-        assert json_doc(run, "agent", "get", shop)["waiting_for"] == {"promise": pid}
+        # The ledger is written just before the wait: it shows a moment later.
+        wait_for(lambda: json_doc(run, "agent", "get", shop)["waiting_for"] == {"promise": pid},
+                 what="the agent to wait on the promise")
         assert waiter.poll() is None
 
         r = run("promise", "complete", pid, '{"ok": True, "by": "alice", "n": -1}')
