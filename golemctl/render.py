@@ -206,6 +206,32 @@ def _detail(d: Any) -> str:
     return text.replace("\n", " ")
 
 
+def promise_state(p: dict[str, Any]) -> str:
+    return "completed" if p.get("completed") else "pending"
+
+
+def promise(p: dict[str, Any]) -> str:
+    """`promise get`: "Label: value" lines; the value as a Python literal."""
+    rows = [("Promise ID", _opt(p.get("promise_id"))), ("Agent ID", _opt(p.get("agent_id"))),
+            ("Idempotency key", _opt(p.get("idempotency_key"))), ("State", promise_state(p)),
+            ("Created at", local_time(p.get("created_at"))), ("Age", duration(p.get("age_seconds"))),
+            ("Completed at", local_time(p.get("completed_at"))),
+            ("Value", format_literal(p["value"]) if "value" in p else "-")]
+    shown = {"promise_id", "agent_id", "idempotency_key", "completed", "created_at", "age_seconds",
+             "completed_at", "value"}
+    rows += [(k, _opt(v)) for k, v in p.items() if k not in shown]
+    return key_values(rows)
+
+
+def promises(items: Sequence[dict[str, Any]]) -> str:
+    """`promise list`: one row per promise, oldest first."""
+    if not items:
+        return "no promises"
+    rows = ([_opt(p.get("promise_id")), _opt(p.get("agent_id")), duration(p.get("age_seconds")),
+             promise_state(p)] for p in items)
+    return table(["PROMISE ID", "AGENT ID", "AGE", "STATE"], rows)
+
+
 def types(items: Sequence[dict[str, Any]]) -> str:
     """`types`: each type with its constructor and methods, as signatures."""
     if not items:

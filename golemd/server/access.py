@@ -12,7 +12,7 @@ log = logging.getLogger("golemd.server")
 
 
 MUTATING = frozenset({"invoke", "cancel", "interrupt", "simulate_crash", "resume", "delete",
-                      "reload", "stop"})
+                      "promise_complete", "reload", "stop"})
 
 
 def peer_credentials(sock: Any) -> tuple[int, int, int] | None:

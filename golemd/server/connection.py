@@ -197,7 +197,7 @@ class Connection(asyncio.Protocol):
         if op in MUTATING:
             # Who changed what: operators ask this after the fact.
             log.log(logging.DEBUG if op == "invoke" else logging.INFO, "%s %s by %s",
-                    op, req.get("agent", ""), self.who)
+                    op, req.get("agent") or req.get("promise_id", ""), self.who)
 
         def emit(event: dict[str, Any]) -> None:
             self.send({"id": rid, "event": event})

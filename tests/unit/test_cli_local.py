@@ -114,6 +114,21 @@ def test_bad_status_filter(listener):
     assert_usage(run("agent", "list", "--status", "Sleeping"))
 
 
+@pytest.mark.parametrize("value", ["true", "null", "approved", "{1, 2}", "__import__('os')", ""])
+def test_promise_value_must_be_a_literal(listener, value):
+    r = run("promise", "complete", "p-1", value)
+    assert_usage(r)
+    assert "VALUE" in r.stderr
+
+
+def test_promise_complete_needs_a_value(listener):
+    assert_usage(run("promise", "complete", "p-1"))
+
+
+def test_promise_list_bad_agent_id(listener):
+    assert_usage(run("promise", "list", "Shop("), "INVALID_AGENT_ID")
+
+
 @pytest.mark.parametrize("args", [
     ["agent", "invoke", AGENT],  # missing METHOD
     ["agent", "bogus"],
@@ -182,7 +197,8 @@ def test_socket_path_too_long(short_dir):
 COMMANDS = [[], ["agent"], ["agent", "invoke"], ["agent", "get"], ["agent", "list"],
             ["agent", "cancel-invocation"], ["agent", "interrupt"], ["agent", "resume"],
             ["agent", "simulate-crash"], ["agent", "delete"], ["agent", "stream"],
-            ["agent", "oplog"], ["agent", "invocations"], ["types"], ["daemon"],
+            ["agent", "oplog"], ["agent", "invocations"], ["promise"], ["promise", "complete"],
+            ["promise", "get"], ["promise", "list"], ["types"], ["daemon"],
             ["daemon", "status"], ["daemon", "stop"], ["daemon", "reload"]]
 
 
@@ -197,6 +213,12 @@ def test_invoke_help_documents_contract_options():
     out = run("agent", "invoke", "--help").stdout
     for opt in ("-t, --trigger", "-i, --idempotency-key", "--schedule-at", "--timeout", "--no-stream"):
         assert opt in out
+
+
+def test_promise_complete_help_says_how_value_is_parsed():
+    out = " ".join(run("promise", "complete", "--help").stdout.split())
+    assert "VALUE is a Python literal" in out and "ARGS of `agent invoke`" in out
+    assert "ALREADY_COMPLETED" in out
 
 
 def test_bash_completion_script():

@@ -54,12 +54,46 @@ class FakeAgent:
 class FakeStore:
     def __init__(self) -> None:
         self.commits = 0
+        self.promises = {"p-a": promise_row("p-a", 'Shop("a")', 1.0),
+                         "p-b": promise_row("p-b", 'Shop("b")', 2.0)}
 
     async def commit(self) -> None:
         self.commits += 1
 
     def oplog(self, name: str, last: int | None) -> list[dict[str, Any]]:
         return [{"index": 1, "kind": "created", "agent": name, "last": last}]
+
+
+    def get_promise(self, promise_id: str) -> dict[str, Any] | None:
+        return self.promises.get(promise_id)
+
+    def list_promises(self, agent_id: str | None, pending: bool = True) -> list[dict[str, Any]]:
+        return [r for r in self.promises.values()
+                if (agent_id is None or r["agent_id"] == agent_id) and not (pending and r["completed_at"])]
+
+
+class FakeDurable:
+    """golemd.driver.durable.Durable's promises, over FakeStore's rows."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+
+    def complete(self, promise_id: str, value: Any) -> None:
+        row = self.store.promises.get(promise_id)
+        if row is None:
+            raise GolemError(Code.NOT_FOUND, f"no promise {promise_id!r}")
+        if row["completed_at"] is not None:
+            raise GolemError(Code.ALREADY_COMPLETED, f"promise {promise_id} was completed already")
+        row["completed_at"], row["value"] = 2000.0, value
+
+    def promise_info(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"promise_id": row["id"], "agent_id": row["agent_id"],
+                "completed": row["completed_at"] is not None, "value": row["value"]}
+
+
+def promise_row(pid: str, agent: str, created_at: float) -> dict[str, Any]:
+    return {"id": pid, "agent_id": agent, "key": "k", "seq": 0, "created_at": created_at,
+            "completed_at": None, "value": None}
 
 
 TYPE = {"name": "A", "module": "m", "qualname": "A", "durable": True, "memory_limit_mb": None,
@@ -69,11 +103,17 @@ TYPE = {"name": "A", "module": "m", "qualname": "A", "durable": True, "memory_li
 class FakeSupervisor:
     def __init__(self) -> None:
         self.store = FakeStore()
+        self.durable = FakeDurable(self.store)
         self.types = {"B": {**TYPE, "name": "B"}, "A": TYPE}
         self.agents = {"A()": FakeAgent("A()", [{"line": "one"}, {"line": "two"}], live=True),
                        "B()": FakeAgent("B()")}
         self.started = 1000.0
         self.deleted: list[str] = []
+
+    def parse_id(self, text: str) -> Any:
+        from golemd.model.agent_id import parse_agent_id
+
+        return parse_agent_id(text)
 
     def find(self, agent: str) -> FakeAgent:
         if agent not in self.agents:
@@ -120,7 +160,8 @@ def test_get():
     assert handle("get", agent="A()")[0] == {"agent": {"agent_id": "A()", "done": []}}
 
 
-@pytest.mark.parametrize("op", sorted(set(HANDLERS) - {"list", "types", "status", "reload", "stop"}))
+@pytest.mark.parametrize("op", sorted(set(HANDLERS) - {"list", "types", "status", "reload", "stop",
+                                                         "promise_complete", "promise_get", "promise_list"}))
 def test_unknown_agent(op):
     with pytest.raises(GolemError) as info:
         handle(op, agent="Nope()", idempotency_key="k")
@@ -190,6 +231,53 @@ def test_stream_follows_until_the_output_ends():
     assert asyncio.run(scenario()) == {"ended": "deleted"}
     assert events == [{"line": "three"}]
     assert output.followers == set()  # the follower is gone with the request
+
+
+def test_promise_complete_commits_then_answers():
+    d = FakeDaemon()
+    assert handle("promise_complete", d, promise_id="p-a", value=[1, "x"])[0] == \
+        {"promise_id": "p-a", "completed": True}
+    assert d.supervisor.store.commits == 1
+    assert d.supervisor.store.promises["p-a"]["value"] == [1, "x"]
+    for pid, code in (("p-a", Code.ALREADY_COMPLETED), ("p-zzz", Code.NOT_FOUND)):
+        with pytest.raises(GolemError) as info:
+            handle("promise_complete", d, promise_id=pid)
+        assert info.value.code == code
+    assert d.supervisor.store.commits == 1  # a refusal commits nothing
+    assert d.supervisor.store.promises["p-a"]["value"] == [1, "x"]  # the first completion wins
+
+
+def test_promise_complete_value_defaults_to_nil():
+    d = FakeDaemon()
+    handle("promise_complete", d, promise_id="p-b")
+    assert d.supervisor.store.promises["p-b"]["completed_at"] is not None
+    assert d.supervisor.store.promises["p-b"]["value"] is None
+
+
+def test_promise_get():
+    d = FakeDaemon()
+    assert handle("promise_get", d, promise_id="p-b")[0] == \
+        {"promise": {"promise_id": "p-b", "agent_id": 'Shop("b")', "completed": False, "value": None}}
+    with pytest.raises(GolemError) as info:
+        handle("promise_get", d, promise_id="nope")
+    assert info.value.code == Code.NOT_FOUND
+
+
+def test_promise_list_filters_by_canonical_agent_and_state():
+    d = FakeDaemon()
+
+    def ids(**req: Any) -> list[str]:
+        return [p["promise_id"] for p in handle("promise_list", d, **req)[0]["promises"]]
+
+    assert ids() == ["p-a", "p-b"]
+    assert ids(agent="Shop( 'a' )") == ["p-a"]  # any spelling: the canonical ID is looked up
+    assert ids(agent='dev/Shop("a")') == []
+    handle("promise_complete", d, promise_id="p-a", value=1)
+    assert ids() == ["p-b"] and ids(all=True) == ["p-a", "p-b"]
+    assert ids(agent='Shop("a")', all=True) == ["p-a"]
+    with pytest.raises(GolemError) as info:
+        handle("promise_list", d, agent="Shop(")
+    assert info.value.code == Code.INVALID_AGENT_ID
 
 
 def test_types_sorted_and_without_internal_fields():

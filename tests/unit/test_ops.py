@@ -42,6 +42,9 @@ FULL: dict[str, dict[str, Any]] = {
     "invocations": {"agent": "A()"},
     "oplog": {"agent": "A()", "last": 5},
     "stream": {"agent": "A()", "follow": True, "last": 0},
+    "promise_complete": {"promise_id": "p-1", "value": {"ok": [1, 2.5, b"x", True]}},
+    "promise_get": {"promise_id": "p-1"},
+    "promise_list": {"agent": 'Shop("s")', "all": True},
     "types": {},
     "status": {},
     "reload": {},
@@ -68,6 +71,11 @@ CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
     "oplog": (("A()",), {"last": 3}, Call("oplog", {"agent": "A()", "last": 3}, "entries", MAPS)),
     "stream": (("A()", None), {"follow": True},
                Call("stream", {"agent": "A()", "follow": True, "last": None}, None, MAP)),
+    "promise_complete": (("p-1", "yes"), {},
+                         Call("promise_complete", {"promise_id": "p-1", "value": "yes"}, None, MAP)),
+    "promise_get": (("p-1",), {}, Call("promise_get", {"promise_id": "p-1"}, "promise", MAP)),
+    "promise_list": (('Shop("s")',), {"all": True},
+                     Call("promise_list", {"agent": 'Shop("s")', "all": True}, "promises", MAPS)),
     "types": ((), {}, Call("types", {}, "types", MAPS)),
     "status": ((), {}, Call("status", {}, None, MAP)),
     "reload": ((), {}, Call("reload", {}, None, MAP)),
@@ -125,7 +133,7 @@ def test_mutating_ops_are_the_logged_ones():
 
     assert MUTATING == LOGGED_BEFORE
     assert MUTATING == {"invoke", "cancel", "interrupt", "simulate_crash", "resume", "delete",
-                        "reload", "stop"}
+                        "promise_complete", "reload", "stop"}
 
 
 # --- each op's definition ---------------------------------------------------------

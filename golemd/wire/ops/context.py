@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable,
 from types import EllipsisType
 from typing import Any, Protocol
 
+from golemd.model.agent_id import AgentId
 from golemd.wire.ops import Call
 
 Fields = dict[str, tuple[tuple[type, ...], bool]]
@@ -67,6 +68,14 @@ class Store(Protocol):
 
     def oplog(self, name: str, last: int | None, /) -> Sequence[Mapping[str, Any]]: ...
 
+    def get_promise(self, promise_id: str, /) -> dict[str, Any] | None:
+        """The promise's row (golemd.storage.base.PromiseRow), or None."""
+        ...
+
+    def list_promises(self, agent_id: str | None, /, pending: bool) -> list[dict[str, Any]]:
+        """Promise rows, oldest first: the agent's (canonical ID) or everyone's, pending or all."""
+        ...
+
 
 class Agent(Protocol):
     """One agent, as golemd.driver's Agent offers it to the handlers."""
@@ -93,6 +102,19 @@ class Agent(Protocol):
     def invocations(self) -> list[dict[str, Any]]: ...
 
 
+class Durable(Protocol):
+    """Durable execution's promises (golemd.driver.durable.Durable)."""
+
+    def complete(self, promise_id: str, value: Any, /) -> None:
+        """Complete it (written, not committed: commit before answering), or
+        raise GolemError NOT_FOUND, ALREADY_COMPLETED, BAD_REQUEST."""
+        ...
+
+    def promise_info(self, row: dict[str, Any], /) -> dict[str, Any]:
+        """A promise row as the protocol shows it (promise_get's PROMISE)."""
+        ...
+
+
 class Supervisor(Protocol):
     """golemd.driver.supervisor.Supervisor, as far as the handlers use it."""
 
@@ -108,8 +130,15 @@ class Supervisor(Protocol):
     def agents(self) -> Mapping[str, Agent]: ...
 
     @property
+    def durable(self) -> Durable: ...
+
+    @property
     def started(self) -> float:
         """Unix time the supervisor started."""
+        ...
+
+    def parse_id(self, text: str, /) -> AgentId:
+        """The agent ID (GolemError INVALID_AGENT_ID): `.canonical` is its stored name."""
         ...
 
     def find(self, agent: str, /) -> Agent:
