@@ -138,7 +138,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 _META_LABELS = {
     "agent_id": "Agent ID", "type": "Type", "env": "Environment", "args": "Arguments",
     "status": "Status", "pending_invocation_count": "Pending invocations",
-    "current_invocation": "Current invocation", "pid": "PID", "created_at": "Created at",
+    "current_invocation": "Current invocation", "waiting_for": "Waiting for", "pid": "PID",
+    "created_at": "Created at",
     "last_active_at": "Last active at", "completed_count": "Completed",
     "failed_count": "Failed", "retry_count": "Retries", "last_error": "Last error",
     "memory_rss_bytes": "Memory (RSS)", "cpu_seconds": "CPU time",
@@ -152,11 +153,26 @@ def current_invocation(cur: Any) -> str:
     return f"{cur.get('method', '?')} (key {cur.get('idempotency_key', '?')})"
 
 
+def waiting_for(wait: Any) -> str:
+    """What an invocation waits on, as golemctl's user would write it."""
+    if not isinstance(wait, dict):
+        return "-"
+    if "agent" in wait:
+        return f"a call to {wait['agent']} (key {wait.get('idempotency_key', '?')})"
+    if "promise" in wait:
+        until = f", until {local_time(wait['until'])}" if isinstance(wait.get("until"), (int, float)) else ""
+        return f"promise {wait['promise']}{until}"
+    if isinstance(wait.get("until"), (int, float)):
+        return f"a sleep until {local_time(wait['until'])}"
+    return str(wait)
+
+
 def metadata(meta: dict[str, Any]) -> str:
     """`agent get`: one "Label: value" line per field, in protocol order."""
     shown = {
         "args": args_text(meta.get("args")),
         "current_invocation": current_invocation(meta.get("current_invocation")),
+        "waiting_for": waiting_for(meta.get("waiting_for")),
         "created_at": local_time(meta.get("created_at")),
         "last_active_at": local_time(meta.get("last_active_at")),
         "memory_rss_bytes": size(meta.get("memory_rss_bytes")),

@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("golemd.durable")
 
+# Errors that are a callee invocation's outcome, stored with it under its key.
+OUTCOMES = frozenset({Code.INVOCATION_FAILED, Code.TIMEOUT, Code.AGENT_DIED, Code.AGENT_FAILED,
+                      Code.SNAPSHOT_FAILED, Code.PROTOCOL_ERROR, Code.NONDETERMINISM})
+
 
 class Agent(Protocol):
     """What durable execution needs of one agent (golemd.driver.agent.Agent)."""
@@ -119,7 +123,10 @@ class Durable:
             if entry[2] is not None:
                 self._tell_worker(agent, inv, seq, entry[2])
             elif not self.waits.registered(agent.name, inv):
-                self._rearm(agent, inv, seq, kind, _unpack(req), None)
+                # Journaled as asked, no longer registered (its end could not be
+                # journaled): registered again, with the deadline it was journaled with.
+                rows = [r for r in self._store.load_effects(agent.name, inv.key) if r["seq"] == seq]
+                self._rearm(agent, inv, seq, kind, _unpack(req), rows[0]["until"] if rows else None)
             return
         if seq != len(journal):
             raise ValueError(f"effect #{seq} skips a number (the journal has {len(journal)})")
@@ -299,6 +306,8 @@ class Durable:
         """Wait on the callee's invocation under the derived key: a re-run, or
         a restart, attaches to the same one, or gets its stored outcome."""
 
+        submitting = True
+
         def done(reply: dict[str, Any] | None, err: GolemError | None) -> None:
             if err is not None and self._transient(err):
                 return  # the daemon is stopping: the journal keeps the wait for the restart
@@ -312,16 +321,22 @@ class Durable:
                 res = error_res(str(err.code), err.message, err.details)
             else:
                 res = value_res((reply or {}).get("result"))
-            self._wait_end(agent, inv, seq, res)
+            # An outcome told after submit returned is the callee's, told from
+            # the commit that made it durable under the derived key: a re-run
+            # would get the same from the callee's row, so the caller may see
+            # it before its own copy commits.
+            self._wait_end(agent, inv, seq, res, durable=not submitting and (err is None or err.code in OUTCOMES))
 
         self.sup.submit({"agent": target, "method": request.get("method"), "args": request.get("args") or [],
                          "idempotency_key": key, "mode": "await"}, None, done)
+        submitting = False
 
     def _arm_timer(self, agent: Agent, inv: Invocation, seq: int, until: float, res: bytes) -> None:
         self.waits.timer(agent.name, inv, until - self._now(), lambda: self._wait_end(agent, inv, seq, res))
 
-    def _wait_end(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
-        """The wait of effect `seq` is over with `res`: journal it, then go on."""
+    def _wait_end(self, agent: Agent, inv: Invocation, seq: int, res: bytes, durable: bool = False) -> None:
+        """The wait of effect `seq` is over with `res`: journal it, then go on
+        once that commits; at once when `res` is durable already elsewhere."""
         journal = inv.journal
         self.waits.forget(agent.name, inv)
         if journal is None or seq >= len(journal) or journal[seq][2] is not None:
@@ -331,7 +346,11 @@ class Durable:
         self._store.finish_effect(agent.name, inv.key, seq, res, self._now())
         journal[seq][2] = res
         inv.waiting_for = None
-        self._answer_at_commit(agent, inv, seq, res)
+        if durable:
+            self._store.commit_soon()
+            self._journaled(agent, inv, seq, res)
+        else:
+            self._answer_at_commit(agent, inv, seq, res)
 
     # -- answers ------------------------------------------------------------------
 
@@ -339,16 +358,18 @@ class Durable:
         def told(err: GolemError | None) -> None:
             if err is not None:
                 self._unsaved(agent, inv)
-                return
-            faults.crash_point("effect_done")
-            if faults.kill_worker_point("effect_done") and agent.worker is not None:
-                agent.worker.kill()  # journaled, not told: the re-run replays it
-                return
-            self._tell_listeners(inv, {"type": "effect_done", "seq": seq,
-                                       "detail": describe_result(_unpack(res))})
-            self._tell_worker(agent, inv, seq, res)
+            else:
+                self._journaled(agent, inv, seq, res)
 
         self._store.on_commit(told)
+
+    def _journaled(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
+        faults.crash_point("effect_done")
+        if faults.kill_worker_point("effect_done") and agent.worker is not None:
+            agent.worker.kill()  # journaled, not told: the re-run replays it
+            return
+        self._tell_listeners(inv, {"type": "effect_done", "seq": seq, "detail": describe_result(_unpack(res))})
+        self._tell_worker(agent, inv, seq, res)
 
     def _tell_worker(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
         """Give the result to the worker blocked on it, or run `inv` again."""
