@@ -287,18 +287,36 @@ def promise_complete_cmd(s: Settings, promise_id: str, value: str) -> None:
 
     VALUE is a Python literal, parsed (never evaluated) as the ARGS of
     `agent invoke` are: 5, -1.5, '"approved"', '[1, 2]', '{"ok": True}',
-    None. Write True, False and None, not JSON's true, false and null. Put
-    `--` before a VALUE that looks like an option.
+    None. JSON is read too (true, false, null), and a VALUE that is
+    neither, such as a bare word (yes), is that text as a string. Put `--`
+    before a VALUE that looks like an option.
 
     The first completion wins: a later one fails with ALREADY_COMPLETED
     (exit 1), and an unknown ID with NOT_FOUND.
     """
-    from golemd.model.agent_id import parse_literal
-
-    parsed = parse_literal(value, "VALUE")
+    parsed = _promise_value(value)
     with _connect(s) as c:
         reply = c.promise_complete(promise_id, parsed)
     _show(s, reply, lambda: f"completed {reply.get('promise_id', promise_id)}")
+
+
+def _promise_value(text: str) -> object:
+    """A Python literal, else JSON, else the text itself (a bare word)."""
+    import json
+
+    from golemd.model.agent_id import parse_literal
+    from golemd.model.errors import GolemError
+
+    try:
+        return parse_literal(text, "VALUE")
+    except GolemError as err:
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+        if text.strip() and not any(ch in text for ch in "\"'[]{}()"):
+            return text
+        raise err from None
 
 
 @promise_group.command("get", short_help="Show a promise.")

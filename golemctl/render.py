@@ -160,8 +160,7 @@ def waiting_for(wait: Any) -> str:
     if "agent" in wait:
         return f"a call to {wait['agent']} (key {wait.get('idempotency_key', '?')})"
     if "promise" in wait:
-        until = f", until {local_time(wait['until'])}" if isinstance(wait.get("until"), (int, float)) else ""
-        return f"promise {wait['promise']}{until}"
+        return f"promise {wait['promise']}"
     if isinstance(wait.get("until"), (int, float)):
         return f"a sleep until {local_time(wait['until'])}"
     return str(wait)

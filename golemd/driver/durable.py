@@ -261,14 +261,13 @@ class Durable:
 
         self.waits.suspend(agent.name, self.sup.config.suspend_after, due)
 
-    def rearm(self, agent: Agent, inv: Invocation) -> None:
+    def rearm(self, agent: Agent, inv: Invocation, until: float | None) -> None:
         """At recovery: register the wait the journal of `inv` ends on, if any."""
         journal = inv.journal
         if not journal or journal[-1][2] is not None or journal[-1][0] not in WAITS:
             return
         seq = len(journal) - 1
         kind, req = journal[seq][0], _unpack(journal[seq][1])
-        until = inv.waiting_for.get("until") if inv.waiting_for else None
         self._rearm(agent, inv, seq, kind, req, until)
 
     def _rearm(self, agent: Agent, inv: Invocation, seq: int, kind: str, request: dict[str, Any],

@@ -49,8 +49,5 @@ def waiting_for(kind: str, request: dict[str, Any], until: float | None, target:
     if kind == "call":
         return {"agent": target or request.get("agent"), "idempotency_key": key}
     if kind == "wait":
-        out: dict[str, Any] = {"promise": request.get("promise")}
-        if until is not None:
-            out["until"] = until
-        return out
+        return {"promise": request.get("promise")}  # its deadline, if any, is the journal's
     return {"until": until}

@@ -31,7 +31,7 @@ def recover(sup: Host) -> int:
     next_seqs = sup.store.next_seqs()
     active = sup.store.load_active()
     effects = sup.store.load_active_effects()
-    waiting: list[tuple[Agent, Invocation]] = []
+    waiting: list[tuple[Agent, Invocation, float | None]] = []
     for row in sup.store.load_agents():
         args = msgpack.unpackb(row["args"], raw=False, strict_map_key=False)
         aid = make_agent_id(row["env"], row["type"], args)
@@ -63,11 +63,11 @@ def recover(sup: Host) -> int:
                 if last["result"] is None:  # it waits: parked (no process) until the wait ends
                     req = msgpack.unpackb(last["request"], raw=False, strict_map_key=False)
                     inv.waiting_for = waiting_for(last["kind"], req, last["until"])
-                    waiting.append((agent, inv))
+                    waiting.append((agent, inv, last["until"]))
             agent.enqueue(inv)
         if eng.failed_error is not None and eng.pending_count:
             agent.fail_all_pending(GolemError.from_wire(eng.failed_error))
-    for agent, inv in waiting:  # once every agent is known: a wait may be on any of them
-        sup.durable.rearm(agent, inv)
+    for agent, inv, until in waiting:  # once every agent is known: a wait may be on any of them
+        sup.durable.rearm(agent, inv, until)
     sup.store.commit_now()
     return len(sup.agents)

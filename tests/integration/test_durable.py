@@ -177,6 +177,9 @@ def test_a_sleep_survives_a_restart_and_waits_only_for_the_rest(d, c, tmp_path):
     key = c.ok("invoke", agent=SHOP, method="nap", args=[2.0, ledger], mode="trigger")["idempotency_key"]
     until = wait_for(lambda: (c.meta(SHOP).get("waiting_for") or {}).get("until"), what="the sleep")
     queued = c.ok("invoke", agent=SHOP, method="orders_made", mode="trigger")["idempotency_key"]
+    doomed = c.ok("invoke", agent=SHOP, method="orders_made", args=[], mode="trigger",
+                  idempotency_key="doomed")["idempotency_key"]
+    assert c.ok("cancel", agent=SHOP, idempotency_key=doomed)["canceled"] is True  # it waits, cancelable
     d.kill9()
     d.start()
     c2 = d.conn()

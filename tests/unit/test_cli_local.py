@@ -114,7 +114,16 @@ def test_bad_status_filter(listener):
     assert_usage(run("agent", "list", "--status", "Sleeping"))
 
 
-@pytest.mark.parametrize("value", ["true", "null", "approved", "{1, 2}", "__import__('os')", ""])
+@pytest.mark.parametrize(("text", "value"), [("5", 5), ('"yes"', "yes"), ("[1, None]", [1, None]),
+                                             ("true", True), ("null", None), ('{"a": false}', {"a": False}),
+                                             ("approved", "approved"), ("-2.5", -2.5)])
+def test_promise_values_are_literals_then_json_then_a_bare_word(text, value):
+    from golemctl.cli import _promise_value
+
+    assert _promise_value(text) == value
+
+
+@pytest.mark.parametrize("value", ["{1, 2}", "__import__('os')", "", "[1,", "'open"])
 def test_promise_value_must_be_a_literal(listener, value):
     r = run("promise", "complete", "p-1", value)
     assert_usage(r)
