@@ -47,8 +47,9 @@ def pss_total(pid: int) -> float:
     return total / 2**20
 
 
-def calls(n: int) -> dict[str, float]:
-    with running(args=("--log-level", "WARNING"), apps=APPS) as d:
+def calls(n: int, spin_us: float | None) -> dict[str, float]:
+    extra = ("--spin-us", str(spin_us)) if spin_us is not None else ()
+    with running(args=("--log-level", "WARNING", *extra), apps=APPS) as d:
         c = RawConn(d.socket, timeout=300)
         c.ok("invoke", agent=TARGET, method="increment")
         c.ok("invoke", agent=CALLER, method="noop")
@@ -107,11 +108,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--agents", type=int, default=1000)
     args = parser.parse_args()
-    r = calls(args.calls)
-    print(f"warm call from a client:        p50 {r['client_p50_us']:8.1f} us, CPU {r['client_cpu_us']:7.1f} us/call")
-    print(f"awaited call agent -> agent:    p50 {r['remote_p50_us']:8.1f} us, CPU {r['remote_cpu_us']:7.1f} us/call"
-          f"  ({r['remote_over_client']:.2f}x the client's)")
-    print(f"step:                           p50 {r['step_p50_us']:8.1f} us")
+    for spin in (None, 0.0):
+        r = calls(args.calls, spin)
+        how = "polling on (default spin_us)" if spin is None else "spin_us = 0 (no polling: CPU is the work)"
+        print(f"-- {how}")
+        print(f"warm call from a client:        p50 {r['client_p50_us']:8.1f} us, "
+              f"CPU {r['client_cpu_us']:7.1f} us/call")
+        print(f"awaited call agent -> agent:    p50 {r['remote_p50_us']:8.1f} us, "
+              f"CPU {r['remote_cpu_us']:7.1f} us/call  ({r['remote_over_client']:.2f}x the client's p50, "
+              f"{r['remote_cpu_us'] / r['client_cpu_us']:.2f}x its CPU)")
+        print(f"step:                           p50 {r['step_p50_us']:8.1f} us")
     for waiting in (False, True):
         m = memory(args.agents, waiting)
         what = "waiting on a promise" if waiting else "suspended idle"
