@@ -108,8 +108,11 @@ class Durable:
         """An `effect` from the agent's worker. Raises ValueError for one that
         breaks the protocol (the channel is then broken and the worker killed)."""
         inv = agent.current
-        if inv is None or inv.call_id != msg.get("id"):
-            return  # from a call no longer the worker's own (it is being stopped)
+        if inv is None or inv.call_id != msg.get("id") or inv.discard is not None:
+            # From a call no longer the worker's own, or one whose run must not
+            # count (its enqueue failed, or it runs on a state the journal does
+            # not hold): the worker is being stopped, and nothing of it is journaled.
+            return
         seq, kind, req = msg.get("seq"), msg.get("kind"), msg.get("req")
         if not isinstance(seq, int) or not isinstance(kind, str) or not isinstance(req, bytes):
             raise ValueError("an effect needs the integer 'seq', the string 'kind' and the bytes 'req'")

@@ -286,7 +286,11 @@ class AgentEngine(AgentRun):
         """An effect of `inv` could not be journaled: its worker holds what
         the journal does not, so it is stopped and `inv` runs again from the
         last saved state (as after a crash, counted as none)."""
-        if inv is self.current and self._current_sent and self.worker is W.READY:
+        if inv is not self.current:
+            return
+        if not self._current_sent:
+            self.wait_ended(inv)  # parked: it has no worker to stop; it is sent again
+        elif self.worker is W.READY:
             self.stop_worker(now=True)
 
     # -- timers ------------------------------------------------------------

@@ -133,6 +133,15 @@ class Shop:
             return f"KeyError {exc}"
         return "no error"
 
+    def unsaved_step(self, ledger: str, flag: str) -> str:
+        """Makes the commit of its first step fail (GOLEMD_FAIL_COMMIT=flag), once."""
+        if not os.path.exists(ledger + ".flagged"):
+            open(ledger + ".flagged", "w").close()
+            open(flag, "w").close()
+        got = step(record, ledger, "step")
+        self.orders += 1
+        return got
+
     def nondet(self, ledger: str) -> str:
         """Its first effect depends on how often it ran: a re-run differs."""
         runs = len(open(ledger).read().split()) if os.path.exists(ledger) else 0

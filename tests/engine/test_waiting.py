@@ -228,3 +228,17 @@ def test_calls_sent_ahead_to_a_waiting_worker_go_back_when_it_is_suspended() -> 
     b.take()
     b.reply(a)
     assert b.current() == "b"
+
+
+def test_rerun_of_a_parked_invocation_sends_it_again(world: World) -> None:
+    waiting(world)
+    inv = world.eng.current
+    world.eng.suspend_waiting(inv)
+    world.sim.apply()
+    world.die()
+    assert world.eng.parked
+    inv.waiting_for = None  # its wait's journal write failed: it replays from the journal
+    world.eng.rerun(inv)
+    world.sim.apply()
+    world.ready()
+    assert world.call is inv

@@ -291,3 +291,19 @@ def test_a_wait_on_a_deleted_agents_promise_ends_not_found(c, tmp_path):
     c.ok("delete", agent=SHOP)
     got = c.ok("invoke", agent='Shop("other")', method="wait_for_promise", args=[pid], idempotency_key=key)
     assert got["result"] == "NOT_FOUND"
+
+
+def test_an_effect_whose_journal_write_fails_runs_again_from_the_saved_state(tmp_path):
+    ledger, flag = str(tmp_path / "ledger"), str(tmp_path / "fail-commit")
+    with running(apps=APPS, env={"GOLEMD_FAIL_COMMIT": flag}) as d:
+        c = d.conn()
+        got = c.ok("invoke", agent=SHOP, method="unsaved_step", args=[ledger, flag])
+        assert got["result"] == "step"
+        assert not os.path.exists(flag)  # the failure happened
+        # the step ran twice (its first result was never journaled), its
+        # effect is journaled once, and the state changed once
+        assert lines(ledger) == ["step", "step"]
+        effects = [e for e in c.ok("oplog", agent=SHOP)["entries"] if e["kind"] == "effect"]
+        assert len(effects) == 1
+        assert c.ok("invoke", agent=SHOP, method="orders_made")["result"] == 1
+        c.close()
