@@ -129,6 +129,33 @@ def get_cmd(s: Settings, agent_id: str) -> None:
     _show(s, meta, lambda: render.metadata(meta))
 
 
+@agent_group.command("new")
+@click.argument("agent_id")
+@click.option("--env", "env_vars", metavar="NAME=VALUE", multiple=True,
+              help="An environment variable of the agent's process, on every start. Repeatable.")
+@global_options
+@click.pass_obj
+def new_cmd(s: Settings, agent_id: str, env_vars: tuple[str, ...]) -> None:
+    """Create AGENT_ID without invoking it: its constructor runs now, in its
+    own process, with the environment variables given. The same ID again
+    with the same variables succeeds and changes nothing; with other
+    variables it fails (AGENT_EXISTS): delete the agent to change them."""
+    from golemctl import render
+
+    env: dict[str, str] = {}
+    for item in env_vars:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise usage_error(f"--env takes NAME=VALUE, not {item!r}")
+        env[name] = value
+    aid = _canonical(agent_id)
+    with _connect(s) as c:
+        reply = c.new(aid, env)
+    meta = reply["agent"]
+    _show(s, reply, lambda: ("created " if reply.get("created") else "exists already: ")
+          + str(meta.get("agent_id")) + "\n" + render.metadata(meta))
+
+
 @agent_group.command("list")
 @click.option("--env", metavar="ENV", help="Only agents of this environment.")
 @click.option("--type", "type_", metavar="TYPE", help="Only agents of this type.")

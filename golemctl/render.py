@@ -138,6 +138,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 _META_LABELS = {
     "agent_id": "Agent ID", "type": "Type", "env": "Environment", "args": "Arguments",
     "status": "Status", "pending_invocation_count": "Pending invocations",
+    "env_vars": "Environment variables",
     "current_invocation": "Current invocation", "waiting_for": "Waiting for", "pid": "PID",
     "created_at": "Created at",
     "last_active_at": "Last active at", "completed_count": "Completed",
@@ -172,6 +173,8 @@ def metadata(meta: dict[str, Any]) -> str:
         "args": args_text(meta.get("args")),
         "current_invocation": current_invocation(meta.get("current_invocation")),
         "waiting_for": waiting_for(meta.get("waiting_for")),
+        "env_vars": (", ".join(f"{k}={v}" for k, v in sorted(meta["env_vars"].items())) or "-")
+        if isinstance(meta.get("env_vars"), dict) else "-",
         "created_at": local_time(meta.get("created_at")),
         "last_active_at": local_time(meta.get("last_active_at")),
         "memory_rss_bytes": size(meta.get("memory_rss_bytes")),

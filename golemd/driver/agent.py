@@ -56,7 +56,7 @@ class AgentHost(Protocol):
 
 class Agent:
     def __init__(self, sup: AgentHost, aid: AgentId, type_info: dict[str, Any] | None,
-                 row: dict[str, Any] | None = None):
+                 row: dict[str, Any] | None = None, env_vars: dict[str, str] | None = None):
         self.sup = sup
         self.id = aid
         self.name = aid.canonical
@@ -64,6 +64,12 @@ class Agent:
         self.engine = AgentEngine(sup.ctx, sup.store, self.name, aid.type,
                                   bool(type_info and type_info["durable"]), row)
         self.engine.on_effects = self._apply
+        if env_vars is None and row is not None and row.get("env_vars"):
+            import msgpack
+
+            env_vars = msgpack.unpackb(row["env_vars"], raw=False)
+        self.env_vars: dict[str, str] = env_vars or {}  # its own environment variables (agent new --env)
+        self._built: list[asyncio.Future[None]] = []  # told when a worker's agent is built, or why not
         self.worker: Worker | None = None
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._settled: list[asyncio.Future[None]] = []  # told when nothing runs any more
@@ -95,33 +101,9 @@ class Agent:
         return self.engine.current is not None
 
     def metadata(self) -> dict[str, Any]:
-        eng = self.engine
-        worker = self.worker if self.worker is not None and self.worker.alive else None
-        rss, cpu = worker.usage() if worker else (None, None)
-        cur = eng.current
-        return {
-            "agent_id": self.name,
-            "type": self.id.type,
-            "env": self.id.env,
-            "args": list(self.id.args),
-            "status": eng.status.value,
-            "pending_invocation_count": eng.pending_count,
-            "current_invocation": {"idempotency_key": cur.key, "method": cur.method} if cur else None,
-            "waiting_for": cur.waiting_for if cur else None,
-            "pid": worker.pid if worker else None,
-            "created_at": eng.created_at,
-            "last_active_at": eng.last_active_at,
-            "completed_count": eng.completed_count,
-            "failed_count": eng.failed_count,
-            "retry_count": eng.retry_count,
-            "last_error": eng.last_error,
-            "memory_rss_bytes": rss,
-            "cpu_seconds": cpu,
-            # What the bounds on its output cost since the daemon started: pieces
-            # of over-long lines, and bytes its log file's rotation threw away.
-            "output_cut_lines": self.output.cut_lines,
-            "output_dropped_bytes": self.output.file.dropped_bytes,
-        }
+        from golemd.driver.agent_info import metadata
+
+        return metadata(self)
 
     def invocations(self) -> list[dict[str, Any]]:
         return self.engine.invocations()
@@ -132,6 +114,30 @@ class Agent:
         its journal holds where it is, so a stop costs it nothing."""
         cur = self.engine.current
         return cur is not None and cur.waiting_for is not None
+
+    def warm_up(self) -> asyncio.Future[None]:
+        """Start a worker now, with nothing to run (agent new): resolved once
+        its agent is built, or failed with the GolemError it could not be
+        built with (AGENT_FAILED)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.engine.failed_error is not None:
+            fut.set_exception(GolemError.from_wire(self.engine.failed_error))
+        elif self.engine.warm_up() or self.engine.worker is WorkerState.STARTING:
+            self._built.append(fut)
+            self._apply()
+        else:
+            fut.set_result(None)  # built already, or running something
+        return fut
+
+    def _tell_built(self, err: GolemError | None) -> None:
+        waiting, self._built = self._built, []
+        for fut in waiting:
+            if fut.done():
+                continue
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
 
     def settled(self) -> asyncio.Future[None]:
         """Resolved once no invocation runs (drain and shutdown wait on it);
@@ -374,14 +380,17 @@ class Agent:
     async def _start_worker(self, snapshot: bytes | None) -> None:
         eng = self.engine
         try:
-            worker = await self.sup.spawn_worker(
-                self, {"op": "init", "args": list(self.id.args), "snapshot": snapshot,
-                       "spin_us": self.sup.config.spin_us})
+            init: dict[str, Any] = {"op": "init", "args": list(self.id.args), "snapshot": snapshot,
+                                    "spin_us": self.sup.config.spin_us}
+            if self.env_vars:
+                init["env"] = self.env_vars
+            worker = await self.sup.spawn_worker(self, init)
         except Exception as exc:
             if not isinstance(exc, TemplateError):
                 log.exception("%s: starting a worker failed", self.name)
             eng.spawn_failed(str(exc))
             self._apply()
+            self._tell_built(GolemError(Code.AGENT_FAILED, f"no process could be started: {exc}"))
             return
         self.worker = worker
         worker.on_dead = self._worker_died
@@ -394,13 +403,16 @@ class Agent:
         assert worker.initialized is not None
         try:
             reply = await worker.initialized
-        except WorkerDied:
+        except WorkerDied as died:
+            self._tell_built(GolemError(Code.AGENT_DIED, f"its process died while starting: {died}"))
             return  # its death is reported once it is reaped
         if reply.get("ok"):
             eng.worker_ready(f"pid {worker.pid}" if snapshot is not None else None)
         else:
             eng.constructor_failed(reply["error"])
         self._apply()
+        failed = eng.failed_error
+        self._tell_built(GolemError.from_wire(failed) if failed is not None else None)
 
     def _worker_died(self, worker: Worker) -> None:
         """Its control channel closed: reap it, then tell the engine how it died."""

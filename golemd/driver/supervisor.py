@@ -282,14 +282,42 @@ class Supervisor:
         done(stored_answer(agent.name, key, row, args_packed, mode), None)
         return True
 
-    def _create(self, aid: AgentId, info: dict[str, Any]) -> Agent:
-        agent = Agent(self, aid, info)
+    def _create(self, aid: AgentId, info: dict[str, Any], env_vars: dict[str, str] | None = None) -> Agent:
+        agent = Agent(self, aid, info, env_vars=env_vars or {})
         self.store.insert_agent({
             "agent_id": agent.name, "env": aid.env, "type": aid.type, "args": pack(list(aid.args)),
-            "created_at": agent.engine.created_at, "last_active_at": agent.engine.last_active_at})
+            "created_at": agent.engine.created_at, "last_active_at": agent.engine.last_active_at,
+            "env_vars": pack(env_vars) if env_vars else None})
         agent.engine.event("created")
         self.agents[agent.name] = agent
         return agent
+
+    async def new(self, text: str, env_vars: dict[str, str]) -> tuple[Agent, bool]:
+        """Create the agent without invoking it: its constructor runs now, in
+        its process (agent new). (agent, created); the same ID again with the
+        same environment variables: (agent, False); with others: AGENT_EXISTS."""
+        if self.draining:
+            raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and creates no agents")
+        aid = self.parse_id(text)
+        agent = self.agents.get(aid.canonical)
+        if agent is not None:
+            if agent.env_vars != env_vars:
+                raise GolemError(Code.AGENT_EXISTS, f"{aid.canonical} exists already with other environment "
+                                 f"variables ({_env_text(agent.env_vars)}); delete it first to change them")
+            return agent, False
+        info = self._type_info(aid)
+        problem = check_args(aid.type, info["constructor"], list(aid.args))
+        if problem:
+            raise GolemError(Code.INVALID_AGENT_ID, f"{aid.canonical} does not fit the constructor: {problem}")
+        agent = self._create(aid, info, env_vars)
+        try:
+            await self.store.commit()
+        except GolemError:
+            if self.agents.get(agent.name) is agent:
+                del self.agents[agent.name]
+            raise
+        await agent.warm_up()
+        return agent, True
 
     # -- control -----------------------------------------------------------
 
@@ -414,3 +442,7 @@ class Supervisor:
         for a in self.agents.values():
             counts[a.status.value] = counts.get(a.status.value, 0) + 1
         return counts
+
+
+def _env_text(env_vars: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(env_vars.items())) or "none"

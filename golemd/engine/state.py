@@ -221,6 +221,15 @@ class AgentState:
             self.stop_worker(now=True)  # on replaced code: the next one starts on the new
         # STARTING: worker_ready sends it; DYING: worker_exited starts the next
 
+    def warm_up(self) -> bool:
+        """Start a worker with nothing to run (agent new: its constructor
+        runs now). False when there is nothing to start (one runs or starts
+        already, or the agent is failed or deleted)."""
+        if self.worker is not W.ABSENT or self.current is not None or self.failed_error is not None or self.deleted:
+            return False
+        self._bring_up()
+        return True
+
     def stop_worker(self, now: bool) -> None:
         if self.worker is W.ABSENT:
             return

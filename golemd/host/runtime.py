@@ -174,6 +174,9 @@ class _Session:
 
     def _init(self, msg: dict[str, Any]) -> None:
         self.window = Window(int(msg.get("spin_us", 0) * 1000))
+        env = msg.get("env")
+        if env:
+            os.environ.update(env)  # the agent's own (agent new --env): before its constructor runs
         try:
             self.host = AgentHost(self.cls, msg["args"])
             self.host.build(msg.get("snapshot"))

@@ -40,6 +40,7 @@ class Code(StrEnum):
     CALL_CYCLE = "CALL_CYCLE"
     NONDETERMINISM = "NONDETERMINISM"
     ALREADY_COMPLETED = "ALREADY_COMPLETED"
+    AGENT_EXISTS = "AGENT_EXISTS"  # agent new of an agent that exists with other environment variables
     INTERNAL = "INTERNAL"
     # Only golemctl produces these; they never come from the daemon.
     DAEMON_UNREACHABLE = "DAEMON_UNREACHABLE"

@@ -50,6 +50,7 @@ class AgentRow(TypedDict):
     interrupted: int  # 1 while interrupted by the user
     failed_error: bytes | None  # msgpack of the error that makes the agent Failed
     snapshot: bytes | None  # the saved state
+    env_vars: bytes | None  # msgpack of its environment variables {name: value} (agent new); None: none
 
 
 class InvocationRow(TypedDict):
@@ -142,7 +143,7 @@ class Store(Protocol):
         """Write an agent's row (AgentRow's columns; agent_id, env, type,
         args, created_at and last_active_at required), replacing any row of
         the same agent_id. Columns not given take their defaults: the counts
-        and interrupted 0, last_error, failed_error and snapshot None."""
+        and interrupted 0, last_error, failed_error, snapshot and env_vars None."""
         ...
 
     def update_agent(self, agent_id: str, **cols: Any) -> None:

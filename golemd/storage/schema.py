@@ -70,13 +70,16 @@ MIGRATIONS: list[list[str]] = [
         id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
         created_at REAL NOT NULL, completed_at REAL, value BLOB)""",
      "CREATE INDEX promises_agent ON promises(agent_id)"],
+    # 4 -> 5: an agent's own environment variables (agent new --env), msgpack
+    # of {name: value}; NULL for none.
+    ["ALTER TABLE agents ADD COLUMN env_vars BLOB"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 AGENT_COLS = ("agent_id", "env", "type", "args", "created_at", "last_active_at", "completed_count",
               "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
-              "snapshot")
+              "snapshot", "env_vars")
 INV_COLS = ("agent_id", "key", "seq", "method", "args", "status", "outcome", "created_at",
             "started_at", "finished_at", "schedule_at", "timeout")
 

@@ -27,7 +27,7 @@ Messages, by sender ("op": fields; * optional):
                           spawn_failed  req, error
                           exited        pid, code (as os.waitstatus_to_exitcode)
     template -> spare     assign        type, memory_limit
-    daemon   -> worker    init          args, snapshot*, spin_us*
+    daemon   -> worker    init          args, snapshot*, spin_us*, env*
                           call          id, method, args, journal*
                           drop          id
                           effect_result id, seq, res
@@ -143,6 +143,7 @@ class InitRequest(TypedDict):
     args: list[Any]  # the agent ID's arguments
     snapshot: NotRequired[bytes | None]  # restore from it; nil: construct afresh
     spin_us: NotRequired[int | float]  # how long to poll for the next call before blocking
+    env: NotRequired[dict[str, str]]  # the agent's own environment variables (agent new --env)
 
 
 class CallRequest(TypedDict):
@@ -251,7 +252,7 @@ SCHEMA: dict[tuple[str, str], tuple[_Spec, _Check | None]] = {
     (TEMPLATE, SPAWN_FAILED): ({"req": (_INT, True), "error": (_STR, True)}, None),
     (TEMPLATE, EXITED): ({"pid": (_INT, True), "code": (_INT, True)}, None),
     (TEMPLATE, ASSIGN): ({"type": (_STR, True), "memory_limit": (_INT, True)}, None),
-    (DAEMON, INIT): ({"args": ((list,), True), "snapshot": ((bytes, _NIL), False),
+    (DAEMON, INIT): ({"args": ((list,), True), "snapshot": ((bytes, _NIL), False), "env": ((dict,), False),
                       "spin_us": ((int, float), False)}, None),
     (DAEMON, CALL): ({"id": (_INT, True), "method": (_STR, True), "args": ((list,), True),
                       "journal": ((list,), False)}, None),

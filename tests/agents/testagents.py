@@ -155,3 +155,18 @@ class AsyncAgent:
         await asyncio.sleep(0)
         self.total += 1000
         raise KeyError("async failure")
+
+
+@agent
+class EnvReader:
+    """Reads its process's environment (agent new --env)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.at_construction = os.environ.get("GREETING")
+
+    def read(self, name: str) -> str | None:
+        return os.environ.get(name)
+
+    def constructed_with(self) -> str | None:
+        return self.at_construction

@@ -52,7 +52,7 @@ def _keys(store: SqliteStore, agent_id: str = A) -> set[str]:
 # -- the file ----------------------------------------------------------------
 
 def test_schema_is_created(store, path):
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"agents", "invocations", "events"} <= tables
@@ -168,7 +168,7 @@ def test_schema_3_store_gains_the_effects_journal_and_keeps_its_rows(path, monke
         assert [r["seq"] for r in s.load_effects(A, "k0")] == [0]
     finally:
         s.close()
-    assert raw(path, "PRAGMA user_version") == [(4,)]
+    assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def test_prune_gives_the_space_back(store):

@@ -120,6 +120,13 @@ class FakeSupervisor:
             raise GolemError(Code.AGENT_NOT_FOUND, f"no agent {agent}")
         return self.agents[agent]
 
+    async def new(self, text: str, env_vars: dict[str, str]) -> tuple[FakeAgent, bool]:
+        agent = self.agents.get(text)
+        if agent is None:
+            agent = self.agents[text] = FakeAgent(text)
+            return agent, True
+        return agent, False
+
     async def delete(self, agent: FakeAgent) -> dict[str, Any]:
         self.deleted.append(agent.name)
         return agent.metadata()
@@ -160,12 +167,20 @@ def test_get():
     assert handle("get", agent="A()")[0] == {"agent": {"agent_id": "A()", "done": []}}
 
 
-@pytest.mark.parametrize("op", sorted(set(HANDLERS) - {"list", "types", "status", "reload", "stop",
+@pytest.mark.parametrize("op", sorted(set(HANDLERS) - {"list", "types", "status", "reload", "stop", "new",
                                                          "promise_complete", "promise_get", "promise_list"}))
 def test_unknown_agent(op):
     with pytest.raises(GolemError) as info:
         handle(op, agent="Nope()", idempotency_key="k")
     assert info.value.code == Code.AGENT_NOT_FOUND
+
+
+def test_new_creates_once():
+    d = FakeDaemon()
+    reply, _ = handle("new", d, agent="C()", env={"A": "1"})
+    assert reply["created"] is True and reply["agent"]["agent_id"] == "C()"
+    reply, _ = handle("new", d, agent="C()", env={"A": "1"})
+    assert reply["created"] is False
 
 
 def test_list_passes_filters_and_cursor():

@@ -33,6 +33,7 @@ FULL: dict[str, dict[str, Any]] = {
     "invoke": {"agent": 'A("x")', "method": "m", "args": [1, "a", None], "idempotency_key": "k",
                "mode": "trigger", "schedule_at": 1_700_000_000.5, "timeout": 2, "stream": False},
     "get": {"agent": "A()"},
+    "new": {"agent": 'A("x")', "env": {"MODE": "test"}},
     "list": {"env": "dev", "type": "A", "status": "Idle", "limit": 10, "after": 'A("a")'},
     "cancel": {"agent": "A()", "idempotency_key": "k"},
     "interrupt": {"agent": "A()", "recover": True},
@@ -58,6 +59,8 @@ CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
                                "mode": "trigger", "schedule_at": 5.0, "timeout": None, "stream": None},
                     None, MAP)),
     "get": (("A()",), {}, Call("get", {"agent": "A()"}, "agent", MAP)),
+    "new": (('A("x")',), {"env": {"MODE": "test"}},
+            Call("new", {"agent": 'A("x")', "env": {"MODE": "test"}}, None, MAP)),
     "list": ((), {"env": "dev", "status": "Idle"},
              Call("list", {"env": "dev", "type": None, "status": "Idle", "limit": 1000, "after": None},
                   None, MAP)),
@@ -132,7 +135,7 @@ def test_mutating_ops_are_the_logged_ones():
     from golemd.server.access import MUTATING as LOGGED_BEFORE
 
     assert MUTATING == LOGGED_BEFORE
-    assert MUTATING == {"invoke", "cancel", "interrupt", "simulate_crash", "resume", "delete",
+    assert MUTATING == {"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete",
                         "promise_complete", "reload", "stop"}
 
 

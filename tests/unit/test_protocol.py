@@ -40,6 +40,7 @@ PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 MINIMAL: dict[str, dict[str, Any]] = {
     "invoke": {"agent": 'CounterAgent("c1")', "method": "increment"},
     "get": {"agent": "X()"},
+    "new": {"agent": "X()"},
     "list": {},
     "cancel": {"agent": "X()", "idempotency_key": "k"},
     "interrupt": {"agent": "X()"},

@@ -145,6 +145,10 @@ class Supervisor(Protocol):
         """The agent of this ID, or raise GolemError (AGENT_NOT_FOUND, INVALID_AGENT_ID...)."""
         ...
 
+    def new(self, text: str, env_vars: dict[str, str], /) -> Awaitable[tuple[Agent, bool]]:
+        """Create the agent without invoking it: (agent, created)."""
+        ...
+
     # Any: the agent find() returned; a protocol cannot say "yours" without generics.
     def delete(self, agent: Any, /) -> Awaitable[dict[str, Any]]:
         """Delete it; its last metadata."""

@@ -4,7 +4,7 @@ Request: `agent` (str, required): agent ID.
 
 Success: `{"agent": METADATA}`, the map docs/protocol.md describes
 (`agent_id`, `type`, `env`, `args`, `status`, `pending_invocation_count`,
-`current_invocation`, `waiting_for`, `pid`, `created_at`, `last_active_at`,
+`env_vars`, `current_invocation`, `waiting_for`, `pid`, `created_at`, `last_active_at`,
 `completed_count`, `failed_count`, `retry_count`, `last_error`,
 `memory_rss_bytes`, `cpu_seconds`, `output_cut_lines`, `output_dropped_bytes`).
 
