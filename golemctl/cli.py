@@ -235,6 +235,29 @@ _agent_action("delete", "deleted", lambda c, a: c.delete(a), "Delete an agent an
               "get INTERRUPTED or CANCELED; the next invocation creates it afresh.")
 
 
+@agent_group.command("revert", short_help="Take an agent's state back to before its last invocations.")
+@click.argument("agent_id")
+@click.option("--number-of-invocations", "count", type=click.IntRange(min=1), metavar="N",
+              help="Revert the last N invocations that ran (completed or failed).")
+@click.option("--last-oplog-index", "index", type=click.IntRange(min=0), metavar="I",
+              help="Revert every invocation that finished after oplog entry I (`agent oplog`).")
+@global_options
+@click.pass_obj
+def revert_cmd(s: Settings, agent_id: str, count: int | None, index: int | None) -> None:
+    """Take the agent's state back to what it was before its last
+    invocations, and forget them: their outcomes go, so their keys can run
+    again. Give --number-of-invocations or --last-oplog-index. Refused
+    (TOO_LATE) while an invocation runs or waits; pending ones stay queued."""
+    if (count is None) == (index is None):
+        raise usage_error("give one of --number-of-invocations N and --last-oplog-index I")
+    aid = _canonical(agent_id)
+    with _connect(s) as c:
+        reply = c.revert(aid, number_of_invocations=count, last_oplog_index=index)
+    keys = reply.get("reverted") or []
+    _show(s, reply, lambda: f"reverted {aid}: {len(keys)} invocation{'' if len(keys) == 1 else 's'} "
+          f"forgotten" + ("".join(f"\n  {k}" for k in keys)))
+
+
 @agent_group.command("invocations", short_help="Show an agent's running and pending invocations.")
 @click.argument("agent_id")
 @global_options

@@ -19,6 +19,7 @@ from golemd import faults
 from golemd.engine import control
 from golemd.engine.agent import AgentEngine
 from golemd.engine.effects import Arm, Idle, Send, Spawn, Stop, Timer, WorkerState
+from golemd.engine.revert import RevertPlan
 from golemd.host.agentlog import AgentOutput, log_path
 from golemd.host.workers import TemplateError, Worker, WorkerDied, describe_exit
 from golemd.model.agent_id import AgentId
@@ -219,6 +220,12 @@ class Agent:
             eng.unsend()
             eng.drop_settled(first)
         self._apply()
+
+    def revert(self, plan: RevertPlan) -> None:
+        try:
+            control.revert(self.engine, plan)
+        finally:
+            self._apply()
 
     def interrupt(self, recover: bool) -> None:
         control.interrupt(self.engine, recover)

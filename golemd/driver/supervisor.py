@@ -321,6 +321,21 @@ class Supervisor:
 
     # -- control -----------------------------------------------------------
 
+    async def revert(self, agent: Agent, count: int | None, last_index: int | None) -> list[str]:
+        """agent revert: forget the last `count` invocations that ran, or
+        those that finished after oplog entry `last_index`; the agent's state
+        goes back to what it was before them. The keys forgotten."""
+        from golemd.engine.revert import plan
+
+        after: set[str] | None = None
+        if last_index is not None:
+            after = {e["idempotency_key"] for e in self.store.oplog(agent.name, None)
+                     if e["index"] > last_index and e["kind"] in ("completed", "failed") and "idempotency_key" in e}
+        todo = plan(self.store.history(agent.name), agent.engine.completed_count, count=count, after=after)
+        agent.revert(todo)
+        await self.store.commit()
+        return todo.keys
+
     async def delete(self, agent: Agent) -> dict[str, Any]:
         meta = agent.metadata()
         self.durable.forget_agent(agent)

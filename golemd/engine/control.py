@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from golemd.engine.agent import AgentEngine
 from golemd.engine.effects import Discard, StopReason, WorkerState
+from golemd.engine.revert import RevertPlan
 from golemd.model.errors import Code, GolemError
 from golemd.model.invocation import Invocation, resolve
 from golemd.model.states import InvocationStatus
@@ -149,4 +150,28 @@ def shutdown(eng: AgentEngine) -> None:
         eng.stop_reason = StopReason.SHUTDOWN
         eng.end_backoff()
         eng.release_parked()
+    eng.stop_worker(now=True)
+
+
+def revert(eng: AgentEngine, plan: RevertPlan) -> None:
+    """Forget the invocations of `plan` and go back to the state before them
+    (agent revert). Refused (TOO_LATE) while an invocation runs or waits: the
+    state it works on would change under it."""
+    if eng.current is not None:
+        raise GolemError(Code.TOO_LATE, f"{eng.current.method}() ({eng.current.key}) is running: revert "
+                         "once it has finished, or interrupt it first")
+    if not plan.keys:
+        return
+    eng.store.forget_invocations(eng.name, plan.keys)
+    eng.completed_count -= plan.completed
+    eng.failed_count -= plan.failed
+    if eng.durable:
+        eng.snapshot = plan.snapshot
+        eng.store.update_agent(eng.name, snapshot=plan.snapshot, completed_count=eng.completed_count,
+                               failed_count=eng.failed_count)
+    else:
+        eng.store.update_agent(eng.name, completed_count=eng.completed_count, failed_count=eng.failed_count)
+    n = len(plan.keys)
+    eng.event("reverted", detail=f"{n} invocation{'' if n == 1 else 's'} forgotten: {', '.join(plan.keys)}"[:2000])
+    # Its worker holds the newer state: the next call starts one from the reverted state.
     eng.stop_worker(now=True)

@@ -210,7 +210,8 @@ class AgentRun(AgentState):
         store = self.store
         try:
             if not self.deleted:
-                store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at)
+                store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at,
+                                        self.snapshot if snapshot_changed and self.durable else None)
                 if snapshot_changed and self.durable:
                     self._snapshot_dirty = True
                 store.write_before_commit(self.name, self._write_row_now)

@@ -11,7 +11,7 @@ from typing import Any
 log = logging.getLogger("golemd.server")
 
 
-MUTATING = frozenset({"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete",
+MUTATING = frozenset({"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete", "revert",
                       "promise_complete", "reload", "stop"})
 
 

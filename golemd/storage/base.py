@@ -67,6 +67,7 @@ class InvocationRow(TypedDict):
     finished_at: float | None
     schedule_at: float | None
     timeout: float | None
+    snapshot: bytes | None  # the agent's state after it, when it completed and changed it (agent revert)
 
 
 class EffectRow(TypedDict):
@@ -172,9 +173,23 @@ class Store(Protocol):
         ...
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None) -> None:
+                          started_at: float | None, snapshot: bytes | None = None) -> None:
         """Record an invocation's outcome by its row id: on every invocation's
-        path. An unknown row id (its agent was deleted): nothing happens."""
+        path; `snapshot`, the state it left when it changed it (agent revert).
+        An unknown row id (its agent was deleted): nothing happens."""
+        ...
+
+    def history(self, agent_id: str) -> list[dict[str, Any]]:
+        """The agent's finished invocations (InvocationRow without args and
+        outcome), in the order they finished (by finished_at, then row id):
+        what agent revert chooses from. Each also has `snapshot_recorded`:
+        False for a row written before snapshots were kept per invocation
+        (its None says nothing of whether it changed the state)."""
+        ...
+
+    def forget_invocations(self, agent_id: str, keys: list[str]) -> None:
+        """Drop these invocations of the agent, their effects and promises,
+        as if they had never been (agent revert): their keys can run again."""
         ...
 
     def write_before_commit(self, name: str, write: Callable[[], None]) -> None:

@@ -202,11 +202,23 @@ class FakeStore:
             row.update(cols)
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None) -> None:
+                          started_at: float | None, snapshot: bytes | None = None) -> None:
         t = self._write("finish_invocation", rowid, status)
         row = t.invocations.get(rowid)
         if row is not None:
-            row.update(status=status, outcome=outcome, finished_at=finished_at, started_at=started_at)
+            row.update(status=status, outcome=outcome, finished_at=finished_at, started_at=started_at,
+                       snapshot=snapshot)
+
+    def history(self, agent_id: str) -> list[dict[str, Any]]:
+        t = self.view
+        done = [r for r in t.invocations.values() if r["agent_id"] == agent_id
+                and r.get("finished_at") is not None and r["status"] in ("completed", "failed", "canceled")]
+        return [dict(r) for r in sorted(done, key=lambda r: (r["finished_at"], r["id"]))]
+
+    def forget_invocations(self, agent_id: str, keys: list[str]) -> None:
+        t = self._write("forget_invocations", agent_id, list(keys))
+        for rowid in [i for i, r in t.invocations.items() if r["agent_id"] == agent_id and r["key"] in keys]:
+            del t.invocations[rowid]
 
     def write_before_commit(self, name: str, write: Callable[[], None]) -> None:
         self._deferred[name] = write

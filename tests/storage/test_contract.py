@@ -945,3 +945,47 @@ def test_load_active_effects_reads_those_of_unfinished_invocations(store, backen
         active = s.load_active_effects()
         assert set(active) == {(A, "open"), (B, "b")}
         assert [(r["seq"], r["until"]) for r in active[A, "open"]] == [(0, None), (1, 9.0)]
+
+
+# -- agent revert: history, snapshots per invocation, forgetting ---------------------
+
+
+def test_history_is_the_finished_invocations_in_finish_order_with_their_snapshots(store, backend):
+    store.insert_agent(agent_row(A))
+    ids = {}
+    for key, status, finished in (("k1", "completed", 3.0), ("k2", "failed", 1.0), ("k3", "canceled", 2.0),
+                                  ("k4", "completed", 4.0), ("k5", "pending", None)):
+        ids[key] = store.enqueue_invocation(A, key, len(ids), "m", b"\x90", "pending", 0.5, None, None)
+        if finished is not None:
+            store.finish_invocation(ids[key], status, msgpack.packb({"result": key}), finished, 0.7,
+                                    snapshot=f"after-{key}".encode() if key == "k4" else None)
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        rows = s.history(A)
+        assert [(r["key"], r["status"], r["snapshot"]) for r in rows] == [
+            ("k2", "failed", None), ("k3", "canceled", None), ("k1", "completed", None),
+            ("k4", "completed", b"after-k4")]
+        assert all(r["snapshot_recorded"] for r in rows)
+        assert s.history(B) == []
+
+
+def test_forget_invocations_drops_them_their_effects_and_promises(store):
+    store.insert_agent(agent_row(A))
+    for key in ("k1", "k2", "k3"):
+        rowid = store.enqueue_invocation(A, key, 0, "m", b"\x90", "pending", 1.0, None, None)
+        store.finish_invocation(rowid, "completed", msgpack.packb({"result": 1}), 2.0, 1.5)
+        store.put_effect(A, key, 0, "promise", msgpack.packb({}), 1.0, result=_value("p"), finished_at=1.0)
+        store.put_promise(f"p-{key}", A, key, 0, 1.0)
+    store.enqueue_invocation(B, "k1", 0, "m", b"\x90", "completed", 1.0, None, None)
+    store.commit_now()
+    store.forget_invocations(A, ["k2", "k3", "unknown"])
+    store.commit_now()
+    assert [r["key"] for r in store.history(A)] == ["k1"]
+    assert store.get_invocation(A, "k2") is None and store.get_invocation(A, "k1") is not None
+    assert store.load_effects(A, "k2") == [] and len(store.load_effects(A, "k1")) == 1
+    assert store.get_promise("p-k2") is None and store.get_promise("p-k1") is not None
+    assert store.get_invocation(B, "k1") is not None
+    # a key forgotten can be used again
+    store.enqueue_invocation(A, "k2", 5, "m", b"\x90", "pending", 3.0, None, None)
+    store.commit_now()
+    assert store.get_invocation(A, "k2")["status"] == "pending"

@@ -346,6 +346,7 @@ PUBLIC = {
                         ("stream", _P, False), ("on_event", _P, None), ("reply_timeout", _P, ...)],
     "list": [("env", _P, None), ("type", _P, None), ("status", _P, None)],
     "new": _AGENT + [("env", _P, None)],
+    "revert": _AGENT + [("number_of_invocations", _P, None), ("last_oplog_index", _P, None)],
     "oplog": _AGENT + [("last", _P, None)],
     "promise_complete": [("promise_id", _P, "-"), ("value", _P, None)],
     "promise_get": [("promise_id", _P, "-")],

@@ -40,6 +40,7 @@ FULL: dict[str, dict[str, Any]] = {
     "simulate_crash": {"agent": "A()"},
     "resume": {"agent": "A()"},
     "delete": {"agent": "A()"},
+    "revert": {"agent": "A()", "number_of_invocations": 2, "last_oplog_index": 3},
     "invocations": {"agent": "A()"},
     "oplog": {"agent": "A()", "last": 5},
     "stream": {"agent": "A()", "follow": True, "last": 0},
@@ -70,6 +71,8 @@ CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
     "simulate_crash": (("A()",), {}, Call("simulate_crash", {"agent": "A()"}, "agent", MAP)),
     "resume": (("A()",), {}, Call("resume", {"agent": "A()"}, "agent", MAP)),
     "delete": (("A()",), {}, Call("delete", {"agent": "A()"}, "agent", MAP)),
+    "revert": (("A()",), {"last_oplog_index": 4},
+               Call("revert", {"agent": "A()", "number_of_invocations": None, "last_oplog_index": 4}, None, MAP)),
     "invocations": (("A()",), {}, Call("invocations", {"agent": "A()"}, "invocations", MAPS)),
     "oplog": (("A()",), {"last": 3}, Call("oplog", {"agent": "A()", "last": 3}, "entries", MAPS)),
     "stream": (("A()", None), {"follow": True},
@@ -135,7 +138,7 @@ def test_mutating_ops_are_the_logged_ones():
     from golemd.server.access import MUTATING as LOGGED_BEFORE
 
     assert MUTATING == LOGGED_BEFORE
-    assert MUTATING == {"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete",
+    assert MUTATING == {"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete", "revert",
                         "promise_complete", "reload", "stop"}
 
 

@@ -41,6 +41,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "invoke": {"agent": 'CounterAgent("c1")', "method": "increment"},
     "get": {"agent": "X()"},
     "new": {"agent": "X()"},
+    "revert": {"agent": "X()"},
     "list": {},
     "cancel": {"agent": "X()", "idempotency_key": "k"},
     "interrupt": {"agent": "X()"},

@@ -145,6 +145,10 @@ class Supervisor(Protocol):
         """The agent of this ID, or raise GolemError (AGENT_NOT_FOUND, INVALID_AGENT_ID...)."""
         ...
 
+    def revert(self, agent: Any, count: int | None, last_index: int | None, /) -> Awaitable[list[str]]:
+        """Revert the agent's last invocations: the keys forgotten."""
+        ...
+
     def new(self, text: str, env_vars: dict[str, str], /) -> Awaitable[tuple[Agent, bool]]:
         """Create the agent without invoking it: (agent, created)."""
         ...
