@@ -11,9 +11,11 @@ Public methods (names not starting with "_") are invocable. `@agent(name=...)`
 gives the type another name; `@agent(durable=False)` makes it ephemeral: a
 fresh instance for every invocation and no saved state.
 
-Limits: `@agent(timeout=SECONDS, memory_limit_mb=MB)` for every method of the
-type, `@timeout(SECONDS)` on one method. A call's own timeout
-(`golemctl agent invoke --timeout`) wins over both.
+Limits: `@agent(timeout=SECONDS, memory_limit_mb=MB, cpu_limit=SECONDS)` for
+every method of the type, `@timeout(SECONDS)` on one method. A call's own
+timeout (`golemctl agent invoke --timeout`) wins over both. `cpu_limit` is
+CPU time per invocation (RLIMIT_CPU, whole seconds): past it the call fails
+with CPU_LIMIT and the agent's state is rolled back.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class AgentSpec:
     durable: bool
     timeout: float | None = None
     memory_limit_mb: int | None = None
+    cpu_limit: float | None = None
 
 
 _REGISTRY: dict[str, type] = {}
@@ -44,13 +47,16 @@ class AgentDefinitionError(Exception):
 def agent(cls: T) -> T: ...
 @overload
 def agent(*, name: str | None = None, durable: bool = True, timeout: float | None = None,
-          memory_limit_mb: int | None = None) -> Callable[[T], T]: ...
+          memory_limit_mb: int | None = None, cpu_limit: float | None = None) -> Callable[[T], T]: ...
 
 
 def agent(cls: Any = None, *, name: str | None = None, durable: bool = True,
-          timeout: float | None = None, memory_limit_mb: int | None = None) -> Any:
+          timeout: float | None = None, memory_limit_mb: int | None = None,
+          cpu_limit: float | None = None) -> Any:
     """Register a class as an agent type."""
     _check_limits(timeout, memory_limit_mb)
+    if cpu_limit is not None and not cpu_limit > 0:
+        raise AgentDefinitionError("cpu_limit must be a positive number of CPU seconds")
 
     def wrap(c: T) -> T:
         if not isinstance(c, type):
@@ -63,7 +69,8 @@ def agent(cls: Any = None, *, name: str | None = None, durable: bool = True,
             raise AgentDefinitionError(
                 f"two agent types are named {type_name!r}: {other.__module__}.{other.__qualname__} "
                 f"and {c.__module__}.{c.__qualname__}")
-        c.__golem_agent__ = AgentSpec(type_name, durable, timeout, memory_limit_mb)  # type: ignore[attr-defined]
+        c.__golem_agent__ = AgentSpec(type_name, durable, timeout, memory_limit_mb,  # type: ignore[attr-defined]
+                                      cpu_limit)
         _REGISTRY[type_name] = c
         return c
 

@@ -293,48 +293,18 @@ class Supervisor:
         return agent
 
     async def new(self, text: str, env_vars: dict[str, str]) -> tuple[Agent, bool]:
-        """Create the agent without invoking it: its constructor runs now, in
-        its process (agent new). (agent, created); the same ID again with the
-        same environment variables: (agent, False); with others: AGENT_EXISTS."""
-        if self.draining:
-            raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and creates no agents")
-        aid = self.parse_id(text)
-        agent = self.agents.get(aid.canonical)
-        if agent is not None:
-            if agent.env_vars != env_vars:
-                raise GolemError(Code.AGENT_EXISTS, f"{aid.canonical} exists already with other environment "
-                                 f"variables ({_env_text(agent.env_vars)}); delete it first to change them")
-            return agent, False
-        info = self._type_info(aid)
-        problem = check_args(aid.type, info["constructor"], list(aid.args))
-        if problem:
-            raise GolemError(Code.INVALID_AGENT_ID, f"{aid.canonical} does not fit the constructor: {problem}")
-        agent = self._create(aid, info, env_vars)
-        try:
-            await self.store.commit()
-        except GolemError:
-            if self.agents.get(agent.name) is agent:
-                del self.agents[agent.name]
-            raise
-        await agent.warm_up()
-        return agent, True
+        """agent new (golemd.driver.lifecycle.new)."""
+        from golemd.driver.lifecycle import new
+
+        return await new(self, text, env_vars)
 
     # -- control -----------------------------------------------------------
 
     async def revert(self, agent: Agent, count: int | None, last_index: int | None) -> list[str]:
-        """agent revert: forget the last `count` invocations that ran, or
-        those that finished after oplog entry `last_index`; the agent's state
-        goes back to what it was before them. The keys forgotten."""
-        from golemd.engine.revert import plan
+        """agent revert (golemd.driver.lifecycle.revert)."""
+        from golemd.driver.lifecycle import revert
 
-        after: set[str] | None = None
-        if last_index is not None:
-            after = {e["idempotency_key"] for e in self.store.oplog(agent.name, None)
-                     if e["index"] > last_index and e["kind"] in ("completed", "failed") and "idempotency_key" in e}
-        todo = plan(self.store.history(agent.name), agent.engine.completed_count, count=count, after=after)
-        agent.revert(todo)
-        await self.store.commit()
-        return todo.keys
+        return await revert(self, agent, count, last_index)
 
     async def delete(self, agent: Agent) -> dict[str, Any]:
         meta = agent.metadata()
@@ -458,6 +428,3 @@ class Supervisor:
             counts[a.status.value] = counts.get(a.status.value, 0) + 1
         return counts
 
-
-def _env_text(env_vars: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(env_vars.items())) or "none"

@@ -140,6 +140,7 @@ def describe_type(cls: type[object]) -> dict[str, Any]:
         "qualname": cls.__qualname__,
         "durable": spec.durable,
         "memory_limit_mb": spec.memory_limit_mb,
+        "cpu_limit": spec.cpu_limit,
         "doc": inspect.getdoc(cls),
         "constructor": _signature(init, True),
         "methods": methods,

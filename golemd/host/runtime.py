@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from golemd.host.cpulimit import CpuLimit
 from golemd.host.effects import EffectContext
 from golemd.perf.spin import Window
 from golemd.perf.spin import recv as polled_recv
@@ -50,7 +51,9 @@ class AgentHost:
     def __init__(self, cls: type, args: list[Any]) -> None:
         self.cls = cls
         self.args = args
-        self.durable = spec_of(cls).durable
+        spec = spec_of(cls)
+        self.durable = spec.durable
+        self.cpu = CpuLimit(spec.cpu_limit) if spec.cpu_limit else None
         self.custom = callable(getattr(cls, "save_snapshot", None)) and callable(
             getattr(cls, "load_snapshot", None))
         self.snapshot: bytes | None = None
@@ -86,19 +89,33 @@ class AgentHost:
         if not self.durable and not self.fresh:
             self.instance = self.cls(*self.args)
         self.fresh = False
+        cpu = self.cpu
         try:
-            with effects:
-                result = getattr(self.instance, method)(*args)
-                if inspect.isawaitable(result):
-                    result = self._await(result)
+            if cpu is not None:
+                cpu.arm()
+            try:
+                with effects:
+                    result = getattr(self.instance, method)(*args)
+                    if inspect.isawaitable(result):
+                        result = self._await(result)
+            finally:
+                if cpu is not None:
+                    cpu.disarm()
         except BaseException as exc:  # noqa: B036 - SystemExit in agent code is an error too
             self._rollback()
             if effects.failure is not None:
                 return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
+            if cpu is not None and cpu.hit:
+                return {"ok": False, "code": "CPU_LIMIT", "error": {**error_info(exc, skip_frames=1),
+                                                                     "message": cpu.message()}}
             return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc, skip_frames=1)}
         if effects.failure is not None:  # the agent caught what nondeterminism raised: it fails all the same
             self._rollback()
             return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
+        if cpu is not None and cpu.hit:  # the agent caught the limit's exception: it fails all the same
+            self._rollback()
+            return {"ok": False, "code": "CPU_LIMIT", "error": {"type": "golemd.CpuLimitExceeded",
+                                                                 "message": cpu.message(), "traceback": ""}}
         try:
             packed_result = pack(result)
         except Exception as exc:

@@ -40,7 +40,8 @@ class Code(StrEnum):
     CALL_CYCLE = "CALL_CYCLE"
     NONDETERMINISM = "NONDETERMINISM"
     ALREADY_COMPLETED = "ALREADY_COMPLETED"
-    AGENT_EXISTS = "AGENT_EXISTS"  # agent new of an agent that exists with other environment variables
+    AGENT_EXISTS = "AGENT_EXISTS"
+    CPU_LIMIT = "CPU_LIMIT"  # an invocation used more CPU time than its type's cpu_limit  # agent new of an agent that exists with other environment variables
     INTERNAL = "INTERNAL"
     # Only golemctl produces these; they never come from the daemon.
     DAEMON_UNREACHABLE = "DAEMON_UNREACHABLE"

@@ -170,3 +170,29 @@ class EnvReader:
 
     def constructed_with(self) -> str | None:
         return self.at_construction
+
+
+@agent(cpu_limit=1)
+class Spinner:
+    """Burns CPU: @agent(cpu_limit=1) stops it after a second of CPU time."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.spins = 0
+
+    def spin(self, seconds: float) -> int:
+        self.spins += 1
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+        return self.spins
+
+    def spin_and_catch(self, seconds: float) -> str:
+        try:
+            self.spin(seconds)
+        except BaseException:  # noqa: B036 - on purpose: the limit holds all the same
+            return "caught"
+        return "done"
+
+    def count(self) -> int:
+        return self.spins

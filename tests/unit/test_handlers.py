@@ -96,7 +96,7 @@ def promise_row(pid: str, agent: str, created_at: float) -> dict[str, Any]:
             "completed_at": None, "value": None}
 
 
-TYPE = {"name": "A", "module": "m", "qualname": "A", "durable": True, "memory_limit_mb": None,
+TYPE = {"name": "A", "module": "m", "qualname": "A", "durable": True, "memory_limit_mb": None, "cpu_limit": 2.0,
         "doc": None, "constructor": {"signature": "()", "params": []}, "methods": []}
 
 
@@ -298,7 +298,9 @@ def test_promise_list_filters_by_canonical_agent_and_state():
 def test_types_sorted_and_without_internal_fields():
     reply, _ = handle("types")
     assert [t["name"] for t in reply["types"]] == ["A", "B"]
-    assert set(reply["types"][0]) == {"name", "module", "durable", "doc", "constructor", "methods"}
+    assert set(reply["types"][0]) == {"name", "module", "durable", "memory_limit_mb", "cpu_limit", "doc",
+                                      "constructor", "methods"}
+    assert reply["types"][0]["cpu_limit"] == 2.0 and "qualname" not in reply["types"][0]
 
 
 def test_status():

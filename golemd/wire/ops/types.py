@@ -3,7 +3,9 @@
 Request: no fields.
 
 Success: `{"types": [TYPE, ...]}` sorted by name, TYPE = `{"name", "module",
-"durable" (bool), "doc" (str or nil), "constructor": SIG, "methods":
+"durable" (bool), "memory_limit_mb" (int or nil: `@agent(memory_limit_mb=)`),
+"cpu_limit" (number or nil: `@agent(cpu_limit=)`, CPU seconds per
+invocation), "doc" (str or nil), "constructor": SIG, "methods":
 [{"name", "doc", ...SIG}]}` with SIG = `{"signature": "(x: int)", "params":
 [{"name", "kind", "annotation" (str or nil), "has_default"}]}`.
 """
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 FIELDS: Fields = {}
 MUTATING = False
-_SHOWN = ("name", "module", "durable", "doc", "constructor", "methods")
+_SHOWN = ("name", "module", "durable", "memory_limit_mb", "cpu_limit", "doc", "constructor", "methods")
 
 
 def client(self: Caller) -> Any:
