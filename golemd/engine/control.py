@@ -165,6 +165,12 @@ def revert(eng: AgentEngine, plan: RevertPlan) -> None:
     eng.store.forget_invocations(eng.name, plan.keys)
     eng.completed_count -= plan.completed
     eng.failed_count -= plan.failed
+    if eng.failed_error is not None:
+        # Failed (it could not start from its state, or its process died at
+        # every start): the reverted state gets another chance, as in Golem.
+        eng.failed_error = None
+        eng.start_failures = 0
+        eng.store.update_agent(eng.name, failed_error=None)
     if eng.durable:
         eng.snapshot = plan.snapshot
         eng.store.update_agent(eng.name, snapshot=plan.snapshot, completed_count=eng.completed_count,

@@ -196,3 +196,26 @@ class Spinner:
 
     def count(self) -> int:
         return self.spins
+
+
+@agent
+class Poisonable:
+    """A state that, once set to "poison", cannot be loaded: the agent is Failed at its next start."""
+
+    def __init__(self, name: str):
+        self.value = ""
+
+    def set(self, value: str) -> str:
+        self.value = value
+        return value
+
+    def get(self) -> str:
+        return self.value
+
+    def save_snapshot(self) -> bytes:
+        return self.value.encode()
+
+    def load_snapshot(self, data: bytes) -> None:
+        if data == b"poison":
+            raise ValueError("poisoned state")
+        self.value = data.decode()

@@ -83,3 +83,16 @@ def test_golemctl_agent_revert(daemon: DaemonProc, conn: RawConn):
     assert run("agent", "revert", C).exit_code == 2
     r = run("agent", "revert", C, "--number-of-invocations", "9")
     assert r.exit_code == 1 and "BAD_REQUEST" in r.stderr
+
+
+def test_revert_gives_a_failed_agent_another_chance(conn: RawConn):
+    p = 'Poisonable("p")'
+    conn.ok("invoke", agent=p, method="set", args=["fine"])
+    conn.ok("invoke", agent=p, method="set", args=["poison"])  # its state cannot be loaded again
+    conn.ok("simulate_crash", agent=p)
+    r = conn.call("invoke", agent=p, method="get")
+    assert r["error"]["code"] == "AGENT_FAILED", r
+    assert conn.meta(p)["status"] == "Failed"
+    r = conn.ok("revert", agent=p, number_of_invocations=2)  # the failed get and the poisoning set
+    assert len(r["reverted"]) == 2 and conn.meta(p)["status"] != "Failed"
+    assert conn.ok("invoke", agent=p, method="get")["result"] == "fine"
