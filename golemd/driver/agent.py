@@ -71,6 +71,7 @@ class Agent:
             env_vars = msgpack.unpackb(row["env_vars"], raw=False)
         self.env_vars: dict[str, str] = env_vars or {}  # its own environment variables (agent new --env)
         self._built: list[asyncio.Future[None]] = []  # told when a worker's agent is built, or why not
+        self.creation_unsaved = False  # created, its row not committed yet (golemd.driver.supervisor)
         self.worker: Worker | None = None
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._settled: list[asyncio.Future[None]] = []  # told when nothing runs any more

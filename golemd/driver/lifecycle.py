@@ -30,6 +30,7 @@ async def new(sup: Any, text: str, env_vars: dict[str, str]) -> tuple[Agent, boo
     agent = sup._create(aid, info, env_vars)
     try:
         await sup.store.commit()
+        agent.creation_unsaved = False
     except GolemError:
         if sup.agents.get(agent.name) is agent:
             del sup.agents[agent.name]

@@ -168,13 +168,12 @@ class Supervisor:
             if eng.pending_count >= self.config.max_pending:
                 raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {eng.pending_count} "
                                  f"pending invocations (max_pending = {self.config.max_pending})")
-        created = agent is None
         if agent is None:
             agent = self._create(aid, info)
         timeout = req.get("timeout") or methods[method].get("timeout")
-        self._enqueue(agent, created, req, key, method, args, args_packed, mode, listener, done, timeout)
+        self._enqueue(agent, req, key, method, args, args_packed, mode, listener, done, timeout)
 
-    def _enqueue(self, agent: Agent, created: bool, req: dict[str, Any], key: str, method: str,
+    def _enqueue(self, agent: Agent, req: dict[str, Any], key: str, method: str,
                  args: list[Any], args_packed: bytes, mode: str, listener: Listener | None,
                  done: Done, timeout: float | None) -> None:
         now = time.time()
@@ -203,7 +202,7 @@ class Supervisor:
                     Code.INTERNAL, f"the journal failed: {exc!r}")
                 agent.withdraw(inv, err)  # stopped, and its caller answered
                 return
-            self._forget_if_new(agent, created)
+            self._forget_if_new(agent)
             raise
         faults.crash_point("enqueued")
         ahead = len(agent.engine.queue.fifo) + (1 if agent.current else 0)
@@ -216,11 +215,12 @@ class Supervisor:
                 # Not journaled, so not accepted: it must not run either (or, started
                 # early, must leave no trace).
                 agent.withdraw(inv, err)
-                self._forget_if_new(agent, created)
+                self._forget_if_new(agent)
                 if mode != "await":
                     done(None, err)
                 return
             faults.crash_point("acked")
+            agent.creation_unsaved = False
             if mode != "await":
                 done({"idempotency_key": key, "status": "pending"}, None)
             elif listener is not None and ahead and inv.status == S.PENDING:
@@ -234,9 +234,11 @@ class Supervisor:
         else:
             self.store.on_commit(journaled)
 
-    def _forget_if_new(self, agent: Agent, created: bool) -> None:
-        """An agent whose creation was not journaled does not exist."""
-        if created and not agent.engine.queue.active and agent.current is None and self.agents.get(agent.name) is agent:
+    def _forget_if_new(self, agent: Agent) -> None:
+        """An agent whose creation was not journaled does not exist, once the
+        last invocation that came with it (in the same failed commit) is gone."""
+        if (agent.creation_unsaved and not agent.engine.queue.active and agent.current is None
+                and self.agents.get(agent.name) is agent):
             del self.agents[agent.name]
 
     def _attach(self, agent: Agent, inv: Invocation, key: str, mode: str, listener: Listener | None,
@@ -279,11 +281,15 @@ class Supervisor:
         row = self.store.get_invocation(agent.name, key)
         if row is None:
             return False
-        done(stored_answer(agent.name, key, row, args_packed, mode), None)
+        answer = stored_answer(agent.name, key, row, args_packed, mode)
+        # The row may be this loop round's, not committed yet (an outcome
+        # written a moment ago): answer from the commit, as its first caller is.
+        self.store.on_commit(lambda err: done(None, err) if err is not None else done(answer, None))
         return True
 
     def _create(self, aid: AgentId, info: dict[str, Any], env_vars: dict[str, str] | None = None) -> Agent:
         agent = Agent(self, aid, info, env_vars=env_vars or {})
+        agent.creation_unsaved = True  # until a commit with its row succeeds
         self.store.insert_agent({
             "agent_id": agent.name, "env": aid.env, "type": aid.type, "args": pack(list(aid.args)),
             "created_at": agent.engine.created_at, "last_active_at": agent.engine.last_active_at,
