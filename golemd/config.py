@@ -68,6 +68,9 @@ class Config:
     synchronous: str = "NORMAL"
     retention_count: int = 10_000
     retention_seconds: float = 86_400.0
+    # agent revert: states up to this many bytes are kept with each completed
+    # invocation; revert cannot go back past one that changed a larger state
+    revert_snapshot_bytes: int = 4096
     # logs
     log_level: str = "INFO"
     log_buffer_lines: int = 1000
@@ -86,7 +89,7 @@ class Config:
                 problems.append(f"{name} must be at least 1")
         for name in ("retry_backoff_initial", "retry_backoff_max", "idle_timeout", "stop_grace",
                      "drain_timeout", "retention_seconds", "memory_limit_mb", "client_idle_timeout", "spin_us",
-                     "batch_calls", "suspend_after",
+                     "batch_calls", "suspend_after", "revert_snapshot_bytes",
                      "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")

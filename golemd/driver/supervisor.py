@@ -44,7 +44,8 @@ class Supervisor:
                           retry_backoff_initial=config.retry_backoff_initial,
                           retry_backoff_max=config.retry_backoff_max, idle_timeout=config.idle_timeout,
                           retention_count=config.retention_count,
-                          retention_seconds=config.retention_seconds),
+                          retention_seconds=config.retention_seconds,
+                          revert_snapshot_bytes=config.revert_snapshot_bytes),
             clock=time.time, crash_point=faults.crash_point, batch=config.batch_calls)
         self._template = template
         self.agents: dict[str, Agent] = {}

@@ -20,6 +20,9 @@ class Policy:
     idle_timeout: float = 300.0  # <= 0: never suspend for idleness
     retention_count: int = 10_000
     retention_seconds: float = 86_400.0
+    # States up to this size are kept with each completed invocation, for
+    # agent revert; a larger one is not (revert cannot go back past it).
+    revert_snapshot_bytes: int = 4096
 
     def backoff(self, attempts: int) -> float:
         """The wait before attempt `attempts + 1`, after `attempts` deaths."""

@@ -7,8 +7,8 @@ the snapshot of the newest kept invocation that changed the state, walking
 back over those that did not (a failed invocation never changes it). With
 none, the state is the constructor's, provided nothing older was pruned
 (retention) and every kept one had its snapshot recorded (rows from before
-schema 6 did not): otherwise the state before is not known, and the revert
-is refused.
+schema 6 did not, nor those whose state was over revert_snapshot_bytes):
+otherwise the state before is not known, and the revert is refused.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def plan(history: list[dict[str, Any]], completed_count: int, *, count: int | No
         kept_completed = sum(1 for r in kept if r["status"] == "completed")
         unknown = any(not r.get("snapshot_recorded", True) for r in kept if r["status"] == "completed")
         if unknown or kept_completed + completed < completed_count:
-            raise GolemError(Code.TOO_LATE, "the state before those invocations is not kept any more "
-                             "(older invocations were pruned by retention, or ran before golemd kept "
-                             "a snapshot per invocation): revert fewer")
+            raise GolemError(Code.TOO_LATE, "the state before those invocations is not kept (older "
+                             "invocations were pruned by retention, changed a state larger than "
+                             "revert_snapshot_bytes, or ran before golemd kept a state per invocation): "
+                             "revert fewer")
     return RevertPlan([r["key"] for r in doomed], snapshot, completed, len(doomed) - completed)

@@ -210,8 +210,10 @@ class AgentRun(AgentState):
         store = self.store
         try:
             if not self.deleted:
+                keep = snapshot_changed and self.durable
+                small = keep and len(self.snapshot or b"") <= self.ctx.policy.revert_snapshot_bytes
                 store.finish_invocation(inv.rowid, status.value, pack(outcome), now, inv.started_at,
-                                        self.snapshot if snapshot_changed and self.durable else None)
+                                        self.snapshot if small else None, snapshot_kept=small or not keep)
                 if snapshot_changed and self.durable:
                     self._snapshot_dirty = True
                 store.write_before_commit(self.name, self._write_row_now)

@@ -173,9 +173,12 @@ class Store(Protocol):
         ...
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None, snapshot: bytes | None = None) -> None:
+                          started_at: float | None, snapshot: bytes | None = None,
+                          snapshot_kept: bool = True) -> None:
         """Record an invocation's outcome by its row id: on every invocation's
-        path; `snapshot`, the state it left when it changed it (agent revert).
+        path; `snapshot`, the state it left when it changed it (agent revert);
+        `snapshot_kept` False when it changed the state but `snapshot` does
+        not hold it (too large to keep per invocation).
         An unknown row id (its agent was deleted): nothing happens."""
         ...
 
@@ -183,8 +186,9 @@ class Store(Protocol):
         """The agent's finished invocations (InvocationRow without args and
         outcome), in the order they finished (by finished_at, then row id):
         what agent revert chooses from. Each also has `snapshot_recorded`:
-        False for a row written before snapshots were kept per invocation
-        (its None says nothing of whether it changed the state)."""
+        False when its snapshot was not kept (written before snapshots were
+        kept per invocation, or too large), so that its None says nothing of
+        whether it changed the state."""
         ...
 
     def forget_invocations(self, agent_id: str, keys: list[str]) -> None:

@@ -74,11 +74,12 @@ MIGRATIONS: list[list[str]] = [
     # of {name: value}; NULL for none.
     ["ALTER TABLE agents ADD COLUMN env_vars BLOB"],
     # 5 -> 6: the state a completed invocation left, when it changed it (agent
-    # revert goes back to the one before the invocations it forgets); kept as
-    # long as retention keeps the invocation's row.
+    # revert goes back to the one before the invocations it forgets), kept as
+    # long as retention keeps the invocation's row; snapshot_kept is 1 when the
+    # snapshot column tells (NULL there: the state did not change), NULL or 0
+    # when it does not (rows from before, states over revert_snapshot_bytes).
     ["ALTER TABLE invocations ADD COLUMN snapshot BLOB",
-     # Rows up to here finished without their snapshot recorded: revert cannot go past them.
-     "INSERT OR REPLACE INTO meta(key, value) SELECT 'snapshots_from', COALESCE(MAX(id), 0) FROM invocations"],
+     "ALTER TABLE invocations ADD COLUMN snapshot_kept INTEGER"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -87,7 +88,7 @@ AGENT_COLS = ("agent_id", "env", "type", "args", "created_at", "last_active_at",
               "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
               "snapshot", "env_vars")
 INV_COLS = ("agent_id", "key", "seq", "method", "args", "status", "outcome", "created_at",
-            "started_at", "finished_at", "schedule_at", "timeout", "snapshot")
+            "started_at", "finished_at", "schedule_at", "timeout", "snapshot", "snapshot_kept")
 
 # An agent's rows: those filed in agent_rows, and the unfiled tail (row ids
 # above the watermark `filed_upto`, at most FILE_BATCH of them, scanned by

@@ -162,24 +162,23 @@ class SqliteStore(DurableRows, GroupCommit):
     def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
         self._exec(self._sql("update", "invocations", tuple(cols)), [*cols.values(), agent_id, key])
 
-    _FINISH_SQL = ("UPDATE invocations SET status = ?, outcome = ?, finished_at = ?, started_at = ?, snapshot = ? "
-                   "WHERE id = ?")
+    _FINISH_SQL = ("UPDATE invocations SET status = ?, outcome = ?, finished_at = ?, started_at = ?, snapshot = ?, "
+                   "snapshot_kept = ? WHERE id = ?")
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None, snapshot: bytes | None = None) -> None:
+                          started_at: float | None, snapshot: bytes | None = None, snapshot_kept: bool = True) -> None:
         """An outcome's write, by row id: on every invocation's path."""
-        self._exec(self._FINISH_SQL, (status, outcome, finished_at, started_at, snapshot, rowid))
+        self._exec(self._FINISH_SQL, (status, outcome, finished_at, started_at, snapshot, 1 if snapshot_kept else 0,
+                                      rowid))
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'snapshots_from'").fetchone()
-        since = int(row[0]) if row else 0
         rows = self._rows(
             "SELECT id, agent_id, key, seq, method, status, created_at, started_at, finished_at, schedule_at, "
-            f"timeout, snapshot FROM invocations WHERE id IN ({AGENT_ROW_IDS}) AND finished_at IS NOT NULL "
+            f"timeout, snapshot, snapshot_kept FROM invocations WHERE id IN ({AGENT_ROW_IDS}) AND finished_at IS NOT NULL "
             "AND status IN ('completed', 'failed', 'canceled') ORDER BY finished_at, id",
             {"agent": agent_id, "upto": self._filed_upto})
         for r in rows:
-            r["snapshot_recorded"] = r["id"] > since
+            r["snapshot_recorded"] = bool(r.pop("snapshot_kept"))
         return rows
 
     def forget_invocations(self, agent_id: str, keys: list[str]) -> None:

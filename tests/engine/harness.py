@@ -202,12 +202,13 @@ class FakeStore:
             row.update(cols)
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None, snapshot: bytes | None = None) -> None:
+                          started_at: float | None, snapshot: bytes | None = None,
+                          snapshot_kept: bool = True) -> None:
         t = self._write("finish_invocation", rowid, status)
         row = t.invocations.get(rowid)
         if row is not None:
             row.update(status=status, outcome=outcome, finished_at=finished_at, started_at=started_at,
-                       snapshot=snapshot)
+                       snapshot=snapshot, snapshot_recorded=snapshot_kept)
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
         t = self.view

@@ -96,3 +96,13 @@ def test_revert_gives_a_failed_agent_another_chance(conn: RawConn):
     r = conn.ok("revert", agent=p, number_of_invocations=2)  # the failed get and the poisoning set
     assert len(r["reverted"]) == 2 and conn.meta(p)["status"] != "Failed"
     assert conn.ok("invoke", agent=p, method="get")["result"] == "fine"
+
+
+def test_a_state_too_large_to_keep_per_invocation_cannot_be_reverted_past(conn: RawConn):
+    j = 'Journal("big")'
+    conn.ok("invoke", agent=j, method="append", args=["x" * 10_000])  # over revert_snapshot_bytes (4096)
+    conn.ok("invoke", agent=j, method="append", args=["y"])
+    r = conn.call("revert", agent=j, number_of_invocations=1)  # back to the 10 KB state: not kept
+    assert r["error"]["code"] == "TOO_LATE" and "revert_snapshot_bytes" in r["error"]["message"]
+    conn.ok("revert", agent=j, number_of_invocations=2)  # back to the constructor's: known
+    assert conn.ok("invoke", agent=j, method="all")["result"] == []

@@ -989,3 +989,15 @@ def test_forget_invocations_drops_them_their_effects_and_promises(store):
     store.enqueue_invocation(A, "k2", 5, "m", b"\x90", "pending", 3.0, None, None)
     store.commit_now()
     assert store.get_invocation(A, "k2")["status"] == "pending"
+
+
+def test_a_snapshot_not_kept_says_so_in_the_history(store):
+    store.insert_agent(agent_row(A))
+    rowid = store.enqueue_invocation(A, "big", 0, "m", b"\x90", "pending", 1.0, None, None)
+    store.finish_invocation(rowid, "completed", msgpack.packb({"result": 1}), 2.0, 1.5, snapshot=None,
+                            snapshot_kept=False)
+    rowid = store.enqueue_invocation(A, "same", 1, "m", b"\x90", "pending", 1.0, None, None)
+    store.finish_invocation(rowid, "completed", msgpack.packb({"result": 1}), 3.0, 2.5)
+    store.commit_now()
+    assert [(r["key"], r["snapshot"], r["snapshot_recorded"]) for r in store.history(A)] == [
+        ("big", None, False), ("same", None, True)]
