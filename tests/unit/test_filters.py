@@ -203,6 +203,13 @@ def test_parse_filters():
         assert info.value.code == Code.BAD_REQUEST and hint in info.value.message, info.value.message
 
 
+def test_every_property_is_documented():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    for prop in PROPS:
+        assert f"`{prop}`" in text
+
 
 def test_every_property_takes_every_comparison():
     sample = {"name": "X()", "type": "X", "env": "dev", "status": "Idle", "created_at": "0",
