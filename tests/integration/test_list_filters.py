@@ -1,16 +1,19 @@
 """`list` with Golem's filters and a cursor, against a real daemon: the wire
-op through RawConn (written from docs/protocol.md), and 10,000 agents paged
-from a store filled before the start."""
+op through RawConn (written from docs/protocol.md), golemctl through click's
+CliRunner, and 10,000 agents paged from a store filled before the start."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
 import msgpack
 import pytest
+from click.testing import CliRunner
 
+from golemctl.cli import cli
 from tests.helpers import DaemonProc, RawConn, running
 
 C = 'CounterAgent("f{}")'
@@ -115,6 +118,80 @@ def test_filters_page_with_the_cursor(conn: RawConn):
     assert [a["agent_id"] for a in r["agents"]] == ['CounterAgent("q21")'] and r["next"] is None
 
 
+# -- golemctl ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(daemon: DaemonProc):  # noqa: ANN201
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--socket", daemon.socket, *args], prog_name="golemctl")
+    return run
+
+
+def test_cli_filters(run, agents: dict[str, float]):
+    def listed(*args: str) -> list[str]:
+        r = run("--format", "json", "agent", "list", *args)
+        assert r.exit_code == 0, r.stderr
+        return [m["agent_id"] for m in json.loads(r.stdout)]
+
+    assert listed("--filter", "status = Interrupted") == ["EchoAgent()"]
+    assert listed("--filter", "pending>0") == ["EchoAgent()"]
+    assert listed("--filter", "type = CounterAgent", "--filter", "name startswith dev/") == \
+        ['dev/CounterAgent("f9")']
+    assert listed("--filter", "name like f", "--type", "CounterAgent", "--env", "default",
+                  "--status", "idle") == [C.format(0), C.format(1), C.format(2)]
+    assert listed("--filter", "name = CounterAgent('f1')") == [C.format(1)]
+    r = run("agent", "list", "--filter", "status = Interrupted")
+    assert r.exit_code == 0 and r.stdout.splitlines()[1].startswith("EchoAgent()")
+    assert run("agent", "list", "--filter", "env = nowhere").stdout == "no agents\n"
+
+
+def test_cli_max_count_prints_the_cursor_of_the_next_page(run, agents: dict[str, float]):
+    every = sorted(agents)
+    r = run("agent", "list", "--max-count", "2")
+    assert r.exit_code == 0, r.stderr
+    rows = r.stdout.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == every[:2]
+    assert r.stderr == f"next page: --cursor '{every[1]}'\n"
+    seen, cursor = [], None
+    while True:
+        args = ["--format", "json", "agent", "list", "--max-count", "2"]
+        r = run(*args, *(["--cursor", cursor] if cursor else []))
+        assert r.exit_code == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert set(doc) == {"agents", "cursor"} and len(doc["agents"]) <= 2 and r.stderr == ""
+        seen += [a["agent_id"] for a in doc["agents"]]
+        cursor = doc["cursor"]
+        if cursor is None:
+            break
+    assert seen == every
+    r = run("--format", "json", "agent", "list", "--cursor", every[2])  # the rest, no limit
+    assert [a["agent_id"] for a in json.loads(r.stdout)["agents"]] == every[3:]
+    r = run("agent", "list", "--max-count", "2", "--filter", "status = Interrupted")
+    assert r.exit_code == 0 and r.stderr == "" and "EchoAgent()" in r.stdout  # the last page
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--filter", "status = Bogus"], "--filter 'status = Bogus': 'Bogus' is not an agent status"),
+    (["--filter", "status = Idle", "--filter", "pending ~ 1"], "--filter 'pending ~ 1': expected PROP OP"),
+    (["--filter", "colour = red"], "unknown property 'colour'"),
+    (["--filter", "created_at > 2025-01-01T00:00"], "has no time zone"),
+    (["--filter", "name = nope"], "needs an agent ID"),
+])
+def test_cli_bad_filter_is_a_usage_error_before_connecting(args, hint, tmp_path):
+    nowhere = str(tmp_path / "no.sock")  # refused before it would find no daemon (exit 3)
+    r = CliRunner().invoke(cli, ["--socket", nowhere, "agent", "list", *args], prog_name="golemctl")
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: USAGE: ") and hint in r.stderr, r.stderr
+    r = CliRunner().invoke(cli, ["--socket", nowhere, "--format", "json", "agent", "list", *args])
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "USAGE"
+
+
+def test_cli_max_count_must_be_positive(tmp_path):
+    r = CliRunner().invoke(cli, ["--socket", str(tmp_path / "s"), "agent", "list", "--max-count", "0"])
+    assert r.exit_code == 2 and "--max-count" in r.stderr
+
+
 # -- 10,000 agents ------------------------------------------------------------------
 
 N = 10_000
@@ -159,6 +236,14 @@ def test_ten_thousand_agents_page_fast():
         took_one = time.monotonic() - t
         assert [a["agent_id"] for a in one] == ['dev/CounterAgent("n05000")']
 
+        t = time.monotonic()
+        r = CliRunner().invoke(cli, ["--socket", d.socket, "--format", "json", "agent", "list",
+                                     "--filter", "name startswith CounterAgent", "--max-count", "50",
+                                     "--cursor", 'CounterAgent("n09000")'])
+        took_cli = time.monotonic() - t
+        doc = json.loads(r.stdout)
+        assert len(doc["agents"]) == 50 and doc["cursor"] == doc["agents"][-1]["agent_id"]
+        assert doc["agents"][0]["agent_id"] == 'CounterAgent("n09001")'
         # Generous bounds for a shared 2-core machine; measured: see the report.
-        print(f"10k: all {took_all:.3f}s, few {took_few:.4f}s, one {took_one:.4f}s")
-        assert took_all < 5 and took_few < 0.5 and took_one < 0.2
+        print(f"10k: all {took_all:.3f}s, few {took_few:.4f}s, one {took_one:.4f}s, cli {took_cli:.3f}s")
+        assert took_all < 5 and took_few < 0.5 and took_one < 0.2 and took_cli < 2
