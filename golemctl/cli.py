@@ -162,16 +162,46 @@ def new_cmd(s: Settings, agent_id: str, env_vars: tuple[str, ...]) -> None:
 @click.option("--status", metavar="STATUS",
               help="Only agents in this status: Idle, Running, Suspended, Interrupted, "
                    "Retrying or Failed.")
+@click.option("--filter", "filters", multiple=True, metavar="'PROP OP VALUE'",
+              help="Only agents for which this holds (Golem's syntax). PROP: name, type, env, "
+                   "status, created_at (Unix seconds or ISO 8601 with a zone) or pending; "
+                   "OP: = == != < <= > >=, and for name, type and env like (contains), "
+                   "notlike, startswith. Repeat it: all must hold.")
+@click.option("--max-count", type=click.IntRange(min=1), metavar="N",
+              help="At most N agents, then the --cursor of the next page (on stderr; "
+                   "with --format json in the document).")
+@click.option("--cursor", metavar="CURSOR",
+              help="Start after this cursor, as an earlier --max-count gave it.")
 @global_options
 @click.pass_obj
-def list_cmd(s: Settings, env: str | None, type_: str | None, status: str | None) -> None:
-    """List agents, ordered by agent ID."""
+def list_cmd(s: Settings, env: str | None, type_: str | None, status: str | None,
+             filters: tuple[str, ...], max_count: int | None, cursor: str | None) -> None:
+    """List agents, ordered by agent ID.
+
+    Filters are Golem's: --filter 'type = CounterAgent' --filter 'pending > 0'
+    lists the CounterAgents with invocations waiting.
+
+    With --max-count or --cursor, --format json prints {"agents": [...],
+    "cursor": NEXT} (NEXT null on the last page); else a list of agents.
+    """
     from golemctl import render
+    from golemd.model.errors import Code
+    from golemd.model.filters import parse_filter
+    from golemd.wire.ops.list_ import paged
 
     status = _agent_status(status)
+    for text in filters:
+        parse_filter(text, "--filter", Code.USAGE)  # refused here, before connecting
     with _connect(s) as c:
-        items = c.list(env=env, type=type_, status=status)
-    _show(s, items, lambda: render.agents(items))
+        items, after = c.run(paged(env, type_, status, filters, max_count, cursor))
+    if max_count is None and cursor is None:
+        _show(s, items, lambda: render.agents(items))
+        return
+    _show(s, {"agents": items, "cursor": after}, lambda: render.agents(items))
+    if after is not None and not s.json:
+        import shlex
+
+        click.echo(f"next page: --cursor {shlex.quote(after)}", err=True)
 
 
 def _agent_status(text: str | None) -> str | None:

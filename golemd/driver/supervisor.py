@@ -8,11 +8,12 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from golemd import faults
 from golemd.config import Config
+from golemd.driver import listing
 from golemd.driver.agent import Agent
 from golemd.driver.durable import Durable
 from golemd.engine.context import EngineContext, Policy
@@ -25,6 +26,9 @@ from golemd.model.invocation import Invocation, Listener, resolve
 from golemd.model.states import InvocationStatus as S
 from golemd.storage.base import Store
 from golemd.wire.codec import pack
+
+if TYPE_CHECKING:
+    from golemd.model.filters import Filter
 
 log = logging.getLogger("golemd.supervisor")
 
@@ -324,23 +328,10 @@ class Supervisor:
         return meta
 
     def list(self, env: str | None, type_: str | None, status: str | None,
-             limit: int | None = None, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             limit: int | None = None, after: str | None = None,
+             filters: Sequence[Filter] = ()) -> tuple[list[dict[str, Any]], str | None]:
         """Matching agents in agent ID order, a page at a time: (page, cursor of the next page)."""
-        out: list[dict[str, Any]] = []
-        for name in sorted(self.agents):
-            if after is not None and name <= after:
-                continue
-            if limit is not None and len(out) >= limit:
-                return out, out[-1]["agent_id"] if out else None
-            a = self.agents[name]
-            if env is not None and a.id.env != env:
-                continue
-            if type_ is not None and a.id.type != type_:
-                continue
-            if status is not None and a.status.value.lower() != status.lower():
-                continue
-            out.append(a.metadata())
-        return out, None
+        return listing.select(self.agents, env, type_, status, filters, limit, after)
 
     # -- workers -----------------------------------------------------------
 

@@ -39,9 +39,17 @@ class AgentId(NamedTuple):
         return self.canonical
 
 
+# Said of an ID of a shape golemd does not have, such as Golem's APP/ENV/Type(...).
+_SHAPE = ("golemd has environments and no apps or components: an agent ID is "
+          "[ENV/]TypeName(args...), such as dev/CounterAgent(\"c1\")")
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _bad(text: str, why: str) -> GolemError:
-    shown = text if len(text) <= 200 else text[:200] + "..."
-    return GolemError(Code.INVALID_AGENT_ID, f"invalid agent ID {shown!r}: {why}")
+    return GolemError(Code.INVALID_AGENT_ID, f"invalid agent ID {_excerpt(text)}: {why}")
 
 
 def parse_agent_id(text: str) -> AgentId:
@@ -53,17 +61,21 @@ def parse_agent_id(text: str) -> AgentId:
     stripped = text.strip()
     paren = stripped.find("(")
     if paren < 0:
-        raise _bad(text, "expected TypeName(args...), e.g. CounterAgent(\"c1\"); "
-                         "a singleton is written TypeName()")
+        raise _bad(text, "expected [ENV/]TypeName(args...), e.g. CounterAgent(\"c1\") or "
+                         "dev/CounterAgent(\"c1\"); a singleton is written TypeName()")
     head, body = stripped[:paren], stripped[paren:]
     env = DEFAULT_ENV
+    if head.count("/") > 1:
+        prefix = head.rpartition("/")[0]
+        raise _bad(text, f"{_excerpt(prefix, 80)} is not an environment (APP/ENV/ as in Golem?); {_SHAPE}")
     if "/" in head:
         env, _, head = head.partition("/")
         if not _ENV_RE.match(env):
-            raise _bad(text, f"environment {env!r} must match [A-Za-z0-9_-]+")
+            raise _bad(text, f"environment {_excerpt(env, 80)} must match [A-Za-z0-9_-]+; {_SHAPE}")
     type_name = head.strip()
     if not _TYPE_RE.match(type_name):
-        raise _bad(text, f"type name {type_name!r} is not a Python identifier")
+        raise _bad(text, f"type name {_excerpt(type_name, 80)} is not a Python identifier "
+                         f"(the agent's class name); {_SHAPE}")
     if not body.endswith(")"):
         raise _bad(text, "missing closing ')'")
     args = _parse_call_args(text, body)

@@ -170,7 +170,7 @@ def test_make_agent_id():
     ("dev.x/X()", "environment"),
     ("/X()", "environment"),
     ("dév/X()", "environment"),
-    ("a/b/X()", "identifier"),
+    ("a/b/X()", "no apps"),
     ("1Agent()", "identifier"),
     ("Counter-Agent()", "identifier"),
     ("Counter Agent()", "identifier"),
@@ -202,6 +202,32 @@ def test_refused_with_a_pointed_message(text, hint):
     err = invalid(text)
     assert hint in err.message
     assert str(err).startswith("INVALID_AGENT_ID: ")
+
+
+@pytest.mark.parametrize("text", [
+    'app/dev/CounterAgent("c1")',          # Golem's APP/ENV/Type(...)
+    "app/env/Type()",
+    "a/b/c/X()",
+    'example:counter/counter-agent("x")',  # Golem's component-qualified form
+    'counter-agent("x")',                  # Golem's kebab-case type name
+    "/X()",
+    "dev env/X()",
+])
+def test_shapes_golemd_does_not_have_say_what_it_has(text):
+    message = invalid(text).message
+    assert "golemd has environments and no apps or components" in message
+    assert "[ENV/]TypeName(args...)" in message and 'dev/CounterAgent("c1")' in message
+
+
+def test_app_prefix_is_named_as_such():
+    message = invalid('app/dev/CounterAgent("c1")').message
+    assert "'app/dev' is not an environment (APP/ENV/ as in Golem?)" in message
+    assert "identifier" not in message
+
+
+def test_a_slash_inside_the_arguments_is_no_prefix():
+    assert parse_agent_id('dev/T("a/b/c", "/")').canonical == 'dev/T("a/b/c", "/")'
+    assert parse_agent_id("T('x/y')").env == DEFAULT_ENV
 
 
 @pytest.mark.parametrize("value", [None, 1, 1.5, b"X()", ["X()"], ("X",), {"X": ()}])

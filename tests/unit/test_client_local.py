@@ -344,7 +344,7 @@ PUBLIC = {
     "invoke": _AGENT + [("method", _P, "-"), ("args", _P, ()), ("idempotency_key", _P, None),
                         ("mode", _P, "await"), ("schedule_at", _P, None), ("timeout", _P, None),
                         ("stream", _P, False), ("on_event", _P, None), ("reply_timeout", _P, ...)],
-    "list": [("env", _P, None), ("type", _P, None), ("status", _P, None)],
+    "list": [("env", _P, None), ("type", _P, None), ("status", _P, None), ("filters", _P, None)],
     "new": _AGENT + [("env", _P, None)],
     "revert": _AGENT + [("number_of_invocations", _P, None), ("last_oplog_index", _P, None)],
     "oplog": _AGENT + [("last", _P, None)],

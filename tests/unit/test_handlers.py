@@ -132,8 +132,8 @@ class FakeSupervisor:
         return agent.metadata()
 
     def list(self, env: str | None, type_: str | None, status: str | None, limit: int | None,
-             after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        return [{"filters": [env, type_, status, limit, after]}], "next-cursor"
+             after: str | None, filters: Any) -> tuple[list[dict[str, Any]], str | None]:
+        return [{"filters": [env, type_, status, limit, after, [f.text for f in filters]]}], "next-cursor"
 
     def status_counts(self) -> dict[str, int]:
         return {"Idle": 1, "Suspended": 1}
@@ -185,7 +185,12 @@ def test_new_creates_once():
 
 def test_list_passes_filters_and_cursor():
     reply, _ = handle("list", env="dev", status="Idle", limit=5)
-    assert reply == {"agents": [{"filters": ["dev", None, "Idle", 5, None]}], "next": "next-cursor"}
+    assert reply == {"agents": [{"filters": ["dev", None, "Idle", 5, None, []]}], "next": "next-cursor"}
+    reply, _ = handle("list", filters=["pending > 0", ["status", "=", "idle"]], after="A()")
+    assert reply["agents"][0]["filters"] == [None, None, None, None, "A()", ["pending > 0", "status = 'idle'"]]
+    with pytest.raises(GolemError) as info:
+        handle("list", filters=["pending like 0"])
+    assert info.value.code == Code.BAD_REQUEST and "filter 'pending like 0'" in info.value.message
 
 
 def test_cancel_commits_and_refusals_pass_through():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODEL = ("agent_id", "catalog", "errors", "invocation", "states")
+MODEL = ("agent_id", "catalog", "errors", "filters", "invocation", "states")
 # What golemctl imports from the model, and what that must not pull in
 # (agent_id imports ast only to parse, and its typing-only imports stay so).
-GOLEMCTL_USES = ("agent_id", "errors", "states")
-HEAVY = ("ast", "json", "dataclasses", "logging", "inspect", "asyncio")
+GOLEMCTL_USES = ("agent_id", "errors", "filters", "states")
+HEAVY = ("ast", "json", "dataclasses", "datetime", "logging", "inspect", "asyncio")
 
 
 def _modules_after(imports: tuple[str, ...], names: str) -> list[str]:

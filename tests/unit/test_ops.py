@@ -34,7 +34,8 @@ FULL: dict[str, dict[str, Any]] = {
                "mode": "trigger", "schedule_at": 1_700_000_000.5, "timeout": 2, "stream": False},
     "get": {"agent": "A()"},
     "new": {"agent": 'A("x")', "env": {"MODE": "test"}},
-    "list": {"env": "dev", "type": "A", "status": "Idle", "limit": 10, "after": 'A("a")'},
+    "list": {"env": "dev", "type": "A", "status": "Idle", "limit": 10, "after": 'A("a")',
+             "filters": ["status = Idle", ["pending", ">", 0]]},
     "cancel": {"agent": "A()", "idempotency_key": "k"},
     "interrupt": {"agent": "A()", "recover": True},
     "simulate_crash": {"agent": "A()"},
@@ -62,9 +63,9 @@ CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
     "get": (("A()",), {}, Call("get", {"agent": "A()"}, "agent", MAP)),
     "new": (('A("x")',), {"env": {"MODE": "test"}},
             Call("new", {"agent": 'A("x")', "env": {"MODE": "test"}}, None, MAP)),
-    "list": ((), {"env": "dev", "status": "Idle"},
-             Call("list", {"env": "dev", "type": None, "status": "Idle", "limit": 1000, "after": None},
-                  None, MAP)),
+    "list": ((), {"env": "dev", "status": "Idle", "filters": ["pending > 0"]},
+             Call("list", {"env": "dev", "type": None, "status": "Idle", "filters": ["pending > 0"],
+                           "limit": 1000, "after": None}, None, MAP)),
     "cancel": (("A()", "k"), {}, Call("cancel", {"agent": "A()", "idempotency_key": "k"}, None, MAP)),
     "interrupt": (("A()",), {"recover": True},
                   Call("interrupt", {"agent": "A()", "recover": True}, "agent", MAP)),
@@ -256,6 +257,23 @@ def test_list_client_follows_the_cursor():
     caller = Pages(None)
     assert REGISTRY["list"].client(caller, type="T") == [{"agent_id": "a"}, {"agent_id": "b"}]
     assert [c.fields["after"] for c, _, _ in caller.calls] == [None, "a"]
+
+
+def test_list_pages_stop_at_max_count_with_the_cursor_of_what_follows():
+    replies = iter([{"agents": [{"agent_id": "a"}, {"agent_id": "b"}], "next": "b"},
+                    {"agents": [{"agent_id": "c"}], "next": "c"}])
+
+    class Pages(Recorder):
+        def call(self, c: Call, on_event: Any = None, reply_timeout: Any = ...) -> Any:
+            self.calls.append((c, on_event, reply_timeout))
+            return next(replies)
+
+    caller = Pages(None)
+    steps = REGISTRY["list"].paged(None, None, None, ("pending > 0",), max_count=3, after="0", limit=2)
+    agents, cursor = caller.run(steps)
+    assert [a["agent_id"] for a in agents] == ["a", "b", "c"] and cursor == "c"
+    assert [(c.fields["limit"], c.fields["after"], c.fields["filters"]) for c, _, _ in caller.calls] == \
+        [(2, "0", ["pending > 0"]), (1, "b", ["pending > 0"])]
 
 
 def test_no_reply_deadline():

@@ -135,6 +135,8 @@ def test_invoke_optional_fields(fields):
 @pytest.mark.parametrize(("op", "fields"), [
     ("list", {"env": "dev", "type": "T", "status": "Idle"}),
     ("list", {"env": None, "type": None, "status": None}),
+    ("list", {"filters": ["status = Idle", ["pending", ">", 0]], "limit": 5, "after": "A()"}),
+    ("list", {"filters": []}),
     ("interrupt", {"recover": True}),
     ("interrupt", {"recover": False}),
     ("oplog", {"last": 0}),
@@ -168,6 +170,7 @@ def test_other_optional_fields(op, fields):
     ("list", {"env": 1}),
     ("list", {"type": ["T"]}),
     ("list", {"status": True}),
+    ("list", {"filters": "status = Idle"}),  # a list of filters, not one
     ("cancel", {"idempotency_key": None}),  # required here
     ("cancel", {"idempotency_key": 1}),
     ("interrupt", {"recover": 1}),          # int where a bool is expected

@@ -17,6 +17,7 @@ from types import EllipsisType
 from typing import Any, Protocol
 
 from golemd.model.agent_id import AgentId
+from golemd.model.filters import Filter
 from golemd.wire.ops import Call
 
 Fields = dict[str, tuple[tuple[type, ...], bool]]
@@ -159,8 +160,10 @@ class Supervisor(Protocol):
         ...
 
     def list(self, env: str | None, type_: str | None, status: str | None,
-             limit: int | None, after: str | None, /) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of metadata, ordered by agent ID, and the cursor of the next page."""
+             limit: int | None, after: str | None, filters: Sequence[Filter],
+             /) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the metadata of the agents that pass every filter, ordered
+        by agent ID, and the cursor of the next page."""
         ...
 
     def status_counts(self) -> dict[str, int]: ...
