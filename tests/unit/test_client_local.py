@@ -345,7 +345,7 @@ PUBLIC = {
                         ("mode", _P, "await"), ("schedule_at", _P, None), ("timeout", _P, None),
                         ("stream", _P, False), ("on_event", _P, None), ("reply_timeout", _P, ...)],
     "list": [("env", _P, None), ("type", _P, None), ("status", _P, None)],
-    "oplog": _AGENT + [("last", _P, None)],
+    "oplog": _AGENT + [("last", _P, None), ("from_index", _P, None), ("query", _P, None)],
     "promise_complete": [("promise_id", _P, "-"), ("value", _P, None)],
     "promise_get": [("promise_id", _P, "-")],
     "promise_list": [("agent", _P, None), ("all", _P, False)],
