@@ -224,16 +224,31 @@ def invocations_cmd(s: Settings, agent_id: str) -> None:
 
 @agent_group.command("oplog")
 @click.argument("agent_id")
-@click.option("--last", type=click.IntRange(min=0), metavar="N", help="Only the newest N entries.")
+@click.option("--last", type=click.IntRange(min=0), metavar="N",
+              help="Only the newest N entries (of those --from and --query leave).")
+@click.option("--from", "from_index", type=click.IntRange(min=0), metavar="N",
+              help="Only the entries from index N on.")
+@click.option("--query", metavar="TEXT",
+              help='Only the entries matching TEXT: words match anywhere, FIELD:VALUE one field '
+                   '(kind, key, method, code, effect, args, result, error, target, detail), '
+                   '"quoted phrases", -TERM negates; all must match. docs/protocol.md has the grammar.')
 @global_options
 @click.pass_obj
-def oplog_cmd(s: Settings, agent_id: str, last: int | None) -> None:
-    """Show the agent's history, oldest first."""
+def oplog_cmd(s: Settings, agent_id: str, last: int | None, from_index: int | None, query: str | None) -> None:
+    """Show the agent's history, oldest first, with each entry's content:
+    arguments, results, errors and durable effects."""
     from golemctl import render
+    from golemd.model.errors import Code, GolemError
+    from golemd.wire.ops.oplog import BAD_QUERY
 
     aid = _canonical(agent_id)
     with _connect(s) as c:
-        entries = c.oplog(aid, last=last)
+        try:
+            entries = c.oplog(aid, last=last, from_index=from_index, query=query)
+        except GolemError as e:
+            if e.code == Code.BAD_REQUEST and e.message.startswith(BAD_QUERY):
+                raise usage_error(f"--query: {e.message[len(BAD_QUERY):]}") from None
+            raise
     _show(s, entries, lambda: render.oplog(entries))
 
 
