@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as _field
 from typing import Any
 
 from golemd.model.agent_id import format_literal
@@ -51,12 +52,16 @@ class Term:
     field: str | None  # a FIELDS value; None: anywhere
     value: str  # casefolded
     negated: bool = False
+    _pattern: re.Pattern[str] | None = _field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.field in EXACT:  # compiled once, not per entry
+            object.__setattr__(self, "_pattern", _glob(self.value))
 
     def matches(self, entry: Mapping[str, Any]) -> bool:
         texts = texts_of(entry, self.field)
-        if self.field in EXACT:
-            pattern = _glob(self.value)
-            hit = any(pattern.fullmatch(t.casefold()) for t in texts)
+        if self._pattern is not None:
+            hit = any(self._pattern.fullmatch(t.casefold()) for t in texts)
         else:
             hit = any(self.value in t.casefold() for t in texts)
         return hit != self.negated

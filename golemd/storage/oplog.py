@@ -57,37 +57,55 @@ def _error(err: Any) -> OplogError:
     return out
 
 
+def event_entries(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Events (ts, kind, key, method, detail) as entries, before indexing."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        entry = {"ts": row["ts"], "kind": row["kind"]}
+        for col, name in (("key", "idempotency_key"), ("method", "method"), ("detail", "detail")):
+            if row[col] is not None:
+                entry[name] = row[col]
+        out.append(entry)
+    return out
+
+
 def invocation_entries(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each invocation (INVOCATION_COLS) as its entries, before indexing:
     enqueued (with its arguments), started, and its final status (with its
     result or error)."""
     out: list[dict[str, Any]] = []
+    append = out.append
     for inv in rows:
-        base = {"key": inv["key"], "method": inv["method"]}
-        enqueued: dict[str, Any] = {**base, "ts": inv["created_at"], "kind": "enqueued"}
+        key, method = inv["key"], inv["method"]
+        enqueued: dict[str, Any] = {"ts": inv["created_at"], "kind": "enqueued", "idempotency_key": key,
+                                    "method": method}
         omitted: dict[str, int] = {}
         call = _sized(inv["args"], "args", omitted)
         if isinstance(call, (list, tuple)) and len(call) == 2 and isinstance(call[1], (list, tuple)):
             enqueued["args"] = list(call[1])
-        for col in ("schedule_at", "timeout"):
-            if inv[col] is not None:
-                enqueued[col] = inv[col]
+        if inv["schedule_at"] is not None:
+            enqueued["schedule_at"] = inv["schedule_at"]
+        if inv["timeout"] is not None:
+            enqueued["timeout"] = inv["timeout"]
         if omitted:
             enqueued["omitted"] = omitted
-        out.append(enqueued)
+        append(enqueued)
         if inv["started_at"] is not None:
-            out.append({**base, "ts": inv["started_at"], "kind": "started"})
+            append({"ts": inv["started_at"], "kind": "started", "idempotency_key": key, "method": method})
         if inv["finished_at"] is not None:
-            final: dict[str, Any] = {**base, "ts": inv["finished_at"], "kind": inv["status"]}
+            status = inv["status"]
+            final: dict[str, Any] = {"ts": inv["finished_at"], "kind": status, "idempotency_key": key,
+                                     "method": method}
             omitted = {}
-            outcome = _sized(inv["outcome"], "error" if inv["status"] == "failed" else "result", omitted)
-            if isinstance(outcome, dict) and "error" in outcome:
-                final["error"] = _error(outcome["error"])
-            elif isinstance(outcome, dict) and "result" in outcome:
-                final["result"] = outcome["result"]
+            outcome = _sized(inv["outcome"], "error" if status == "failed" else "result", omitted)
+            if isinstance(outcome, dict):
+                if "error" in outcome:
+                    final["error"] = _error(outcome["error"])
+                elif "result" in outcome:
+                    final["result"] = outcome["result"]
             if omitted:
                 final["omitted"] = omitted
-            out.append(final)
+            append(final)
     return out
 
 
@@ -129,12 +147,12 @@ def effect_entries(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         omitted: dict[str, int] = {}
         request = _sized(row["request"], "request", omitted)
         what = describe_request(row["kind"], None if request is _UNREADABLE else request)
-        base = {"key": row["key"], "method": None}
+        base = {"idempotency_key": row["key"]}
         tag = f"#{row['seq']} {what}"
         if row["result"] is None:
             eff = _effect(row, request, None, omitted)
             eff["waiting"] = True
-            out.append({**base, "ts": row["started_at"], "kind": "effect", "detail": tag + " (waiting)",
+            out.append({"ts": row["started_at"], "kind": "effect", **base, "detail": tag + " (waiting)",
                         "effect": eff})
             continue
         request_omitted = dict(omitted)
@@ -142,34 +160,23 @@ def effect_entries(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         done = f"{tag} -> " + ("<not shown>" if "result" in omitted else describe_result(
             "<unreadable>" if result is _UNREADABLE else result))
         if row["finished_at"] is not None and row["finished_at"] != row["started_at"]:
-            out.append({**base, "ts": row["started_at"], "kind": "effect", "detail": tag,
+            out.append({"ts": row["started_at"], "kind": "effect", **base, "detail": tag,
                         "effect": _effect(row, request, None, request_omitted)})
-            out.append({**base, "ts": row["finished_at"], "kind": "effect_done", "detail": done,
+            out.append({"ts": row["finished_at"], "kind": "effect_done", **base, "detail": done,
                         "effect": _effect(row, request, result, omitted)})
         else:
-            out.append({**base, "ts": row["started_at"], "kind": "effect", "detail": done,
+            out.append({"ts": row["started_at"], "kind": "effect", **base, "detail": done,
                         "effect": _effect(row, request, result, omitted)})
     return out
 
 
-_FIELDS = ("idempotency_key", "method", "detail", "args", "schedule_at", "timeout", "result", "error",
-           "effect", "omitted")
-
-
 def merge(entries: list[dict[str, Any]], last: int | None) -> list[OplogEntry]:
-    """Events (dicts of ts, kind, key, method, detail) and the entries above,
-    in time order (at one instant: created, then enqueued, then started, then
-    the rest), indexed 1.. over the whole log; `last` as Store.oplog says."""
+    """The entries above, in time order (at one instant: created, then
+    enqueued, then started, then the rest), indexed 1.. over the whole log;
+    `last` as Store.oplog says."""
     entries.sort(key=lambda e: (e["ts"], _ORDER.get(e["kind"], 3)))
-    out: list[OplogEntry] = []
-    for i, e in enumerate(entries, 1):
-        entry: OplogEntry = {"index": i, "ts": e["ts"], "kind": e["kind"]}
-        if e.get("key") is not None:
-            e["idempotency_key"] = e["key"]
-        for name in _FIELDS:
-            if name in e and (e[name] is not None or name == "result"):
-                entry[name] = e[name]  # type: ignore[literal-required]
-        out.append(entry)
-    if last is None:
-        return out
-    return out[len(out) - last:] if last else []
+    if last is not None:
+        first = max(len(entries) - last, 0) if last else len(entries)
+    else:
+        first = 0
+    return [{"index": i, **e} for i, e in enumerate(entries[first:], first + 1)]  # type: ignore[misc]

@@ -277,8 +277,8 @@ class SqliteStore(DurableRows, GroupCommit):
         return out
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:
-        entries = self._rows("SELECT ts, kind, key, method, detail FROM events WHERE agent_id = ? ORDER BY id",
-                             (agent_id,))
+        entries = oplog.event_entries(self._rows(
+            "SELECT ts, kind, key, method, detail FROM events WHERE agent_id = ? ORDER BY id", (agent_id,)))
         entries += oplog.invocation_entries(self._rows(
             f"SELECT {', '.join(oplog.INVOCATION_COLS)} FROM invocations WHERE id IN ({AGENT_ROW_IDS})",
             {"agent": agent_id, "upto": self._filed_upto}))
