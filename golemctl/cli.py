@@ -27,29 +27,12 @@ from golemctl.command import (
     set_socket,
     usage_error,
 )
+from golemctl.helpers import canonical as _canonical
+from golemctl.helpers import connect as _connect
+from golemctl.helpers import show as _show
 
 if TYPE_CHECKING:
     from golemctl.client import Client
-
-
-def _canonical(agent_id: str) -> str:
-    """Refuse a bad agent ID (exit 2) before the daemon is contacted."""
-    from golemd.model.agent_id import parse_agent_id
-
-    return parse_agent_id(agent_id).canonical
-
-
-def _connect(s: Settings) -> Client:
-    from golemctl.client import Client
-
-    return Client.connect(s.socket)
-
-
-def _show(s: Settings, doc: Any, text: Callable[[], str]) -> None:
-    from golemctl import render
-
-    click.echo(render.to_json(doc) if s.json else text())
-
 
 # --- the commands --------------------------------------------------------------
 
@@ -304,16 +287,31 @@ def invocations_cmd(s: Settings, agent_id: str) -> None:
 
 @agent_group.command("oplog")
 @click.argument("agent_id")
-@click.option("--last", type=click.IntRange(min=0), metavar="N", help="Only the newest N entries.")
+@click.option("--last", type=click.IntRange(min=0), metavar="N",
+              help="Only the newest N entries (of those --from and --query leave).")
+@click.option("--from", "from_index", type=click.IntRange(min=0), metavar="N",
+              help="Only the entries from index N on.")
+@click.option("--query", metavar="TEXT",
+              help='Only the entries matching TEXT: words match anywhere, FIELD:VALUE one field '
+                   '(kind, key, method, code, effect, args, result, error, target, detail), '
+                   '"quoted phrases", -TERM negates; all must match. docs/protocol.md has the grammar.')
 @global_options
 @click.pass_obj
-def oplog_cmd(s: Settings, agent_id: str, last: int | None) -> None:
-    """Show the agent's history, oldest first."""
+def oplog_cmd(s: Settings, agent_id: str, last: int | None, from_index: int | None, query: str | None) -> None:
+    """Show the agent's history, oldest first, with each entry's content:
+    arguments, results, errors and durable effects."""
     from golemctl import render
+    from golemd.model.errors import Code, GolemError
+    from golemd.wire.ops.oplog import BAD_QUERY
 
     aid = _canonical(agent_id)
     with _connect(s) as c:
-        entries = c.oplog(aid, last=last)
+        try:
+            entries = c.oplog(aid, last=last, from_index=from_index, query=query)
+        except GolemError as e:
+            if e.code == Code.BAD_REQUEST and e.message.startswith(BAD_QUERY):
+                raise usage_error(f"--query: {e.message[len(BAD_QUERY):]}") from None
+            raise
     _show(s, entries, lambda: render.oplog(entries))
 
 
@@ -345,87 +343,6 @@ def stream_cmd(s: Settings, agent_id: str, follow: bool, last: int | None) -> No
     ended = reply.get("ended")
     if not s.json and ended not in (None, "done"):
         click.echo(f"stream ended: {'agent deleted' if ended == 'deleted' else ended}", err=True)
-
-
-@cli.group("promise", context_settings=CONTEXT, short_help="Complete and inspect durable promises.")
-def promise_group() -> None:
-    """Complete and inspect durable promises: agent code makes one with
-    `promise()` and waits on it with `p.wait()` until someone completes it.
-
-    PROMISE_ID is the promise's `p.id` (`promise list` shows them).
-    """
-
-
-@promise_group.command("complete", context_settings={"ignore_unknown_options": True},
-                       short_help="Complete a promise with a value.")
-@click.argument("promise_id")
-@click.argument("value", type=click.UNPROCESSED)
-@global_options
-@click.pass_obj
-def promise_complete_cmd(s: Settings, promise_id: str, value: str) -> None:
-    """Complete PROMISE_ID with VALUE; its waiting invocations go on with it.
-
-    VALUE is a Python literal, parsed (never evaluated) as the ARGS of
-    `agent invoke` are: 5, -1.5, '"approved"', '[1, 2]', '{"ok": True}',
-    None. JSON is read too (true, false, null), and a VALUE that is
-    neither, such as a bare word (yes), is that text as a string. Put `--`
-    before a VALUE that looks like an option.
-
-    The first completion wins: a later one fails with ALREADY_COMPLETED
-    (exit 1), and an unknown ID with NOT_FOUND.
-    """
-    parsed = _promise_value(value)
-    with _connect(s) as c:
-        reply = c.promise_complete(promise_id, parsed)
-    _show(s, reply, lambda: f"completed {reply.get('promise_id', promise_id)}")
-
-
-def _promise_value(text: str) -> object:
-    """A Python literal, else JSON, else the text itself (a bare word)."""
-    import json
-
-    from golemd.model.agent_id import parse_literal
-    from golemd.model.errors import GolemError
-
-    try:
-        return parse_literal(text, "VALUE")
-    except GolemError as err:
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-        if text.strip() and not any(ch in text for ch in "\"'[]{}()"):
-            return text
-        raise err from None
-
-
-@promise_group.command("get", short_help="Show a promise.")
-@click.argument("promise_id")
-@global_options
-@click.pass_obj
-def promise_get_cmd(s: Settings, promise_id: str) -> None:
-    """Show a promise: its agent and invocation, whether it is completed, and its value."""
-    from golemctl import render
-
-    with _connect(s) as c:
-        info = c.promise_get(promise_id)
-    _show(s, info, lambda: render.promise(info))
-
-
-@promise_group.command("list", short_help="List pending promises.")
-@click.argument("agent_id", required=False)
-@click.option("--all", "all_", is_flag=True, help="Completed promises too.")
-@global_options
-@click.pass_obj
-def promise_list_cmd(s: Settings, agent_id: str | None, all_: bool) -> None:
-    """List pending promises, oldest first: AGENT_ID's, or every agent's.
-    With --all, completed ones too."""
-    from golemctl import render
-
-    aid = _canonical(agent_id) if agent_id is not None else None
-    with _connect(s) as c:
-        items = c.promise_list(aid, all=all_)
-    _show(s, items, lambda: render.promises(items))
 
 
 @cli.command("types")
@@ -475,6 +392,12 @@ def reload_cmd(s: Settings) -> None:
     with _connect(s) as c:
         reply = c.reload()
     _show(s, reply, lambda: "golemd reloaded its apps")
+
+
+# Registered here, defined beside: `golemctl promise ...` (golemctl.promises).
+from golemctl.promises import promise_group  # noqa: E402 - after `cli` exists
+
+cli.add_command(promise_group)
 
 
 def main() -> None:

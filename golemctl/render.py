@@ -208,13 +208,89 @@ def invocations(items: Sequence[dict[str, Any]]) -> str:
 
 
 def oplog(entries: Sequence[dict[str, Any]]) -> str:
-    """`agent oplog`: INDEX  TIME  KIND  METHOD  KEY  DETAIL, oldest first."""
+    """`agent oplog`: INDEX  TIME  KIND  METHOD  KEY  DETAIL, oldest first;
+    DETAIL is the entry's content (oplog_content)."""
     if not entries:
         return "no oplog entries"
     rows = ([_opt(e.get("index")), local_time(e.get("ts"), ms=True), _opt(e.get("kind")),
-             e.get("method") or "", e.get("idempotency_key") or "", _detail(e.get("detail"))]
+             e.get("method") or "", e.get("idempotency_key") or "", oplog_content(e)]
             for e in entries)
     return table(["#", "TIME", "KIND", "METHOD", "IDEMPOTENCY KEY", "DETAIL"], rows)
+
+
+VALUE_CHARS = 200
+"""A value longer than this, as text, is cut in the text view (--format json shows it whole)."""
+
+
+def oplog_content(e: dict[str, Any]) -> str:
+    """An oplog entry's content on one line: a call's arguments `(5, "x")`, a
+    result `-> 6`, an error `CODE: message`, an effect `#1 call
+    A("x").m(1) -> 2`, else its detail. From the structured fields; the
+    detail alone from a daemon that sends no others."""
+    parts = []
+    if "args" in e:
+        parts.append(f"({_cut(args_text(e['args']))})")
+    if e.get("schedule_at") is not None:
+        parts.append(f"scheduled at {local_time(e['schedule_at'])}")
+    if isinstance(e.get("timeout"), (int, float)):
+        parts.append(f"timeout {e['timeout']:g}s")
+    if "result" in e:
+        parts.append(f"-> {_cut(format_literal(e['result']))}")
+    if "error" in e:
+        parts.append(_error(e["error"]))
+    effect = e.get("effect")
+    if isinstance(effect, dict):
+        parts.append(_effect(effect))
+    elif e.get("detail") is not None:
+        parts.append(_detail(e["detail"]))
+    parts += _omitted(e.get("omitted"))
+    return " ".join(parts).replace("\n", " ")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS - 3] + "..."
+
+
+def _error(err: Any) -> str:
+    if not isinstance(err, dict):
+        return _opt(err)
+    return f"{err.get('code') or err.get('type') or '?'}: {_cut(str(err.get('message', '')))}"
+
+
+def _omitted(omitted: Any) -> list[str]:
+    if not isinstance(omitted, dict):
+        return []
+    return [f"({name} not shown: {size(n)})" for name, n in omitted.items()]
+
+
+def _effect(eff: dict[str, Any]) -> str:
+    """`#N WHAT` and, where this entry has it, `-> RESULT`, `-> error CODE: message` or `(waiting)`."""
+    kind, req = eff.get("kind", "?"), eff.get("request")
+    req = req if isinstance(req, dict) else {}
+    if kind in ("call", "trigger"):
+        what = f"{kind} {eff.get('target', '?')}.{req.get('method', '?')}({_cut(args_text(req.get('args', [])))})"
+    elif kind == "step":
+        what = f"step {eff.get('target', '?')}({_cut(args_text(req.get('args', [])))})"
+    elif kind == "sleep":
+        what = f"sleep {req.get('seconds', '?')}s"
+    elif kind == "complete":
+        what = f"complete promise {eff.get('target', '?')} with {_cut(format_literal(req.get('value')))}"
+    elif kind == "wait":
+        what = f"wait promise {eff.get('target', '?')}"
+    elif eff.get("target") is not None:
+        what = f"{kind} {eff['target']}"
+    else:
+        what = str(kind)
+    if isinstance(eff.get("until"), (int, float)):
+        what += f" until {local_time(eff['until'])}"
+    text = f"#{eff.get('seq', '?')} {what}"
+    if "result" in eff:
+        text += f" -> {_cut(format_literal(eff['result']))}"
+    elif "error" in eff:
+        text += f" -> error {_error(eff['error'])}"
+    elif eff.get("waiting"):
+        text += " (waiting)"
+    return " ".join([text, *_omitted(eff.get("omitted"))])
 
 
 def _detail(d: Any) -> str:

@@ -170,7 +170,7 @@ def _passes(client: Any) -> dict[str, int]:
                 out["start"] += 1
             elif e["kind"] == "effect":
                 out["effect_done"] += 1
-                if e.get("detail", "").split(" ")[1:2] != ["step"]:
+                if (e.get("effect") or {}).get("kind") != "step":
                     out["effect"] += 1
     return out
 

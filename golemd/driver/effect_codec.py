@@ -1,31 +1,20 @@
 """The names and encodings of durable execution: the derived keys and
-promise IDs (docs/semantics.md gives their format), an effect's result as
-journaled, and what `agent get` shows of a wait."""
+promise IDs (from golemd.model.effects; docs/semantics.md gives their
+format), an effect's result as journaled, and what `agent get` shows of a
+wait."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import msgpack
 
+# The names live in the model, where the oplog finds them too.
+from golemd.model.effects import derived_key as derived_key
+from golemd.model.effects import promise_id as promise_id
 from golemd.wire.codec import pack
 
 WAITS = ("call", "sleep", "wait")
-
-
-def _digest(agent: str, key: str) -> str:
-    return hashlib.sha256(f"{agent}\0{key}".encode()).hexdigest()[:24]
-
-
-def derived_key(caller: str, key: str, seq: int) -> str:
-    """The idempotency key of the call effect `seq` of the caller's invocation
-    `key` (docs/semantics.md): the same on every re-run, unique per caller."""
-    return f"call-{_digest(caller, key)}-{seq}"
-
-
-def promise_id(agent: str, key: str, seq: int) -> str:
-    return f"p-{_digest(agent, key)}-{seq}"
 
 
 def value_res(value: Any) -> bytes:

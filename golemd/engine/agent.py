@@ -198,7 +198,7 @@ class AgentEngine(AgentRun):
         self.retry_count += 1
         self.retrying = True
         delay = policy.backoff(inv.attempts)
-        self.event("retried", inv, f"attempt {inv.attempts + 1} after {delay:g}s")
+        self.event("retried", inv, f"attempt {inv.attempts + 1} after {delay:g}s: {why}")
         if not self.deleted:
             self.store.update_agent(self.name, retry_count=self.retry_count)
         self._arm(Timer.RETRY, delay)

@@ -108,7 +108,8 @@ def interrupt(eng: AgentEngine, recover: bool) -> None:
         return
     if not eng.interrupted:
         eng.interrupted = True
-        eng.event("interrupted", eng.current)
+        held = "stopped, it runs again on resume" if eng.current is not None else "its queue is held until resume"
+        eng.event("interrupted", eng.current, f"by the user: {held}")
         eng.store.update_agent(eng.name, interrupted=1)
     if eng.current is not None:
         if eng.stop_reason in (None, StopReason.RECOVER, StopReason.SUSPEND):  # a hold outranks a retry

@@ -1,9 +1,27 @@
-"""How an effect of durable execution reads in the oplog and in a streaming
-caller's events: one line for what was asked, one for its result."""
+"""The names durable execution gives (the idempotency key of an agent's call
+to another, a promise's ID: docs/semantics.md gives their format), and how
+an effect reads in the oplog and in a streaming caller's events: one line
+for what was asked, one for its result."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+
+def _digest(agent: str, key: str) -> str:
+    return hashlib.sha256(f"{agent}\0{key}".encode()).hexdigest()[:24]
+
+
+def derived_key(caller: str, key: str, seq: int) -> str:
+    """The idempotency key of the call effect `seq` of the caller's invocation
+    `key` (docs/semantics.md): the same on every re-run, unique per caller."""
+    return f"call-{_digest(caller, key)}-{seq}"
+
+
+def promise_id(agent: str, key: str, seq: int) -> str:
+    """The ID of the promise effect `seq` of the agent's invocation `key` makes."""
+    return f"p-{_digest(agent, key)}-{seq}"
 
 
 def describe_request(kind: str, req: Any) -> str:

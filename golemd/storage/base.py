@@ -92,6 +92,25 @@ class PromiseRow(TypedDict):
     value: bytes | None  # msgpack of the value it was completed with
 
 
+class OplogError(TypedDict):
+    code: NotRequired[str]  # the error code; absent for a step's own exception, which has
+    type: NotRequired[str]  # the exception's class instead
+    message: str
+
+
+class OplogEffect(TypedDict):
+    seq: int  # the effect's number in its invocation, from 0
+    kind: str  # call, trigger, step, sleep, promise, wait, complete
+    target: NotRequired[str]  # the agent called (as written), the step's function, the promise
+    callee_key: NotRequired[str]  # call, trigger: the key the callee's invocation runs under
+    request: NotRequired[Any]  # what was asked, unpacked (EffectRow.request)
+    until: NotRequired[float]  # a sleep's wake-up time, a promise wait's deadline
+    result: NotRequired[Any]  # its value, when this entry has it (may be None)
+    error: NotRequired[OplogError]  # or the error it ended with
+    waiting: NotRequired[bool]  # True: no result journaled yet
+    omitted: NotRequired[dict[str, int]]  # "request" / "result" too large to show: packed bytes
+
+
 class OplogEntry(TypedDict):
     index: int  # 1-based position in the agent's whole log
     ts: float
@@ -99,6 +118,14 @@ class OplogEntry(TypedDict):
     idempotency_key: NotRequired[str]
     method: NotRequired[str]
     detail: NotRequired[str]
+    # The content (all additive: a reader that knows only the fields above still works).
+    args: NotRequired[list[Any]]  # enqueued: the invocation's arguments
+    schedule_at: NotRequired[float]  # enqueued: not before then
+    timeout: NotRequired[float]  # enqueued: its timeout in seconds
+    result: NotRequired[Any]  # completed: what the method returned (may be None)
+    error: NotRequired[OplogError]  # failed: the error it failed with
+    effect: NotRequired[OplogEffect]  # effect, effect_done
+    omitted: NotRequired[dict[str, int]]  # "args" / "result" / "error" too large to show: packed bytes
 
 
 class Cancellable(Protocol):
@@ -366,7 +393,20 @@ class Store(Protocol):
         time order; at one instant created, then enqueued, then started, then
         the rest. Indexed 1.. over the whole log; the key is given as
         idempotency_key, and a field that is None is left out. `last`: only
-        the newest `last` entries (with their indexes), 0 none, None all."""
+        the newest `last` entries (with their indexes), 0 none, None all.
+
+        Each entry carries its content (OplogEntry, OplogEffect), read from
+        the rows kept already, never written for the oplog: `enqueued` its
+        `args` (and `schedule_at`, `timeout` when set); `completed` its
+        `result`, present even when None; `failed` its `error` {code,
+        message}; `effect` and `effect_done` an `effect` map {seq, kind,
+        target, callee_key, request, until, and the result or error where
+        the detail shows it; `waiting` while there is none}. A value whose packed form
+        is over golemd.storage.oplog.VALUE_MAX_BYTES is left out and its size
+        given in `omitted` (of the entry, or of its effect). These fields are
+        additive: a reader of the older entries (index, ts, kind, key,
+        method, detail) sees them unchanged. golemd.storage.oplog builds the
+        entries from the rows, for every store."""
         ...
 
     def close(self) -> None:

@@ -9,10 +9,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import msgpack
-
-from golemd.model.effects import describe_request, describe_result
-
 _EFFECT_COLS = "agent_id, key, seq, kind, request, result, started_at, until, finished_at"
 
 
@@ -87,31 +83,3 @@ class DurableRows:
         for key in keys:
             self._exec("DELETE FROM effects WHERE agent_id = ? AND key = ?", (agent_id, key))
             self._exec("DELETE FROM promises WHERE agent_id = ? AND key = ?", (agent_id, key))
-
-
-
-def effect_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An agent's effects as oplog entries (before indexing): one when each
-    was asked for, and one when its result was journaled."""
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        request = _unpack(row["request"])
-        what = describe_request(row["kind"], request)
-        base = {"key": row["key"], "method": None}
-        out.append({**base, "ts": row["started_at"], "kind": "effect",
-                    "detail": f"#{row['seq']} {what}" + ("" if row["result"] is not None else " (waiting)")})
-        if row["result"] is not None and row["finished_at"] is not None and row["finished_at"] != row["started_at"]:
-            out.append({**base, "ts": row["finished_at"], "kind": "effect_done",
-                        "detail": f"#{row['seq']} {what} -> {describe_result(_unpack(row['result']))}"})
-        elif row["result"] is not None:
-            out[-1]["detail"] = f"#{row['seq']} {what} -> {describe_result(_unpack(row['result']))}"
-    return out
-
-
-def _unpack(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception:
-        return "<unreadable>"

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
+from golemd.storage import oplog
 from golemd.storage.base import OplogEntry
 from golemd.storage.base import Store as Store  # the protocol, importable from here too
 from golemd.storage.commits import GroupCommit
-from golemd.storage.durable import DurableRows, effect_entries
+from golemd.storage.durable import DurableRows
 from golemd.storage.schema import AGENT_COLS, AGENT_ROW_IDS, INV_COLS, migrate
 
 log = logging.getLogger("golemd.store")
@@ -299,33 +300,13 @@ class SqliteStore(DurableRows, GroupCommit):
         return out
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:
-        entries = self._rows("SELECT ts, kind, key, method, detail FROM events WHERE agent_id = ? ORDER BY id",
-                             (agent_id,))
-        for inv in self._rows("SELECT key, method, status, created_at, started_at, finished_at, outcome "
-                              f"FROM invocations WHERE id IN ({AGENT_ROW_IDS})",
-                              {"agent": agent_id, "upto": self._filed_upto}):
-            base = {"key": inv["key"], "method": inv["method"], "detail": None}
-            entries.append({**base, "ts": inv["created_at"], "kind": "enqueued"})
-            if inv["started_at"] is not None:
-                entries.append({**base, "ts": inv["started_at"], "kind": "started"})
-            if inv["finished_at"] is not None:
-                entries.append({**base, "ts": inv["finished_at"], "kind": inv["status"]})
-        entries += effect_entries(self.agent_effects(agent_id))
-        order = {"created": 0, "enqueued": 1, "started": 2}
-        entries.sort(key=lambda e: (e["ts"], order.get(e["kind"], 3)))
-        out: list[OplogEntry] = []
-        for i, e in enumerate(entries, 1):
-            entry: OplogEntry = {"index": i, "ts": e["ts"], "kind": e["kind"]}
-            if e.get("key") is not None:
-                entry["idempotency_key"] = e["key"]
-            if e.get("method") is not None:
-                entry["method"] = e["method"]
-            if e.get("detail") is not None:
-                entry["detail"] = e["detail"]
-            out.append(entry)
-        if last is None:
-            return out
-        return out[len(out) - last:] if last else []
+        entries = oplog.event_entries(self._rows(
+            "SELECT ts, kind, key, method, detail FROM events WHERE agent_id = ? ORDER BY id", (agent_id,)))
+        entries += oplog.invocation_entries(self._rows(
+            f"SELECT {', '.join(oplog.INVOCATION_COLS)} FROM invocations WHERE id IN ({AGENT_ROW_IDS})",
+            {"agent": agent_id, "upto": self._filed_upto}))
+        entries += oplog.effect_entries(self.agent_effects(agent_id))
+        return oplog.merge(entries, last)
 
     def close(self) -> None:
         if self._in_txn:

@@ -94,6 +94,9 @@ def test_the_retry_is_journaled(world: World) -> None:
     assert world.store.committed.agents[world.default]["retry_count"] == 1
     events = world.store.events_of(world.default)
     assert "process_died" in events and "retried" in events
+    # the retry says why: the oplog shows it on the retried entry itself
+    (retried,) = [e for e in world.store.committed.events if e["kind"] == "retried"]
+    assert retried["key"] == "a" and retried["detail"] == "attempt 2 after 0.1s: killed by SIGSEGV"
 
 
 def test_backoff_doubles_up_to_its_cap(make_world) -> None:

@@ -50,7 +50,8 @@ def test_interrupted_invocation_is_journaled_pending(world: World) -> None:
     world.commit()
     assert world.journaled_status("a") == "pending"
     assert world.store.committed.agents[world.default]["interrupted"] == 1
-    assert "interrupted" in world.store.events_of(world.default)
+    (event,) = [e for e in world.store.committed.events if e["kind"] == "interrupted"]
+    assert event["key"] == "a" and event["detail"] == "by the user: stopped, it runs again on resume"
 
 
 def test_nothing_runs_until_resume(world: World) -> None:
@@ -87,6 +88,8 @@ def test_interrupt_while_idle_holds_the_queue(world: World) -> None:
     world.interrupt()
     assert world.sim.stops == []
     assert world.status is AgentStatus.INTERRUPTED
+    (event,) = [e for e in world.store.view.events if e["kind"] == "interrupted"]
+    assert event["key"] is None and event["detail"] == "by the user: its queue is held until resume"
     b = world.invoke("b")
     world.commit()
     assert world.eng.current is None and world.eng.pending_count == 1

@@ -804,6 +804,140 @@ def test_the_oplog_survives_a_crash_once_committed(store, backend):
     assert backend.after_crash().oplog(A, None) == store.oplog(A, None)
 
 
+# -- the oplog's content (OplogEntry's additive fields, read from the rows kept already) --
+
+# The fields every entry had before its content was added: a reader that
+# knows only these sees them as it always did.
+OLD_FIELDS = {"index", "ts", "kind", "idempotency_key", "method", "detail"}
+CONTENT_FIELDS = {"args", "schedule_at", "timeout", "result", "error", "effect", "omitted"}
+
+
+def _call(method: str, *args: Any) -> bytes:
+    """An invocation's `args` column as the daemon writes it: [method, args]."""
+    return msgpack.packb([method, list(args)])
+
+
+def _content_fixture(store: Store) -> None:
+    """Written through the hot path's own methods (enqueue_invocation,
+    finish_invocation): the content costs those writes nothing more."""
+    ok = store.enqueue_invocation(A, "ok", 0, "add", _call("add", 5, "x"), "pending", 10.0, None, None)
+    store.finish_invocation(ok, "completed", msgpack.packb({"result": {"total": 5}}), 12.0, 11.0)
+    none = store.enqueue_invocation(A, "none", 1, "get", _call("get"), "pending", 13.0, None, None)
+    store.finish_invocation(none, "completed", msgpack.packb({"result": None}), 14.0, 13.5)
+    bad = store.enqueue_invocation(A, "bad", 2, "add", _call("add", -1), "pending", 15.0, None, None)
+    store.finish_invocation(bad, "failed", msgpack.packb({"error": {
+        "code": "INVOCATION_FAILED", "message": "ValueError: no",
+        "details": {"type": "ValueError", "message": "no", "traceback": "Traceback..."}}}), 16.0, 15.5)
+    store.enqueue_invocation(A, "gone", 3, "add", _call("add", 1), "pending", 17.0, None, None)
+    store.update_invocation(A, "gone", status="canceled", finished_at=18.0)
+    store.enqueue_invocation(A, "later", 4, "add", _call("add", 2), "scheduled", 19.0, 500.0, 2.5)
+    store.event(A, 20.0, "retried", "later", "add", "attempt 2 after 0.1s: killed by SIGKILL")
+
+
+def test_oplog_entries_carry_their_content(store):
+    _content_fixture(store)
+    by = {(e.get("idempotency_key"), e["kind"]): e for e in store.oplog(A, None)}
+    assert by["ok", "enqueued"] == {"index": 1, "ts": 10.0, "kind": "enqueued", "idempotency_key": "ok",
+                                    "method": "add", "args": [5, "x"]}
+    assert by["ok", "started"] == {"index": 2, "ts": 11.0, "kind": "started", "idempotency_key": "ok",
+                                   "method": "add"}
+    assert by["ok", "completed"] == {"index": 3, "ts": 12.0, "kind": "completed", "idempotency_key": "ok",
+                                     "method": "add", "result": {"total": 5}}
+    assert by["none", "enqueued"]["args"] == []
+    # a method that returned None: the result is there, nil
+    assert "result" in by["none", "completed"] and by["none", "completed"]["result"] is None
+    # a failure: its code and message, not the traceback
+    assert by["bad", "failed"]["error"] == {"code": "INVOCATION_FAILED", "message": "ValueError: no"}
+    assert "result" not in by["bad", "failed"]
+    # canceled: it has no outcome, so no content
+    assert by["gone", "canceled"] == {"index": by["gone", "canceled"]["index"], "ts": 18.0, "kind": "canceled",
+                                      "idempotency_key": "gone", "method": "add"}
+    assert by["later", "enqueued"]["schedule_at"] == 500.0 and by["later", "enqueued"]["timeout"] == 2.5
+    assert by["later", "retried"]["detail"] == "attempt 2 after 0.1s: killed by SIGKILL"
+    assert "schedule_at" not in by["ok", "enqueued"] and "timeout" not in by["ok", "enqueued"]
+
+
+def test_oplog_content_is_additive(store, backend):
+    """Every entry holds the fields it held before, with the same values;
+    the content is in new fields only. And it is durable: read from committed rows."""
+    _content_fixture(store)
+    store.put_effect(A, "ok", 0, "step", msgpack.packb({"fn": "f", "args": []}), 11.5, result=_value(1),
+                     finished_at=11.5)
+    store.commit_now()
+    entries = store.oplog(A, None)
+    for e in entries:
+        assert set(e) <= OLD_FIELDS | CONTENT_FIELDS, e
+        assert isinstance(e["index"], int) and isinstance(e["ts"], float) and isinstance(e["kind"], str)
+        for name in ("idempotency_key", "method", "detail"):
+            assert name not in e or isinstance(e[name], str), e
+    old_view = [tuple(e.get(k) for k in ("index", "ts", "kind", "idempotency_key", "method", "detail"))
+                for e in entries]
+    assert old_view == [
+        (1, 10.0, "enqueued", "ok", "add", None), (2, 11.0, "started", "ok", "add", None),
+        (3, 11.5, "effect", "ok", None, "#0 step f -> 1"), (4, 12.0, "completed", "ok", "add", None),
+        (5, 13.0, "enqueued", "none", "get", None), (6, 13.5, "started", "none", "get", None),
+        (7, 14.0, "completed", "none", "get", None), (8, 15.0, "enqueued", "bad", "add", None),
+        (9, 15.5, "started", "bad", "add", None), (10, 16.0, "failed", "bad", "add", None),
+        (11, 17.0, "enqueued", "gone", "add", None), (12, 18.0, "canceled", "gone", "add", None),
+        (13, 19.0, "enqueued", "later", "add", None),
+        (14, 20.0, "retried", "later", "add", "attempt 2 after 0.1s: killed by SIGKILL")]
+    assert backend.after_crash().oplog(A, None) == entries
+
+
+def _effects_of(store: Store, agent_id: str = A) -> list[tuple[str, dict[str, Any]]]:
+    return [(e["kind"], e["effect"]) for e in store.oplog(agent_id, None) if e["kind"].startswith("effect")]
+
+
+def test_oplog_effects_are_structured(store):
+    from golemd.model.effects import derived_key
+
+    store.insert_invocation(inv_row("k1", status="running", started_at=100.0))
+    call = {"agent": 'Inventory("main")', "method": "reserve", "args": ["hat"]}
+    store.put_effect(A, "k1", 0, "call", msgpack.packb(call), 101.0)
+    store.finish_effect(A, "k1", 0, _value(4), 102.0)  # it waited: effect, then effect_done
+    store.put_effect(A, "k1", 1, "step", msgpack.packb({"fn": "make", "args": [1]}), 103.0,
+                     result=msgpack.packb({"error": {"type": "KeyError", "message": "'x'"}}), finished_at=103.0)
+    store.put_effect(A, "k1", 2, "trigger", msgpack.packb({**call, "method": "nope"}), 104.0,
+                     result=msgpack.packb({"error": {"code": "UNKNOWN_METHOD", "message": "no nope"}}),
+                     finished_at=104.0)
+    store.put_effect(A, "k1", 3, "complete", msgpack.packb({"promise": "p-1", "value": "yes"}), 105.0,
+                     result=_value(None), finished_at=105.0)
+    store.put_effect(A, "k1", 4, "sleep", msgpack.packb({"seconds": 5.0}), 106.0, until=111.0)
+    store.commit_now()
+    (k0, asked), (k1, done), (k2, step), (k3, trigger), (k4, complete), (k5, sleep) = _effects_of(store)
+    assert (k0, k1, k2, k3, k4, k5) == ("effect", "effect_done", "effect", "effect", "effect", "effect")
+    key = derived_key(A, "k1", 0)
+    assert asked == {"seq": 0, "kind": "call", "target": 'Inventory("main")', "callee_key": key, "request": call}
+    assert done == {**asked, "result": 4}
+    assert step == {"seq": 1, "kind": "step", "target": "make", "request": {"fn": "make", "args": [1]},
+                    "error": {"type": "KeyError", "message": "'x'"}}
+    assert trigger["error"] == {"code": "UNKNOWN_METHOD", "message": "no nope"}
+    assert trigger["callee_key"] == derived_key(A, "k1", 2) and "result" not in trigger
+    # a result that is nil is there all the same
+    assert "result" in complete and complete["result"] is None and complete["target"] == "p-1"
+    assert sleep == {"seq": 4, "kind": "sleep", "request": {"seconds": 5.0}, "until": 111.0, "waiting": True}
+
+
+def test_oplog_leaves_out_values_too_large_to_show(store):
+    from golemd.storage.oplog import VALUE_MAX_BYTES
+
+    big = "x" * (VALUE_MAX_BYTES + 1)
+    rowid = store.enqueue_invocation(A, "big", 0, "echo", _call("echo", big), "pending", 1.0, None, None)
+    store.finish_invocation(rowid, "completed", msgpack.packb({"result": big}), 3.0, 2.0)
+    store.put_effect(A, "big", 0, "step", msgpack.packb({"fn": "f", "args": [big]}), 2.5, result=_value(big),
+                     finished_at=2.5)
+    fits = store.enqueue_invocation(A, "fits", 1, "echo", _call("echo", "x" * 1000), "pending", 4.0, None, None)
+    store.finish_invocation(fits, "completed", msgpack.packb({"result": "y" * 1000}), 5.0, 4.5)
+    by = {(e["idempotency_key"], e["kind"]): e for e in store.oplog(A, None)}
+    enq, done = by["big", "enqueued"], by["big", "completed"]
+    assert "args" not in enq and enq["omitted"]["args"] > VALUE_MAX_BYTES
+    assert "result" not in done and done["omitted"]["result"] > VALUE_MAX_BYTES
+    eff = by["big", "effect"]["effect"]
+    assert "request" not in eff and "result" not in eff and set(eff["omitted"]) == {"request", "result"}
+    assert by["fits", "enqueued"]["args"] == ["x" * 1000] and by["fits", "completed"]["result"] == "y" * 1000
+    assert "omitted" not in by["fits", "enqueued"]
+
+
 def test_backend_sees_only_what_was_committed(backend: Backend):
     """The harness itself: after_crash() must not see uncommitted writes, or
     every durability test above would pass for nothing."""

@@ -118,7 +118,7 @@ def test_bad_status_filter(listener):
                                              ("true", True), ("null", None), ('{"a": false}', {"a": False}),
                                              ("approved", "approved"), ("-2.5", -2.5)])
 def test_promise_values_are_literals_then_json_then_a_bare_word(text, value):
-    from golemctl.cli import _promise_value
+    from golemctl.promises import _promise_value
 
     assert _promise_value(text) == value
 

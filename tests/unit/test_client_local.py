@@ -347,7 +347,7 @@ PUBLIC = {
     "list": [("env", _P, None), ("type", _P, None), ("status", _P, None), ("filters", _P, None)],
     "new": _AGENT + [("env", _P, None)],
     "revert": _AGENT + [("number_of_invocations", _P, None), ("last_oplog_index", _P, None)],
-    "oplog": _AGENT + [("last", _P, None)],
+    "oplog": _AGENT + [("last", _P, None), ("from_index", _P, None), ("query", _P, None)],
     "promise_complete": [("promise_id", _P, "-"), ("value", _P, None)],
     "promise_get": [("promise_id", _P, "-")],
     "promise_list": [("agent", _P, None), ("all", _P, False)],

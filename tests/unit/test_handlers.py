@@ -229,6 +229,48 @@ def test_invocations_and_oplog():
         {"entries": [{"index": 1, "kind": "created", "agent": "A()", "last": 2}]}
 
 
+class OplogStore(FakeStore):
+    """Six entries: what the oplog handler filters (from, query, then last)."""
+
+    LOG = [{"index": i, "ts": float(i), "kind": kind, "idempotency_key": key, "method": "add"}
+           for i, (kind, key) in enumerate([("enqueued", "a"), ("started", "a"), ("completed", "a"),
+                                            ("enqueued", "b"), ("started", "b"), ("failed", "b")], 1)]
+
+    def oplog(self, name: str, last: int | None) -> list[dict[str, Any]]:
+        return self.LOG if last is None else (self.LOG[len(self.LOG) - last:] if last else [])
+
+
+def _indexes(**req: Any) -> list[int]:
+    d = FakeDaemon()
+    d.supervisor.store = OplogStore()
+    return [e["index"] for e in handle("oplog", d, agent="A()", **req)[0]["entries"]]
+
+
+@pytest.mark.parametrize("req, want", [
+    ({}, [1, 2, 3, 4, 5, 6]),
+    ({"last": 2}, [5, 6]),
+    ({"last": 0}, []),
+    ({"from": 0}, [1, 2, 3, 4, 5, 6]),
+    ({"from": 4}, [4, 5, 6]),
+    ({"from": 99}, []),
+    ({"query": "key:b"}, [4, 5, 6]),
+    ({"query": "   "}, [1, 2, 3, 4, 5, 6]),
+    ({"query": "-kind:started", "from": 2}, [3, 4, 6]),
+    ({"query": "-kind:started", "last": 2}, [4, 6]),  # last keeps the newest of what the query left
+    ({"query": "kind:enqueued", "from": 2, "last": 0}, []),
+])
+def test_oplog_filters_from_then_query_then_last(req, want):
+    assert _indexes(**req) == want
+
+
+def test_oplog_refuses_a_bad_query_before_it_looks_for_the_agent():
+    for agent in ("A()", "Nope()"):
+        with pytest.raises(GolemError) as info:
+            handle("oplog", agent=agent, query='kind:"open')
+        assert info.value.code == Code.BAD_REQUEST
+        assert info.value.message.startswith("bad query: ") and "not closed" in info.value.message
+
+
 def test_stream_sends_the_buffered_lines_as_events():
     assert handle("stream", agent="A()") == ({"ended": "done"}, [{"line": "one"}, {"line": "two"}])
     assert handle("stream", agent="A()", last=1) == ({"ended": "done"}, [{"line": "two"}])

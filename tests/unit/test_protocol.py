@@ -142,6 +142,9 @@ def test_invoke_optional_fields(fields):
     ("oplog", {"last": 0}),
     ("oplog", {"last": 10}),
     ("oplog", {"last": None}),
+    ("oplog", {"from": 0, "query": ""}),
+    ("oplog", {"from": 12, "query": "kind:failed", "last": 2}),
+    ("oplog", {"from": None, "query": None}),
     ("stream", {"follow": True, "last": 3}),
     ("stream", {"last": None}),
 ])
@@ -178,6 +181,10 @@ def test_other_optional_fields(op, fields):
     ("oplog", {"last": True}),              # bool where an int is expected
     ("oplog", {"last": 1.5}),
     ("oplog", {"last": "3"}),
+    ("oplog", {"from": "3"}),
+    ("oplog", {"from": True}),
+    ("oplog", {"query": 1}),
+    ("oplog", {"query": b"kind:failed"}),
     ("stream", {"follow": 0}),
     ("stream", {"last": False}),
 ])
@@ -209,6 +216,11 @@ def test_negative_last(op):
     err = refused(req(op, last=-1))
     assert "last" in err.message
     assert err.request_id == 7
+
+
+def test_negative_from():
+    err = refused(req("oplog", **{"from": -1}))
+    assert "'from'" in err.message and err.request_id == 7
 
 
 @pytest.mark.parametrize("op", ["nope", "", "INVOKE", None, 1, ["get"]])
