@@ -36,7 +36,7 @@ def select(agents: Mapping[str, Agent], env: str | None, type_: str | None, stat
     `after`, at most `limit` of them: (page, cursor of the next page or None)."""
     names = _candidates(agents, filters)
     start = 0 if after is None else bisect_right(names, after)
-    tests = [(FACTS[f.prop], f.matches) for f in filters]
+    tests = [(FACTS.get(f.prop) or _env_var(f.prop[4:]), f.matches) for f in filters]
     wanted = status.lower() if status is not None else None
     out: list[dict[str, Any]] = []
     for i in range(start, len(names)):
@@ -52,6 +52,10 @@ def select(agents: Mapping[str, Agent], env: str | None, type_: str | None, stat
         if all(match(fact(a)) for fact, match in tests):
             out.append(a.metadata())
     return out, None
+
+
+def _env_var(name: str) -> Callable[[Agent], Any]:
+    return lambda a: a.env_vars.get(name)
 
 
 def _candidates(agents: Mapping[str, Agent], filters: Sequence[Filter]) -> list[str]:

@@ -2,7 +2,8 @@
 
 PROP is one of PROPS: `name` (the canonical agent ID), `type`, `env`,
 `status`, `created_at` (Unix seconds) and `pending` (pending invocation
-count). OP is `=` or `==`, `!=`, `<`, `<=`, `>`, `>=` (Golem's words too:
+count); or `env.NAME`, the agent's environment variable NAME (`agent new
+--env`, text; an agent without it matches no filter on it). OP is `=` or `==`, `!=`, `<`, `<=`, `>`, `>=` (Golem's words too:
 `eq`, `ne`, `lt`, `le`, `gt`, `ge`, ...), and for the text properties
 (`name`, `type`, `env`) `like` (VALUE occurs in it: Golem's `like`, a
 substring test without wildcards), `notlike` and `startswith`. VALUE is the
@@ -92,6 +93,8 @@ class Filter:
         self._test = _TESTS[op]
 
     def matches(self, fact: Any) -> bool:
+        if fact is None:
+            return False  # an environment variable the agent does not have
         if self.prop == "status":
             fact = _RANK[fact]
         return self._test(fact, self.value)
@@ -139,9 +142,9 @@ def make_filter(prop: str, op: str, value: object, what: str = "filter",
         if not value.strip():
             raise fail("the value is empty")
         return Filter(prop, op, _value(prop, op, value.strip(), fail), text)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and PROPS[prop] in (TIME, COUNT):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and kind_of(prop) in (TIME, COUNT):
         return Filter(prop, op, _number(prop, value, fail), text)
-    kind = "a string" if PROPS[prop] in (TEXT, STATUS) else "a number or a string"
+    kind = "a string" if kind_of(prop) in (TEXT, STATUS) else "a number or a string"
     raise fail(f"the value of {prop} must be {kind}")
 
 
@@ -176,29 +179,32 @@ def _shown(text: str, limit: int = 200) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
+def kind_of(prop: str) -> str:
+    """The kind of a property's values: PROPS's, or text for `env.NAME`."""
+    return PROPS.get(prop, TEXT)
+
+
 def _property(name: str, fail: Fail) -> str:
     prop = _ALIASES.get(name, name)
     if prop in PROPS:
         return prop
+    if name.startswith("env.") and len(name) > 4:
+        return name  # the agent's environment variable (agent new --env)
     known = ", ".join(PROPS)
-    if name.startswith("env."):
-        raise fail(f"unknown property {_shown(name, 80)}: golemd agents have no environment variables; "
-                   f"`env` is the agent's environment, as in dev/CounterAgent(\"c1\") "
-                   f"(properties: {known})")
-    raise fail(f"unknown property {_shown(name, 80)} (properties: {known})")
+    raise fail(f"unknown property {_shown(name, 80)} (properties: {known}, env.NAME)")
 
 
 def _operator(word: str, prop: str, fail: Fail) -> str:
     op = _OPERATORS.get(word.lower())
     if op is None:
         raise fail(f"{_shown(word, 80)} is not an operator ({_SHOWN_OPERATORS})")
-    if op in TEXT_OPERATORS and PROPS[prop] != TEXT:
+    if op in TEXT_OPERATORS and kind_of(prop) != TEXT:
         raise fail(f"{_shown(word, 80)} applies to name, type and env, not to {prop}")
     return op
 
 
 def _value(prop: str, op: str, text: str, fail: Fail) -> str | float:
-    kind = PROPS[prop]
+    kind = kind_of(prop)
     if kind == STATUS:
         status = _BY_LOWER.get(text.lower())
         if status is None:

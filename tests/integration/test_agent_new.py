@@ -76,3 +76,13 @@ def test_golemctl_agent_new(daemon: DaemonProc, conn: RawConn):
     r = run("--format", "json", "agent", "get", E)
     assert '"env_vars"' in r.stdout
     wait_for(lambda: conn.meta(E)["status"] == "Idle", what="idle")
+
+
+def test_list_filters_on_an_agents_environment_variables(conn: RawConn):
+    conn.ok("new", agent='EnvReader("t")', env={"MODE": "test"})
+    conn.ok("new", agent='EnvReader("p")', env={"MODE": "prod"})
+    conn.ok("new", agent='EnvReader("n")')
+    got = conn.ok("list", filters=["env.MODE = test"])["agents"]
+    assert [a["agent_id"] for a in got] == ['EnvReader("t")']
+    got = conn.ok("list", filters=["env.MODE != test"])["agents"]
+    assert [a["agent_id"] for a in got] == ['EnvReader("p")']  # one without MODE matches no filter on it

@@ -107,10 +107,11 @@ def test_the_value_is_the_rest_of_the_text():
     ("status =", "no VALUE after '='"),
     ("name like", "no VALUE after 'like'"),
     ("name like   ", "no VALUE after 'like'"),
-    ("revision >= 2", "unknown property 'revision' (properties: name, type, env, status, created_at, pending)"),
+    ("revision >= 2", "unknown property 'revision' (properties: name, type, env, status, created_at, pending, "
+                      "env.NAME)"),
     ("mode = durable", "unknown property 'mode'"),
     ("Status = Idle", "unknown property 'Status'"),
-    ("env.MODE = test", "golemd agents have no environment variables"),
+    ("env. = test", "unknown property 'env.'"),
     ("status = Bogus", "'Bogus' is not an agent status (Running, Idle, Suspended, Interrupted, Retrying, Failed)"),
     ("status like Idle", "'like' applies to name, type and env, not to status"),
     ("pending startswith 1", "'startswith' applies to name, type and env, not to pending"),
@@ -218,3 +219,10 @@ def test_every_property_takes_every_comparison():
     for prop, value in sample.items():
         for op in ("=", "==", "!=", "<", "<=", ">", ">="):
             assert parse_filter(f"{prop} {op} {value}").prop == prop
+
+
+def test_an_environment_variable_is_a_text_property():
+    f = parse_filter("env.MODE = test")
+    assert f.prop == "env.MODE" and f.matches("test") and not f.matches("prod")
+    assert not f.matches(None)  # an agent without it
+    assert parse_filter("env.MODE startswith te").matches("test")
