@@ -36,3 +36,21 @@ def test_stream_last_and_follow(daemon, conn: RawConn):
     conn.ok("delete", agent="Printer()")
     assert follower.recv() == {"id": rid, "ended": "deleted"}
     follower.close()
+
+
+def test_list_limit_is_at_least_one_without_upper_bound(conn: RawConn):
+    """`list`: `limit` 0 or negative is BAD_REQUEST; any limit from 1 up pages
+    through the agents; one over their number (2^64 - 1 too) gives them all."""
+    names = [f'CounterAgent("l{i}")' for i in range(3)]
+    for name in names:
+        conn.ok("invoke", agent=name, method="get", mode="trigger")
+    for bad in (0, -1):
+        r = conn.call("list", limit=bad)
+        assert r["error"]["code"] == "BAD_REQUEST" and "'limit'" in r["error"]["message"], r
+    first = conn.ok("list", limit=1)
+    assert [a["agent_id"] for a in first["agents"]] == names[:1] and first["next"] == names[0]
+    rest = conn.ok("list", limit=2, after=first["next"])
+    assert [a["agent_id"] for a in rest["agents"]] == names[1:]
+    for big in (3, 2**64 - 1):
+        page = conn.ok("list", limit=big)
+        assert [a["agent_id"] for a in page["agents"]] == names and page["next"] is None
