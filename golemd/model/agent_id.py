@@ -99,6 +99,8 @@ def _parse_call_args(text: str, body: str) -> tuple[Any, ...]:
         raise _bad(text, f"the arguments are not Python literals ({e.msg} at column {col})") from None
     except (RecursionError, MemoryError, ValueError):
         raise _bad(text, "the arguments are nested too deeply") from None
+    if "#" in body and _has_comment("_" + body):
+        raise _bad(text, "comments are not allowed")
     call = tree.body
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
         raise _bad(text, "expected TypeName(args...)")
@@ -110,6 +112,19 @@ def _parse_call_args(text: str, body: str) -> tuple[Any, ...]:
             raise _bad(text, f"argument {i} uses *, which is not a literal")
         out.append(_literal(node, _bad_argument(text, i)))
     return tuple(out)
+
+
+def _has_comment(source: str) -> bool:
+    """Whether Python source that parses holds a comment: in `T(1)#)` one
+    hides the closing parenthesis the ID was checked to end with."""
+    import io
+    import tokenize
+
+    try:
+        return any(tok.type == tokenize.COMMENT
+                   for tok in tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False  # it parsed: what is wrong with it the literal checks tell
 
 
 def _bad_argument(text: str, i: int) -> Fail:

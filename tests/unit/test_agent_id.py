@@ -84,6 +84,7 @@ def same(a: Any, b: Any) -> bool:
     ("T('a' 'b')", "default", "T", ("ab",), 'T("ab")'),
     ("T('é☃😀')", "default", "T", ("é☃😀",), 'T("é☃😀")'),
     ("T('\\n\\t')", "default", "T", ("\n\t",), 'T("\\n\\t")'),
+    ("T('#1', \"a#b\")", "default", "T", ("#1", "a#b"), 'T("#1", "a#b")'),
     ("T(0, -1, 42, 0x10, 1_000)", "default", "T", (0, -1, 42, 16, 1000), "T(0, -1, 42, 16, 1000)"),
     ("T(1.5, -0.25, 1e3, 2.0)", "default", "T", (1.5, -0.25, 1000.0, 2.0), "T(1.5, -0.25, 1000.0, 2.0)"),
     ("T(True, False, None)", "default", "T", (True, False, None), "T(True, False, None)"),
@@ -197,6 +198,8 @@ def test_make_agent_id():
     ("T([{1}])", "set"),
     ("T(1j)", "complex"),
     ("T(...)", "cannot be sent"),
+    ('T("c")#)', "comments"),  # the ')' it ends with is in the comment: not T("c")
+    ("T(1, # one\n 2)", "comments"),
 ])
 def test_refused_with_a_pointed_message(text, hint):
     err = invalid(text)
