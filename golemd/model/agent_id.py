@@ -145,7 +145,8 @@ def _literal(node: ast.expr, fail: Fail) -> Any:
 
 
 def check_wire_value(value: object, fail: Fail, depth: int = 0) -> None:
-    """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits)."""
+    """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits),
+    or carries only one way (a tuple as a dict key)."""
     if depth > 100:
         raise fail("is nested too deeply")
     if value is None or isinstance(value, (bool, bytes)):
@@ -170,6 +171,12 @@ def check_wire_value(value: object, fail: Fail, depth: int = 0) -> None:
         return
     if isinstance(value, dict):
         for k, v in value.items():
+            if isinstance(k, tuple):
+                # It travels as an array, which a Python decoder (the daemon's,
+                # a worker's, golemctl's) cannot make a key of: it refuses the
+                # whole message.
+                raise fail("has a tuple as a dict key, which msgpack cannot carry "
+                           "(use a str, number, bool, None or bytes)")
             check_wire_value(k, fail, depth + 1)
             check_wire_value(v, fail, depth + 1)
         return
