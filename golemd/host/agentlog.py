@@ -117,10 +117,9 @@ class AgentOutput:
             follower(entry, "")
 
     def recent(self, last: int | None) -> list[dict[str, Any]]:
+        """The newest `last` lines (all of them when fewer are buffered, or `last` is None)."""
         lines = list(self.lines)
-        if last is None:
-            return lines
-        return lines[len(lines) - last:] if last else []
+        return lines if last is None else lines[max(0, len(lines) - last):]
 
     def end(self, reason: str) -> None:
         """Tell every follower the stream is over (the agent was deleted, the daemon stops)."""

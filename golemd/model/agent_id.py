@@ -99,6 +99,8 @@ def _parse_call_args(text: str, body: str) -> tuple[Any, ...]:
         raise _bad(text, f"the arguments are not Python literals ({e.msg} at column {col})") from None
     except (RecursionError, MemoryError, ValueError):
         raise _bad(text, "the arguments are nested too deeply") from None
+    if "#" in body and _has_comment("_" + body):
+        raise _bad(text, "comments are not allowed")
     call = tree.body
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
         raise _bad(text, "expected TypeName(args...)")
@@ -110,6 +112,19 @@ def _parse_call_args(text: str, body: str) -> tuple[Any, ...]:
             raise _bad(text, f"argument {i} uses *, which is not a literal")
         out.append(_literal(node, _bad_argument(text, i)))
     return tuple(out)
+
+
+def _has_comment(source: str) -> bool:
+    """Whether Python source that parses holds a comment: in `T(1)#)` one
+    hides the closing parenthesis the ID was checked to end with."""
+    import io
+    import tokenize
+
+    try:
+        return any(tok.type == tokenize.COMMENT
+                   for tok in tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False  # it parsed: what is wrong with it the literal checks tell
 
 
 def _bad_argument(text: str, i: int) -> Fail:
@@ -130,7 +145,8 @@ def _literal(node: ast.expr, fail: Fail) -> Any:
 
 
 def check_wire_value(value: object, fail: Fail, depth: int = 0) -> None:
-    """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits)."""
+    """Refuse what msgpack cannot carry (sets, complex, ints over 64 bits),
+    or carries only one way (a tuple as a dict key)."""
     if depth > 100:
         raise fail("is nested too deeply")
     if value is None or isinstance(value, (bool, bytes)):
@@ -155,6 +171,12 @@ def check_wire_value(value: object, fail: Fail, depth: int = 0) -> None:
         return
     if isinstance(value, dict):
         for k, v in value.items():
+            if isinstance(k, tuple):
+                # It travels as an array, which a Python decoder (the daemon's,
+                # a worker's, golemctl's) cannot make a key of: it refuses the
+                # whole message.
+                raise fail("has a tuple as a dict key, which msgpack cannot carry "
+                           "(use a str, number, bool, None or bytes)")
             check_wire_value(k, fail, depth + 1)
             check_wire_value(v, fail, depth + 1)
         return

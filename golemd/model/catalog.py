@@ -33,7 +33,7 @@ def _allowed(annotation: str | None) -> tuple[type, ...] | None:
     if text.startswith("Optional[") and text.endswith("]"):
         text = text[len("Optional["):-1] + " | None"
     out: list[type] = []
-    for part in text.split("|"):
+    for part in _members(text):
         part = part.strip()
         base = part.split("[", 1)[0].strip()
         if base in ("List", "Dict", "Tuple"):
@@ -42,6 +42,21 @@ def _allowed(annotation: str | None) -> tuple[type, ...] | None:
             return None
         out.extend(_SIMPLE[base])
     return tuple(out)
+
+
+def _members(union: str) -> list[str]:
+    """The members of `A | B[C | D]`: A and B[C | D]; a `|` inside brackets is the member's own."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(union):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(union[start:i])
+            start = i + 1
+    parts.append(union[start:])
+    return parts
 
 
 def check_args(what: str, sig: dict[str, Any], args: list[Any]) -> str | None:

@@ -389,6 +389,8 @@ def typed() -> dict[str, dict[str, Any]]:
         def tl(self, x: typing.List[str]) -> None: pass  # noqa: UP006
         def td(self, x: typing.Dict[str, int]) -> None: pass  # noqa: UP006
         def gt(self, x: tuple[int, ...]) -> None: pass
+        def dn(self, x: dict[str, int | None]) -> None: pass
+        def ln(self, x: list[int | str] | None) -> None: pass
         def union(self, x: int | str) -> None: pass
         def anything(self, x: Any) -> None: pass
         def custom(self, x: Custom) -> None: pass
@@ -418,6 +420,8 @@ ALL_VALUES = [0, 1, -5, 2**63, 1.5, "s", "", True, False, None, b"b", [], [1], [
     ("tl", [[], [1], ["a"]]),
     ("td", [{}, {"k": 1}]),
     ("gt", [[], [1], ["a"], (1,)]),
+    ("dn", [{}, {"k": 1}]),  # the | inside the brackets is not the annotation's own
+    ("ln", [[], [1], ["a"], None]),
     ("union", [0, 1, -5, 2**63, True, False, "s", ""]),
     ("anything", ALL_VALUES),
     ("custom", ALL_VALUES),

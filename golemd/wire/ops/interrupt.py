@@ -9,7 +9,8 @@ callers get `INTERRUPTED`, it goes back to the head of the queue, and the
 agent is `Interrupted`: it runs nothing until `resume`. On an agent that is
 not running, the queue is held the same way. With `recover: true`: the
 process is killed and the invocation is retried at once; its awaiting
-callers still get its result.
+callers still get its result (that retry is not counted in `retry_count`);
+an agent that is not running loses its process and is `Suspended`.
 
 Errors: `AGENT_NOT_FOUND`, `INVALID_AGENT_ID`.
 """

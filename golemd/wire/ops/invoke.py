@@ -4,15 +4,21 @@ Request:
     `agent` (str, required): agent ID, `[ENV/]TypeName(arg, ...)`.
     `method` (str, required): a public method of the agent's type.
     `args` (array): positional arguments, any msgpack values; default `[]`.
-    `idempotency_key` (str or nil): 1-256 characters; nil: the daemon makes one (a UUID).
+    `idempotency_key` (str or nil): 1-256 characters (code points, not
+        bytes); nil: the daemon makes one (a UUID).
     `mode` (str): `"await"` (default): reply when it finished; `"trigger"`:
         reply when it is durably enqueued.
     `schedule_at` (number or nil): Unix seconds, not before then (within ±1e11).
     `timeout` (number or nil): seconds it may run once started, above 0 and
-        at most 1e9; over it the process is killed and it fails `TIMEOUT`.
-    `stream` (bool): await mode only: the agent's output while it runs, as events.
+        at most 1e9; over it the process is killed and it fails `TIMEOUT`;
+        nil: the method's own timeout (`types`), if any.
+    `stream` (bool): await mode only: the agent's output while it runs, as
+        events; ignored with `trigger`.
+A value out of these ranges is `BAD_REQUEST` (`check` below), before
+anything is looked up.
 
-The agent is created on its first invocation.
+The agent is created on its first invocation. Its queue holds at most
+`max_pending` (default 10,000) invocations: one more is `QUEUE_FULL`.
 
 Success: await `{"idempotency_key": K, "result": VALUE}`; trigger
 `{"idempotency_key": K, "status": "pending"}`. A key already used on this

@@ -7,7 +7,7 @@ Request (all optional):
     `PROP OP VALUE` in Golem's syntax (`status = Idle`, `pending > 0`,
     `name startswith Counter`) or an array [PROP, OP, VALUE]
     (golemd.model.filters; a bad one is `BAD_REQUEST` saying what is wrong);
-    `limit` (int or nil: at most this many agents, not negative), `after`
+    `limit` (int or nil: at most this many agents, at least 1), `after`
     (str or nil: only agents whose ID sorts after this one).
 
 Success: `{"agents": [METADATA, ...], "next": CURSOR}` ordered by agent ID;
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from golemd.wire.ops import MAP, NIL, Call, as_maps, non_negative
+from golemd.wire.ops import MAP, NIL, Call, as_maps
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,7 +34,15 @@ FIELDS: Fields = {
     "after": ((str, NIL), False),
 }
 MUTATING = False
-check = non_negative("limit")
+
+
+def check(msg: dict[str, Any]) -> str | None:
+    # A page of 0 would be empty with no cursor, which says "no more agents".
+    limit = msg.get("limit")
+    if limit is not None and limit < 1:
+        return "field 'limit' must be at least 1"
+    return None
+
 
 PAGE = 1000
 

@@ -1,11 +1,12 @@
 """`stream`: an agent's output.
 
 Request: `agent` (str, required), `follow` (bool, optional, default false),
-`last` (int or nil, optional: the newest N buffered lines; default all
-buffered; not negative).
+`last` (int or nil, optional, not negative: the newest N buffered lines, all
+of them when fewer are buffered, none for 0; default all buffered).
 
 Events: each line as `{"type": "output", "stream", "line", "ts",
-"idempotency_key"}`.
+"idempotency_key"}`: the buffered ones (the newest `last`), then, with
+`follow`, each new line as the agent prints it.
 
 Success: without `follow`, `{"ended": "done"}` after the buffered lines;
 with `follow`, only when the agent is deleted (`"deleted"`) or the daemon

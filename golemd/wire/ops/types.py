@@ -6,8 +6,12 @@ Success: `{"types": [TYPE, ...]}` sorted by name, TYPE = `{"name", "module",
 "durable" (bool), "memory_limit_mb" (int or nil: `@agent(memory_limit_mb=)`),
 "cpu_limit" (number or nil: `@agent(cpu_limit=)`, CPU seconds per
 invocation), "doc" (str or nil), "constructor": SIG, "methods":
-[{"name", "doc", ...SIG}]}` with SIG = `{"signature": "(x: int)", "params":
-[{"name", "kind", "annotation" (str or nil), "has_default"}]}`.
+[{"name", "doc", "timeout", ...SIG}]}` with SIG = `{"signature": "(x: int)",
+"params": [{"name", "kind", "annotation" (str or nil), "has_default"}]}`.
+A method's `timeout` (number or nil) is its `@timeout`, else its type's
+`@agent(timeout=...)`; `kind` is Python's name of the parameter's kind
+("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD", "VAR_POSITIONAL",
+"KEYWORD_ONLY", "VAR_KEYWORD").
 """
 
 from __future__ import annotations
