@@ -138,7 +138,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 _META_LABELS = {
     "agent_id": "Agent ID", "type": "Type", "env": "Environment", "args": "Arguments",
     "status": "Status", "pending_invocation_count": "Pending invocations",
-    "env_vars": "Environment variables",
+    "env_vars": "Env variables",
     "current_invocation": "Current invocation", "waiting_for": "Waiting for", "pid": "PID",
     "created_at": "Created at",
     "last_active_at": "Last active at", "completed_count": "Completed",
