@@ -18,6 +18,11 @@ def default_socket_path() -> str:
     env = os.environ.get("GOLEMD_SOCKET")
     if env:
         return env
+    return builtin_socket_path()
+
+
+def builtin_socket_path() -> str:
+    """The default when GOLEMD_SOCKET is unset."""
     uid = os.getuid()
     if uid == 0:
         return ROOT_SOCKET

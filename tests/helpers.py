@@ -324,3 +324,53 @@ def settled_fds(d: DaemonProc) -> int:
         return seen[-1] if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3] else None
 
     return int(wait_for(settled, 10, interval=0.05, what="the daemon's fd count to settle"))
+
+
+def golemctl_as(uid: int, gid: int, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+    """Run golemctl (its click command, in a forked child) as uid/gid with no
+    supplementary groups: {"exit_code", "stdout", "stderr"}.
+
+    In a child because the interpreter this runs on may be unreadable for that
+    user (under /root): run the same command here first, so that every module
+    it imports lazily is loaded before the fork."""
+    import json
+    import signal as signals
+
+    from click.testing import CliRunner
+
+    from golemctl.cli import cli
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            res = CliRunner().invoke(cli, args, prog_name="golemctl")
+            out = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
+            if res.exception is not None and not isinstance(res.exception, SystemExit):
+                out["exception"] = repr(res.exception)
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:  # until the child exits and its end of the pipe closes
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                raise AssertionError(f"golemctl as uid {uid} did not finish in {timeout}s")
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        if not data:
+            os.kill(pid, signals.SIGKILL)
+        os.waitpid(pid, 0)
+    assert data, "the child reported nothing"
+    return json.loads(data)  # type: ignore[no-any-return]

@@ -5,6 +5,7 @@ golemd are in tests/integration/test_cli.py.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shutil
@@ -158,22 +159,99 @@ def test_usage_error_json_document(listener):
 # --- daemon unreachable: exit 3, the path and the cause named ------------------------
 
 
-def test_missing_socket(short_dir):
+def test_missing_socket_says_how_to_start_golemd(short_dir):
     path = os.path.join(short_dir, "nothing.sock")
     r = run("--socket", path, "daemon", "status")
     assert r.exit_code == 3
-    assert f"error: DAEMON_UNREACHABLE: no socket at {path}" in r.stderr
-    assert "not running" in r.stderr
+    assert f"error: DAEMON_UNREACHABLE: no socket at {path}: golemd is not running there. " in r.stderr
+    assert f"Start it: `golemd --socket {path} --app YOUR_APP`" in r.stderr
+    assert "point --socket / GOLEMD_SOCKET at" in r.stderr
 
 
-def test_stale_socket(short_dir):
+def test_missing_socket_names_where_the_path_came_from(short_dir, monkeypatch):
+    path = os.path.join(short_dir, "env.sock")
+    r = run("agent", "list", env={"GOLEMD_SOCKET": path})
+    assert r.exit_code == 3
+    assert f"no socket at {path}: golemd is not running there (the path in GOLEMD_SOCKET)" in r.stderr
+    assert "`golemd --app YOUR_APP`, or from a golemd checkout `make run`" in r.stderr
+    # The default path, where the systemd units listen: they are named too.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", short_dir)
+    monkeypatch.delenv("GOLEMD_SOCKET", raising=False)
+    r = run("agent", "list")
+    from golemctl.paths import default_socket_path
+
+    assert f"no socket at {default_socket_path()}: golemd is not running there (golemctl's default" in r.stderr
+    unit = "systemctl start golemd.socket" if os.getuid() == 0 else "systemctl --user start golemd.socket"
+    assert unit in r.stderr
+
+
+def test_stale_socket_says_what_it_is_and_how_to_clean_up(short_dir):
     path = os.path.join(short_dir, "stale.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(path)
     s.close()  # the file stays, nobody listens: ECONNREFUSED
     r = run("--socket", path, "agent", "get", AGENT)
     assert r.exit_code == 3
-    assert path in r.stderr and "stale" in r.stderr
+    assert f"socket {path} exists but no daemon accepts connections on it: a stale socket" in r.stderr
+    assert f"Starting golemd replaces it: `golemd --socket {path} --app YOUR_APP`" in r.stderr
+    assert f"`rm {path}`" in r.stderr
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run golemctl as another user")
+
+
+def _socket_for_others(short_dir: str, mode: int, gid: int) -> tuple[socket.socket, str]:
+    os.chmod(short_dir, 0o755)
+    path = os.path.join(short_dir, "g.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(8)
+    os.chown(path, 0, gid)
+    os.chmod(path, mode)
+    run("--socket", path + ".none", "daemon", "status")  # loads what the command imports
+    return s, path
+
+
+@root_only
+def test_permission_denied_names_the_group_and_usermod(short_dir):
+    from tests.helpers import golemctl_as
+
+    adm = grp.getgrnam("adm").gr_gid  # a group nobody is not in
+    s, path = _socket_for_others(short_dir, 0o660, adm)
+    with s:
+        r = golemctl_as(65534, 65534, ["--socket", path, "daemon", "status"])
+    assert r["exit_code"] == 3, r
+    assert f"permission denied on {path} (mode 0660, owner 0:{adm} root/adm" in r["stderr"]
+    assert "only members of group adm may use it: ask an administrator to run " \
+           "`usermod -aG adm nobody`, then log in again (or run `newgrp adm`)" in r["stderr"]
+
+
+@root_only
+def test_permission_denied_after_usermod_says_log_in_again(short_dir, monkeypatch):
+    from golemctl import unreachable
+    from tests.helpers import golemctl_as
+
+    adm = grp.getgrnam("adm").gr_gid
+    # As if `usermod -aG adm nobody` had run after nobody's session began.
+    monkeypatch.setattr(unreachable, "_members", lambda gid: ["nobody"] if gid == adm else [])
+    s, path = _socket_for_others(short_dir, 0o660, adm)
+    with s:
+        r = golemctl_as(65534, 65534, ["--socket", path, "daemon", "status"])
+    assert r["exit_code"] == 3, r
+    assert "you were added to group adm after this session began: log in again" in r["stderr"]
+
+
+@root_only
+def test_permission_denied_on_a_private_socket_names_socket_group(short_dir):
+    from tests.helpers import golemctl_as
+
+    s, path = _socket_for_others(short_dir, 0o600, 0)
+    with s:
+        r = golemctl_as(65534, 65534, ["--socket", path, "agent", "list"])
+    assert r["exit_code"] == 3, r
+    assert "golemd lets only its own user (root) connect to it" in r["stderr"]
+    assert '`socket_group = "GROUP"`' in r["stderr"] and "--socket-group GROUP" in r["stderr"]
+    assert "`usermod -aG GROUP nobody`" in r["stderr"]
 
 
 def test_unreachable_json_shape(short_dir):
