@@ -22,6 +22,7 @@ from golemctl import ops
 from golemctl.ops import CONNECT_TIMEOUT, REPLY_TIMEOUT, Call, install_ops
 from golemctl.paths import default_socket_path
 from golemctl.unreachable import connection_lost, explain_connect_error, path_too_long, unreachable
+from golemd.model.errors import GolemError
 from golemd.wire.codec import make_unpacker
 
 if TYPE_CHECKING:
@@ -180,7 +181,19 @@ class Client:
             raise unreachable(f"golemd at {self.path} stopped reading requests "
                               f"(nothing sent for {_SEND_TIMEOUT:g} s)") from None
         except OSError as e:
-            raise connection_lost(self.path, e) from None
+            raise self._last_word() or connection_lost(self.path, e) from None
+
+    def _last_word(self) -> GolemError | None:
+        """The error the daemon wrote before it hung up on our request
+        (UNAUTHORIZED comes with the connection, before any request is read)."""
+        try:
+            self._sock.settimeout(0.5)
+            data = self._sock.recv(_RECV_BYTES)
+            self._unpacker.feed(data)
+            msg = next(self._unpacker, None)
+        except Exception:
+            return None
+        return ops.reply_error(msg) if isinstance(msg, dict) else None
 
     def _next_message(self, idle_timeout: float | None) -> dict[str, Any]:
         assert self._sock is not None

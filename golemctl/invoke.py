@@ -14,6 +14,7 @@ import click
 from golemctl import render
 from golemctl.command import EXIT_CTRL_C, usage_error
 from golemd.model.agent_id import parse_literal
+from golemd.model.errors import Code, GolemError
 from golemd.wire.ops.invoke import MAX_IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
@@ -62,20 +63,31 @@ def invoke(s: Settings, agent: str, method: str, arg_texts: tuple[str, ...], *, 
     at = schedule_seconds(schedule_at) if schedule_at is not None else None
     key = idempotency_key(key)
     with Client.connect(s.socket) as c:
-        if trigger:
-            reply = c.invoke(agent, method, args, idempotency_key=key, mode="trigger",
-                             schedule_at=at, timeout=timeout)
-            _print_triggered(s, reply, key)
-            return
-        if not s.json:
-            click.echo(f"idempotency key: {key}", err=True)
         try:
+            if trigger:
+                reply = c.invoke(agent, method, args, idempotency_key=key, mode="trigger",
+                                 schedule_at=at, timeout=timeout)
+                _print_triggered(s, reply, key)
+                return
+            if not s.json:
+                click.echo(f"idempotency key: {key}", err=True)
             reply = c.invoke(agent, method, args, idempotency_key=key, timeout=timeout,
-                             stream=stream, on_event=_show_event if stream else None)
+                             stream=stream, on_event=_Events(agent) if stream else None)
         except KeyboardInterrupt:
+            if trigger:
+                raise
             click.echo(f"\nstopped waiting; golemd goes on with the invocation. To wait for "
                        f"its result again, repeat the command with -i {key}", err=True)
             raise click.exceptions.Exit(EXIT_CTRL_C) from None
+        except GolemError as e:
+            if e.code != Code.DAEMON_UNREACHABLE:
+                raise
+            # Connected, so the request may have been journaled before golemd
+            # went away: the same key gets its outcome, and never runs it twice.
+            again = _command_line(s, agent, method, arg_texts, key, trigger, schedule_at, timeout)
+            raise GolemError(e.code, f"{e.message}. The invocation may have been accepted "
+                             f"under idempotency key {key}: once golemd is back, `{again}` "
+                             "gets its outcome (or, if it was not accepted, makes it)") from None
     if s.json:
         click.echo(render.to_json(reply))
     else:
@@ -92,6 +104,58 @@ def _print_triggered(s: Settings, reply: dict[str, Any], key: str) -> None:
         click.echo(f"already completed with result {reply.get('result')!r}", err=True)
     elif status not in (None, "pending"):
         click.echo(f"already {status}", err=True)
+
+
+def _command_line(s: Settings, agent: str, method: str, arg_texts: tuple[str, ...], key: str,
+                  trigger: bool, schedule_at: str | None, timeout: float | None) -> str:
+    """The golemctl command that asks for the same invocation under `key`."""
+    import os
+    import shlex
+
+    words = ["golemctl"]
+    if s.socket and s.socket != os.environ.get("GOLEMD_SOCKET"):
+        words += ["--socket", s.socket]
+    words += ["agent", "invoke"]
+    if trigger:
+        words.append("-t")
+    words += ["-i", key]
+    if schedule_at is not None:
+        words += ["--schedule-at", schedule_at]
+    if timeout is not None:
+        words += ["--timeout", f"{timeout:g}"]
+    words += [agent, method]
+    if any(t.startswith("-") for t in arg_texts):
+        words.append("--")
+    words += arg_texts
+    return " ".join(shlex.quote(w) for w in words)
+
+
+class _Events:
+    """Shows an awaited invocation's events on stderr as they come."""
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        self.held = False
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("type")
+        if kind == "held":
+            # Queued on an interrupted agent: said at once, tty or not, or the
+            # caller waits without knowing that only a resume ends the wait.
+            if not self.held:
+                click.echo(f"{self.agent} is interrupted: this invocation waits in its queue "
+                           f"until `golemctl agent resume {_quote(self.agent)}`", err=True)
+            self.held = True
+            return
+        if kind == "started":
+            self.held = False
+        _show_event(ev)
+
+
+def _quote(word: str) -> str:
+    import shlex
+
+    return shlex.quote(word)
 
 
 def _show_event(ev: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from golemd.driver.agent import Agent
 from golemd.driver.durable import Durable
 from golemd.engine.context import EngineContext, Policy
 from golemd.engine.idempotency import KeyMaker, conflict, stored_answer
+from golemd.engine.state import HELD
 from golemd.host.workers import Template, Worker
 from golemd.model.agent_id import AgentId, parse_agent_id
 from golemd.model.catalog import check_args
@@ -228,8 +229,11 @@ class Supervisor:
             agent.creation_unsaved = False
             if mode != "await":
                 done({"idempotency_key": key, "status": "pending"}, None)
-            elif listener is not None and ahead and inv.status == S.PENDING:
-                listener({"type": "queued", "ahead": ahead})
+            elif listener is not None and inv.status == S.PENDING:
+                if ahead:
+                    listener({"type": "queued", "ahead": ahead})
+                if agent.engine.interrupted:
+                    listener(HELD)
             agent.journaled(inv)
 
         if early:
@@ -276,7 +280,10 @@ class Supervisor:
         if inv is not None:
             if inv.args_packed != args_packed:
                 raise conflict(agent.name, key, inv.method)
-            if not self._attach(agent, inv, key, mode, listener, done):
+            if self._attach(agent, inv, key, mode, listener, done):
+                if listener is not None and inv.status != S.RUNNING and agent.engine.interrupted:
+                    listener(HELD)  # this caller's alone: the others were told before
+            else:
                 ack = {"idempotency_key": key, "status": "running" if inv.status == S.RUNNING else "pending"}
                 if inv.journaled:
                     done(ack, None)

@@ -111,6 +111,7 @@ def interrupt(eng: AgentEngine, recover: bool) -> None:
         held = "stopped, it runs again on resume" if eng.current is not None else "its queue is held until resume"
         eng.event("interrupted", eng.current, f"by the user: {held}")
         eng.store.update_agent(eng.name, interrupted=1)
+        eng.tell_held(eng.queue.waiting())
     if eng.current is not None:
         if eng.stop_reason in (None, StopReason.RECOVER, StopReason.SUSPEND):  # a hold outranks a retry
             eng.stop_reason = StopReason.INTERRUPT

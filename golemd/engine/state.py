@@ -5,7 +5,7 @@ queue and outcomes), then golemd.engine.agent (the worker's life, timers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from golemd.engine.context import EngineContext
@@ -27,6 +27,7 @@ from golemd.model.states import AgentStatus, InvocationStatus, derive_agent_stat
 
 S = InvocationStatus
 W = WorkerState
+HELD = {"type": "held", "reason": "interrupted"}
 
 
 class AgentState:
@@ -187,6 +188,14 @@ class AgentState:
         for ahead, waiting in enumerate(self.queue.fifo, 1):
             for listener in waiting.listeners:
                 listener({"type": "queued", "ahead": ahead})
+
+    def tell_held(self, invs: Iterable[Invocation]) -> None:
+        """Tell the streaming callers of these queued invocations that they
+        wait for a resume: the agent is interrupted (docs/protocol.md, `held`)."""
+        if self.interrupted and self.listened:
+            for inv in invs:
+                for listener in inv.listeners:
+                    listener(HELD)
 
     def _begin(self, inv: Invocation) -> None:
         inv.move(S.RUNNING)

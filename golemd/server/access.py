@@ -60,3 +60,27 @@ def _supplementary_groups(pid: int) -> set[int]:
     except (OSError, ValueError):
         pass
     return set()
+
+
+def refusal(peer: tuple[int, int, int] | None) -> str:
+    """What UNAUTHORIZED tells a refused peer: who it is, and which of the
+    daemon's settings would let it in. The settings' values are not told: a
+    refused user has no business learning who else may connect."""
+    if peer is None:
+        return "golemd could not tell who is connecting (no SO_PEERCRED): it lets nobody in so"
+    uid = peer[1]
+    me = os.geteuid()
+    return (f"uid {uid} ({_user_name(uid)}) may not use this golemd, which runs as uid {me} "
+            f"({_user_name(me)}) and lets in its own user, root, and the users its configuration "
+            f"allows. To allow this one, golemd's operator adds it to golemd.toml: "
+            f"`allow_uids = [{uid}]`, or one of its groups to `allow_groups`, or makes it a member "
+            "of `socket_group` (--socket-group); then restarts golemd")
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -21,7 +21,7 @@ import msgpack
 
 from golemd.model.errors import Code, GolemError
 from golemd.perf import cork
-from golemd.server.access import peer_credentials
+from golemd.server.access import peer_credentials, refusal
 from golemd.server.context import OpContext
 from golemd.wire.codec import MAX_MESSAGE_BYTES, error_reply, make_unpacker, pack, small_reads
 from golemd.wire.ops.registry import HANDLERS, MUTATING, validate_request
@@ -65,9 +65,9 @@ class Connection(asyncio.Protocol):
         self.who = f"pid {self.peer[0]} uid {self.peer[1]}" if self.peer else "unknown peer"
         self.daemon.connections.add(self)
         if not self.daemon.access.allows(self.peer):
-            log.warning("refused a connection from %s: not allowed", self.who)
-            self.send(error_reply(None, GolemError(
-                Code.UNAUTHORIZED, f"uid {self.peer[1] if self.peer else '?'} may not use this golemd")))
+            log.warning("refused a connection from %s: not allowed (allow_uids, allow_groups, "
+                        "socket_group allow users)", self.who)
+            self.send(error_reply(None, GolemError(Code.UNAUTHORIZED, refusal(self.peer))))
             self.close()
             return
         self.last_read = asyncio.get_running_loop().time()

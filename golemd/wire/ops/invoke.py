@@ -35,7 +35,10 @@ Events (await with `stream: true`): `{"type": "queued", "ahead": N}`,
 durable effect the invocation makes (DESIGN.md §5) as it happens,
 `{"type": "effect", "seq": N, "kind": KIND, "detail": TEXT,
 "idempotency_key": K}`, then, once its result is journaled,
-`{"type": "effect_done", "seq": N, "detail": TEXT, "idempotency_key": K}`.
+`{"type": "effect_done", "seq": N, "detail": TEXT, "idempotency_key": K}`;
+`{"type": "held", "reason": "interrupted"}` when it waits in the queue of
+an interrupted agent (enqueued or attached there, or queued when the agent
+was interrupted), until `resume`.
 
 Errors: `INVALID_AGENT_ID`, `UNKNOWN_TYPE`, `UNKNOWN_METHOD`,
 `INVALID_ARGUMENTS`, `IDEMPOTENCY_CONFLICT`, `QUEUE_FULL`, `CANCELED`,
