@@ -25,6 +25,7 @@ from golemd.server.access import peer_credentials, refusal
 from golemd.server.context import OpContext
 from golemd.wire.codec import MAX_MESSAGE_BYTES, error_reply, make_unpacker, pack, small_reads
 from golemd.wire.ops.registry import HANDLERS, MUTATING, validate_request
+from golemd.wire.oversize import HeaderScan
 
 if TYPE_CHECKING:
     from golemd.server.context import ServerContext as Daemon
@@ -51,6 +52,7 @@ class Connection(asyncio.Protocol):
         self.fed = 0
         self.done = 0  # bytes of complete requests (msgpack's tell() counts a partial one too)
         self.last_read = 0.0
+        self._partial: HeaderScan | None = None  # the headers of a request arrived in part
         self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._out_bytes = 0
@@ -141,12 +143,34 @@ class Connection(asyncio.Protocol):
         finally:
             store.release()
             cork.release()
-        if self.fed > self.done and self._timer is not None:
-            # Part of a request: it must come whole within the read timeout.
-            limit = self.daemon.config.client_read_timeout
-            if self._timer.when() > self.last_read + limit:
-                self._timer.cancel()
-                self._arm_timer(limit)
+        if self.fed > self.done:
+            refused = self._scan(data)
+            if refused is not None:
+                # It could never be accepted: say so now, not after the read timeout.
+                log.info("closing a connection (%s): %s", self.who, refused)
+                self.send(error_reply(None, refused))
+                self.close()
+                return
+            if self._timer is not None:
+                # Part of a request: it must come whole within the read timeout.
+                limit = self.daemon.config.client_read_timeout
+                if self._timer.when() > self.last_read + limit:
+                    self._timer.cancel()
+                    self._arm_timer(limit)
+        elif self._partial is not None:
+            self._partial = None
+
+    def _scan(self, data: bytes) -> GolemError | None:
+        """Read the headers of the request that has arrived in part (it
+        starts at offset `done`): the error it must get now, if its headers show one."""
+        scan = self._partial
+        if scan is not None and scan.start == self.done:
+            return scan.feed(data)  # the same request, going on
+        tail = self.fed - self.done
+        if tail > len(data):
+            return None  # begun in a read not scanned (cannot happen: every partial one is)
+        self._partial = HeaderScan(MAX_MESSAGE_BYTES, self.done)
+        return self._partial.feed(memoryview(data)[len(data) - tail:])
 
     def eof_received(self) -> bool:
         return False  # the client is done sending: close our side too

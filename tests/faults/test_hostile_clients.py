@@ -10,6 +10,7 @@ import functools
 import grp
 import os
 import pwd
+import select
 import signal
 import socket
 import time
@@ -81,6 +82,50 @@ def test_frame_over_the_max_message_size_gets_too_large_and_is_closed():
         fresh = d.conn()
         assert fresh.ok("invoke", agent='CounterAgent("c")', method="increment")["result"] == 1
         fresh.close()
+        bystander.close()
+
+
+def _request_with_last_arg(header: bytes) -> bytes:
+    """An invoke request whose one argument starts with `header` (and never comes)."""
+    head = msgpack.packb({"v": 1, "id": 9, "op": "invoke", "agent": 'CounterAgent("c")', "method": "add"})
+    return bytes([head[0] + 1]) + head[1:] + msgpack.packb("args") + b"\x91" + header
+
+
+HUGE = (0xFFFF_FFFF).to_bytes(4, "big")
+
+
+def _silent_for(c: RawConn, seconds: float) -> bool:
+    """The daemon neither answers nor hangs up for `seconds` (a header not yet whole
+    must not be judged; the pause also makes its two parts two reads)."""
+    return not select.select([c.sock], [], [], seconds)[0]
+
+
+@pytest.mark.parametrize(("frame", "said"), [
+    (b"\xdb" + HUGE, "string of 4294967295 bytes"),                       # str32, alone
+    (b"\xc6" + (MAX_MESSAGE + 1).to_bytes(4, "big"), "binary of 67108865 bytes"),  # bin32 just over
+    (_request_with_last_arg(b"\xdb" + HUGE), "string of 4294967295 bytes"),  # nested in a request
+    (_request_with_last_arg(b"\x81\xa1k\xc6" + HUGE), "binary of 4294967295 bytes"),  # deeper
+], ids=["str32", "bin32", "nested-str32", "nested-bin32"])
+def test_a_header_declaring_more_than_the_limit_is_refused_at_once(frame: bytes, said: str):
+    """The body never comes: TOO_LARGE and the hang-up come at once, not after
+    client_read_timeout (30 s here), also with the header cut in two reads."""
+    with running({"client_read_timeout": 30}) as d:
+        bystander = d.conn()
+        for cut in (len(frame), len(frame) - 2):
+            c = d.conn()
+            t0 = time.monotonic()
+            c.send_raw(frame[:cut])
+            if cut < len(frame):
+                assert _silent_for(c, 0.2), "refused before the header was whole"
+                c.send_raw(frame[cut:])
+            reply = _first_reply_then_closed(c)
+            took = time.monotonic() - t0
+            c.close()
+            assert reply is not None, "no TOO_LARGE answer before the hang-up"
+            assert reply["id"] is None and reply["error"]["code"] == "TOO_LARGE", reply
+            assert said in reply["error"]["message"], reply
+            assert took < 5, f"answered after {took:.1f} s"
+        assert bystander.ok("status")["pid"] == d.proc.pid
         bystander.close()
 
 
