@@ -9,34 +9,54 @@ import sqlite3
 
 log = logging.getLogger("golemd.store")
 
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)""",
-    """CREATE TABLE IF NOT EXISTS agents(
+# The statements of the migration steps below, named so that a new store can
+# be made from the same text (SQLite keeps each CREATE's text in sqlite_master,
+# and a fresh store must read the same as an upgraded one).
+_META = """CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)"""
+_AGENTS = """CREATE TABLE IF NOT EXISTS agents(
         agent_id TEXT PRIMARY KEY, env TEXT NOT NULL, type TEXT NOT NULL, args BLOB NOT NULL,
         created_at REAL NOT NULL, last_active_at REAL NOT NULL,
         completed_count INTEGER NOT NULL DEFAULT 0, failed_count INTEGER NOT NULL DEFAULT 0,
         retry_count INTEGER NOT NULL DEFAULT 0, last_error TEXT, interrupted INTEGER NOT NULL DEFAULT 0,
-        failed_error BLOB, snapshot BLOB)""",
-    # Rows go in rowid order (appended pages, few dirty pages per commit); the
-    # idempotency lookup uses the small unique index.
-    """CREATE TABLE IF NOT EXISTS invocations(
+        failed_error BLOB, snapshot BLOB)"""
+# Rows go in rowid order (appended pages, few dirty pages per commit); the
+# idempotency lookup uses the small unique index.
+_INVOCATIONS = """CREATE TABLE IF NOT EXISTS invocations(
         id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
         method TEXT NOT NULL, args BLOB NOT NULL, status TEXT NOT NULL, outcome BLOB,
-        created_at REAL NOT NULL, started_at REAL, finished_at REAL, schedule_at REAL, timeout REAL)""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS invocations_key ON invocations(agent_id, key)""",
-    """CREATE INDEX IF NOT EXISTS invocations_active ON invocations(agent_id, seq)
-        WHERE status IN ('pending', 'running', 'scheduled')""",
-    """CREATE TABLE IF NOT EXISTS events(
+        created_at REAL NOT NULL, started_at REAL, finished_at REAL, schedule_at REAL, timeout REAL)"""
+_EVENTS = """CREATE TABLE IF NOT EXISTS events(
         id INTEGER PRIMARY KEY, agent_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL,
-        key TEXT, method TEXT, detail TEXT)""",
-    """CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, id)""",
-]
+        key TEXT, method TEXT, detail TEXT)"""
+_EVENTS_AGENT = """CREATE INDEX IF NOT EXISTS events_agent ON events(agent_id, id)"""
+_INVOCATIONS_KEY = "CREATE UNIQUE INDEX invocations_key ON invocations(key, agent_id)"
+_AGENT_ROWS = ("CREATE TABLE agent_rows(agent_id TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (agent_id, id)) "
+               "WITHOUT ROWID")
+_FILED_UPTO = ("INSERT OR REPLACE INTO meta(key, value) SELECT 'filed_upto', COALESCE(MAX(id), 0) "
+               "FROM invocations")
+_EFFECTS = """CREATE TABLE effects(
+        agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+        request BLOB NOT NULL, result BLOB, started_at REAL NOT NULL, until REAL, finished_at REAL,
+        PRIMARY KEY (agent_id, key, seq)) WITHOUT ROWID"""
+_PROMISES = """CREATE TABLE promises(
+        id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+        created_at REAL NOT NULL, completed_at REAL, value BLOB)"""
+_PROMISES_AGENT = "CREATE INDEX promises_agent ON promises(agent_id)"
+_AGENTS_ENV_VARS = "ALTER TABLE agents ADD COLUMN env_vars BLOB"
+_INVOCATIONS_SNAPSHOT = "ALTER TABLE invocations ADD COLUMN snapshot BLOB"
+_INVOCATIONS_SNAPSHOT_KEPT = "ALTER TABLE invocations ADD COLUMN snapshot_kept INTEGER"
 
 # The migration path: MIGRATIONS[n] takes a store from schema n to n + 1, in
-# one transaction with the version bump. A new schema change appends a step;
-# a released step is never edited. A store newer than this code is refused.
+# one transaction with the version bump. A new schema change appends a step
+# (and changes CURRENT below); a released step is never edited. A store newer
+# than this code is refused.
 MIGRATIONS: list[list[str]] = [
-    _SCHEMA,  # 0 -> 1: the first schema
+    # 0 -> 1: the first schema
+    [_META, _AGENTS, _INVOCATIONS,
+     """CREATE UNIQUE INDEX IF NOT EXISTS invocations_key ON invocations(agent_id, key)""",
+     """CREATE INDEX IF NOT EXISTS invocations_active ON invocations(agent_id, seq)
+        WHERE status IN ('pending', 'running', 'scheduled')""",
+     _EVENTS, _EVENTS_AGENT],
     # 1 -> 2: no index led by agent_id is written per invocation. Such an index
     # dirties one page per busy agent in every commit, which cost a third of
     # the pipelined throughput. Instead: unfinished invocations are indexed
@@ -47,11 +67,10 @@ MIGRATIONS: list[list[str]] = [
      """CREATE INDEX invocations_open ON invocations(id)
         WHERE status IN ('pending', 'running', 'scheduled')""",
      "DROP INDEX IF EXISTS invocations_key",
-     "CREATE UNIQUE INDEX invocations_key ON invocations(key, agent_id)",
-     "CREATE TABLE agent_rows(agent_id TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (agent_id, id)) "
-     "WITHOUT ROWID",
+     _INVOCATIONS_KEY,
+     _AGENT_ROWS,
      "INSERT INTO agent_rows(agent_id, id) SELECT agent_id, id FROM invocations",
-     "INSERT OR REPLACE INTO meta(key, value) SELECT 'filed_upto', COALESCE(MAX(id), 0) FROM invocations"],
+     _FILED_UPTO],
     # 2 -> 3: no index on open invocations either. Its entry went in with each
     # enqueue and out with each outcome, which cost 5-6 us of every call's 13
     # in SQLite; recovery reads them in a scan of the table instead, as it
@@ -62,25 +81,37 @@ MIGRATIONS: list[list[str]] = [
     # after a prune can never inherit another invocation's journal); and the
     # promises invocations create. Both keyed so that an agent's rows are one
     # range of the primary key, or of one small index, for delete and list.
-    ["""CREATE TABLE effects(
-        agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
-        request BLOB NOT NULL, result BLOB, started_at REAL NOT NULL, until REAL, finished_at REAL,
-        PRIMARY KEY (agent_id, key, seq)) WITHOUT ROWID""",
-     """CREATE TABLE promises(
-        id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
-        created_at REAL NOT NULL, completed_at REAL, value BLOB)""",
-     "CREATE INDEX promises_agent ON promises(agent_id)"],
+    [_EFFECTS, _PROMISES, _PROMISES_AGENT],
     # 4 -> 5: an agent's own environment variables (agent new --env), msgpack
     # of {name: value}; NULL for none.
-    ["ALTER TABLE agents ADD COLUMN env_vars BLOB"],
+    [_AGENTS_ENV_VARS],
     # 5 -> 6: the state a completed invocation left, when it changed it (agent
     # revert goes back to the one before the invocations it forgets), kept as
     # long as retention keeps the invocation's row; snapshot_kept is 1 when the
     # snapshot column tells (NULL there: the state did not change), NULL or 0
     # when it does not (rows from before, states over revert_snapshot_bytes).
-    ["ALTER TABLE invocations ADD COLUMN snapshot BLOB",
-     "ALTER TABLE invocations ADD COLUMN snapshot_kept INTEGER"],
+    [_INVOCATIONS_SNAPSHOT, _INVOCATIONS_SNAPSHOT_KEPT],
 ]
+
+def _with_columns(create: str, *alters: str) -> str:
+    """A CREATE TABLE with the columns of these ALTER TABLE ... ADD COLUMN
+    statements, written as SQLite writes them into sqlite_master: appended
+    before the closing parenthesis, after ', '."""
+    for alter in alters:
+        create = create.removesuffix(")") + ", " + alter.split(" ADD COLUMN ", 1)[1] + ")"
+    return create
+
+
+# A new store is made at once in the newest schema, in one step: what the
+# migration path leaves, without building indexes that later steps drop.
+# tests/storage/test_sqlite.py checks that the two read the same in
+# sqlite_master, and that CURRENT is for the newest version.
+CURRENT_VERSION = 6
+CURRENT: list[str] = [
+    _META, _with_columns(_AGENTS, _AGENTS_ENV_VARS),
+    _with_columns(_INVOCATIONS, _INVOCATIONS_SNAPSHOT, _INVOCATIONS_SNAPSHOT_KEPT),
+    _EVENTS, _EVENTS_AGENT, _INVOCATIONS_KEY, _AGENT_ROWS, _FILED_UPTO, _EFFECTS, _PROMISES,
+    _PROMISES_AGENT]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -104,14 +135,28 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"{path} was written by a newer golemd (schema {version}; "
                            f"this one knows {SCHEMA_VERSION})")
+    if version == 0 and SCHEMA_VERSION == CURRENT_VERSION and _empty(db):
+        log.info("creating a new store %s at schema %d", path, SCHEMA_VERSION)
+        _run(db, CURRENT, SCHEMA_VERSION)
+        return
     for step in range(version, SCHEMA_VERSION):
         log.info("migrating %s from schema %d to %d", path, step, step + 1)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in MIGRATIONS[step]:
-                db.execute(stmt)
-            db.execute(f"PRAGMA user_version={step + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        _run(db, MIGRATIONS[step], step + 1)
+
+
+def _empty(db: sqlite3.Connection) -> bool:
+    """Nothing in it yet (a store of schema 0 with tables is upgraded in steps)."""
+    return db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None
+
+
+def _run(db: sqlite3.Connection, statements: list[str], version: int) -> None:
+    """The statements and the version bump, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in statements:
+            db.execute(stmt)
+        db.execute(f"PRAGMA user_version={version}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -59,6 +59,31 @@ def test_schema_is_created(store, path):
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
 
 
+def _master(path: str) -> list[tuple[Any, ...]]:
+    return sorted(raw(path, "SELECT type, name, tbl_name, sql FROM sqlite_master"), key=repr)
+
+
+def test_a_new_store_is_made_at_the_current_schema_and_reads_as_a_migrated_one(tmp_path, monkeypatch, caplog):
+    assert schema.CURRENT_VERSION == SCHEMA_VERSION, "a new migration step needs schema.CURRENT too"
+    fresh = str(tmp_path / "fresh.db")
+    with caplog.at_level("INFO", logger="golemd.store"):
+        SqliteStore(fresh).close()
+    assert [r.getMessage() for r in caplog.records] == [f"creating a new store {fresh} at schema {SCHEMA_VERSION}"]
+    # The same store through every step of the migration path, as an old golemd made it.
+    stepped = str(tmp_path / "stepped.db")
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
+    SqliteStore(stepped).close()
+    monkeypatch.undo()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="golemd.store"):
+        SqliteStore(stepped).close()
+    assert len(caplog.records) == SCHEMA_VERSION - 1 and "from schema 1 to 2" in caplog.records[0].getMessage()
+    assert _master(fresh) == _master(stepped)
+    for sql in ("PRAGMA user_version", "PRAGMA auto_vacuum", "SELECT key, value FROM meta"):
+        assert raw(fresh, sql) == raw(stepped, sql), sql
+
+
 def test_reopening_keeps_the_version(path):
     s = SqliteStore(path)
     s.insert_agent(agent_row())
