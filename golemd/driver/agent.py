@@ -151,6 +151,13 @@ class Agent:
             fut.set_result(None)
         return fut
 
+    async def recovered(self, timeout: float) -> None:
+        """After a recover: until its new worker is built, or none is coming (at most `timeout`)."""
+        if self.engine.worker in (WorkerState.STARTING, WorkerState.DYING):
+            self._built.append(fut := asyncio.get_running_loop().create_future())
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+            await asyncio.wait([fut], timeout=timeout)
+
     # -- operations: the engine's, then their effects ------------------------
 
     def enqueue(self, inv: Invocation) -> None:
@@ -443,6 +450,8 @@ class Agent:
         why = describe_exit(code) if code is not None else (worker.death_reason or "it died")
         self.engine.worker_exited(why, worker.protocol_error)
         self._apply()
+        if self.engine.worker is WorkerState.ABSENT:
+            self._tell_built(None)  # none comes (held, failed): a recover waits no more
 
     def on_output(self, stream: str, line: str, cut: bool = False) -> None:
         """A line of the worker's output; `cut`: a piece of a line over 64 KiB."""

@@ -95,7 +95,13 @@ class AgentEngine(AgentRun):
             else:
                 self._after_death(inv, why, protocol_error, stopped)
             return
-        if not stopped:
+        reason, self.stop_reason = self.stop_reason, None
+        if reason == StopReason.RECOVER:
+            self.event("process_died", detail="simulated crash while idle; recovering at once")
+            if self._held_reason() is None and self.failed_error is None and not self._may_run():
+                self._bring_up()  # a new worker, from the saved state, idle
+                return
+        elif not stopped:
             self.event("process_died", detail=f"while idle: {why}")
         self._next()
 

@@ -102,8 +102,9 @@ def withdraw(eng: AgentEngine, inv: Invocation, err: GolemError) -> None:
 def interrupt(eng: AgentEngine, recover: bool) -> None:
     if recover:
         if eng.worker is WorkerState.READY or eng.worker is WorkerState.STARTING:
-            if eng.current is not None:
-                eng.stop_reason = StopReason.RECOVER
+            # Idle too: the worker comes back at once (as Golem recovers an
+            # idle worker), so that the status it answers is the one it keeps.
+            eng.stop_reason = StopReason.RECOVER
             eng.stop_worker(now=True)
         return
     if not eng.interrupted:

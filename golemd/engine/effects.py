@@ -31,7 +31,7 @@ class StopReason(StrEnum):
     """Why the engine stopped a worker that was running an invocation: read
     when its death is reported, to tell a stop from a crash."""
 
-    RECOVER = "recover"  # interrupt --recover, simulate-crash: run it again at once
+    RECOVER = "recover"  # interrupt --recover, simulate-crash: run it again at once (idle: a new worker)
     INTERRUPT = "interrupt"  # back to the head of the queue, held until resume
     DELETE = "delete"
     TIMEOUT = "timeout"

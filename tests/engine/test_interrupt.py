@@ -202,17 +202,48 @@ def test_recover_restarts_from_the_saved_state(world: World) -> None:
     assert world.sim.spawns[-1] == encode_state(["warm0"])
 
 
-def test_recover_while_idle_just_stops_the_worker(world: World) -> None:
+def test_recover_while_idle_brings_a_new_worker_up_from_the_saved_state(world: World) -> None:
+    """simulate-crash on an idle agent: its status is Idle before, while its
+    worker dies, and after, when a new one is up (it answered one status and
+    left another when it stayed Suspended)."""
     world.warm()
     world.interrupt(recover=True)
+    assert world.sim.stops == [STOP_NOW]
+    assert world.status is AgentStatus.IDLE
     world.die()
-    assert world.status is AgentStatus.SUSPENDED
+    assert world.status is AgentStatus.IDLE
+    assert world.sim.spawns[-1] == encode_state(["warm0"])
+    world.ready()
+    assert world.status is AgentStatus.IDLE
+    world.commit()
+    assert "process_died" in world.store.events_of(world.default)
     b = world.invoke("b")
     world.commit()
+    world.reply("B")
+    world.commit()
+    assert b.value == "B"
+
+
+def test_recover_while_idle_and_interrupted_brings_nothing_up(world: World) -> None:
+    world.warm()
+    world.interrupt()
+    world.interrupt(recover=True)
+    world.die()
+    assert world.sim.worker is None
+    assert world.status is AgentStatus.INTERRUPTED
+
+
+def test_a_call_that_comes_while_the_idle_worker_dies_runs_on_the_new_one(world: World) -> None:
+    world.warm()
+    world.interrupt(recover=True)
+    b = world.invoke("b")
+    world.commit()
+    world.die()
     world.ready()
     world.reply("B")
     world.commit()
     assert b.value == "B"
+    assert world.eng.retry_count == 0
 
 
 def test_recover_while_the_worker_starts(world: World) -> None:

@@ -191,3 +191,20 @@ def test_blocking_client_events_errors_and_connection_reuse(daemon: DaemonProc):
             c.cancel(C1, "done")
         assert e.value.code == Code.TOO_LATE
         assert [a["agent_id"] for a in c.list(type="CounterAgent")] == [C1]
+
+
+def test_simulate_crash_on_an_idle_agent_prints_the_status_it_leaves(run):
+    assert run("agent", "invoke", C1, "increment").stdout == "1\n"
+    before = json.loads(run("--format", "json", "agent", "get", C1).stdout)
+    r = run("--format", "json", "agent", "simulate-crash", C1)
+    assert r.exit_code == 0, r.stderr
+    printed = json.loads(r.stdout)
+    after = json.loads(run("--format", "json", "agent", "get", C1).stdout)
+    assert printed["status"] == after["status"] == "Idle"
+    assert printed["pid"] == after["pid"] and printed["pid"] not in (None, before["pid"])
+    r = run("agent", "simulate-crash", C1)
+    assert r.stdout == f"crashed and recovering {C1} (status: Idle)\n"
+    assert run("agent", "invoke", C1, "get").stdout == "1\n"  # its state survived
+    oplog = run("--format", "json", "agent", "oplog", C1)
+    assert [e["detail"] for e in json.loads(oplog.stdout) if e["kind"] == "process_died"] == \
+        ["simulated crash while idle; recovering at once"] * 2

@@ -41,6 +41,9 @@ class FakeAgent:
     def interrupt(self, recover: bool) -> None:
         self.done.append(("interrupt", recover))
 
+    async def recovered(self, timeout: float) -> None:
+        self.done.append(("recovered",))
+
     def resume(self) -> None:
         self.done.append(("resume",))
 
@@ -204,15 +207,16 @@ def test_cancel_commits_and_refusals_pass_through():
 
 
 @pytest.mark.parametrize(("op", "fields", "done"), [
-    ("interrupt", {}, ("interrupt", False)),
-    ("interrupt", {"recover": True}, ("interrupt", True)),
-    ("simulate_crash", {}, ("interrupt", True)),
-    ("resume", {}, ("resume",)),
+    ("interrupt", {}, [("interrupt", False)]),
+    ("interrupt", {"recover": True}, [("interrupt", True), ("recovered",)]),
+    ("simulate_crash", {}, [("interrupt", True), ("recovered",)]),
+    ("resume", {}, [("resume",)]),
 ])
 def test_controls_commit_then_answer_metadata(op, fields, done):
+    """A recover answers once the agent's new worker is up (Agent.recovered)."""
     d = FakeDaemon()
     reply, _ = handle(op, d, agent="B()", **fields)
-    assert reply == {"agent": {"agent_id": "B()", "done": [done]}}
+    assert reply == {"agent": {"agent_id": "B()", "done": done}}
     assert d.supervisor.store.commits == 1
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from golemd.wire.ops.context import Caller, Daemon, Emit, Fields
 
 FIELDS: Fields = {"agent": ((str,), True), "recover": ((bool,), False)}
+RECOVER_WAIT = 5.0  # seconds a recover waits for the new worker before it answers
 MUTATING = True
 
 
@@ -36,6 +37,9 @@ def client(self: Caller, agent: str | AgentId, recover: bool = False) -> Any:
 
 async def handle(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
     agent = d.supervisor.find(req["agent"])
-    agent.interrupt(bool(req.get("recover")))
+    recover = bool(req.get("recover"))
+    agent.interrupt(recover)
     await d.supervisor.store.commit()
+    if recover:
+        await agent.recovered(RECOVER_WAIT)  # the metadata of the new worker, not the dying one
     return {"agent": agent.metadata()}

@@ -4,7 +4,9 @@ Request: `agent` (str, required).
 
 Success: `{"agent": METADATA}`. The same as `interrupt` with `recover:
 true`: the invocation is retried at once and its awaiting callers still get
-its result.
+its result; an idle agent gets a new worker from its saved state and stays
+Idle. The reply waits (at most 5 s) for the new worker, so that its
+metadata is what the agent is left with.
 
 Errors: `AGENT_NOT_FOUND`, `INVALID_AGENT_ID`.
 """
