@@ -16,6 +16,7 @@ from golemd.config import Config
 from golemd.driver import listing
 from golemd.driver.agent import Agent
 from golemd.driver.durable import Durable
+from golemd.driver.limits import memory_limit, oom_message
 from golemd.engine.context import EngineContext, Policy
 from golemd.engine.idempotency import KeyMaker, conflict, stored_answer
 from golemd.engine.state import HELD
@@ -376,8 +377,9 @@ class Supervisor:
         self.trim()
 
     async def spawn_worker(self, agent: Agent, init: dict[str, Any]) -> Worker:
-        limit = (agent.type_info or {}).get("memory_limit_mb") or self.config.memory_limit_mb
-        worker = await self.template.spawn(agent.id.type, agent.on_output, limit, init)
+        limit = memory_limit(agent.type_info, self.config.memory_limit_mb, agent.id.type)
+        init["oom"] = oom_message(limit)  # what a MemoryError without a message will say
+        worker = await self.template.spawn(agent.id.type, agent.on_output, limit[0], init)
         self.live[agent.name] = agent
         self.trim_soon()
         return worker

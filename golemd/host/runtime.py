@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     import asyncio
 
 
+# What a MemoryError without a message says: the limit it hit and where that
+# is set (init's `oom`, golemd.driver.limits). RLIMIT_AS raises it bare.
+out_of_memory = "out of memory"
+
+
 def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
     """Type, message and traceback; `skip_frames` drops our own frames from its top."""
     tb = exc.__traceback__
@@ -37,10 +42,13 @@ def error_info(exc: BaseException, skip_frames: int = 0) -> dict[str, Any]:
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
     exc = exc.with_traceback(tb)
+    message = str(exc)
+    if not message and isinstance(exc, MemoryError):
+        message = out_of_memory
     return {
         "type": type(exc).__qualname__ if type(exc).__module__ == "builtins"
         else f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
+        "message": message,
         "traceback": "".join(traceback.format_exception(exc)),
     }
 
@@ -190,6 +198,8 @@ class _Session:
                 self._init(msg)
 
     def _init(self, msg: dict[str, Any]) -> None:
+        global out_of_memory
+        out_of_memory = msg.get("oom") or out_of_memory
         self.window = Window(int(msg.get("spin_us", 0) * 1000))
         env = msg.get("env")
         if env:

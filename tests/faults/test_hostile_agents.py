@@ -72,7 +72,12 @@ def test_memory_hog_fails_with_a_memory_reason(where: str):
         message = r["error"]["message"]
         if code == "INVOCATION_FAILED":
             assert r["error"]["details"]["type"] == "MemoryError", r
-            assert "memory" in message.lower(), r
+            # Which limit it hit, and where that limit is set (MemoryError has no message).
+            source = ("@agent(memory_limit_mb=200) on MemHog" if where == "type" else
+                      "the daemon's memory_limit_mb = 200 (golemd.toml)")
+            assert message.startswith("MemoryError: out of memory: the worker's address space "
+                                      f"reached its limit of 200 MiB, set by {source}"), r
+            assert r["error"]["details"]["message"] == message.removeprefix("MemoryError: "), r
         else:
             assert "SIGKILL" in message or "memory" in message.lower(), r
         assert took < 30, f"the hog ran {took:.1f}s before the limit stopped it"
