@@ -379,6 +379,7 @@ class Supervisor:
     async def spawn_worker(self, agent: Agent, init: dict[str, Any]) -> Worker:
         limit = memory_limit(agent.type_info, self.config.memory_limit_mb, agent.id.type)
         init["oom"] = oom_message(limit)  # what a MemoryError without a message will say
+        init["title"] = f"golemd: {agent.name}"  # in ps (golemd.host.proctitle)
         worker = await self.template.spawn(agent.id.type, agent.on_output, limit[0], init)
         self.live[agent.name] = agent
         self.trim_soon()

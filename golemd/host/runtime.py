@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from golemd.host.cpulimit import CpuLimit
 from golemd.host.effects import EffectContext
+from golemd.host.proctitle import set_title
 from golemd.perf.spin import Window
 from golemd.perf.spin import recv as polled_recv
 from golemd.sdk import spec_of
@@ -200,6 +201,9 @@ class _Session:
     def _init(self, msg: dict[str, Any]) -> None:
         global out_of_memory
         out_of_memory = msg.get("oom") or out_of_memory
+        if msg.get("title"):
+            # Its agent's ID in ps, its type in top, before the constructor runs.
+            set_title(msg["title"], spec_of(self.cls).name)
         self.window = Window(int(msg.get("spin_us", 0) * 1000))
         env = msg.get("env")
         if env:

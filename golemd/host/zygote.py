@@ -26,6 +26,7 @@ import msgpack
 
 from golemd.host import apps as apps_mod
 from golemd.host import runtime as worker  # imported here once, so a forked worker starts with it
+from golemd.host.proctitle import set_title
 from golemd.wire.codec import pack
 
 PR_SET_PDEATHSIG = 1
@@ -143,6 +144,7 @@ class Spare:
 def _wait_as_spare(sock: socket.socket, parent: int, types: dict[str, type], close: list[int]) -> NoReturn:
     try:
         _prepare(parent)
+        set_title("golemd: spare worker")
         for fd in close:
             os.close(fd)  # the template's own channel and wake-up pipe: not ours to hold
         data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 3)

@@ -27,7 +27,7 @@ Messages, by sender ("op": fields; * optional):
                           spawn_failed  req, error
                           exited        pid, code (as os.waitstatus_to_exitcode)
     template -> spare     assign        type, memory_limit
-    daemon   -> worker    init          args, snapshot*, spin_us*, env*, oom*
+    daemon   -> worker    init          args, snapshot*, spin_us*, env*, oom*, title*
                           call          id, method, args, journal*
                           drop          id
                           effect_result id, seq, res
@@ -145,6 +145,7 @@ class InitRequest(TypedDict):
     spin_us: NotRequired[int | float]  # how long to poll for the next call before blocking
     env: NotRequired[dict[str, str]]  # the agent's own environment variables (agent new --env)
     oom: NotRequired[str]  # the message of a MemoryError without one (its memory limit, golemd.driver.limits)
+    title: NotRequired[str]  # its process title in ps: `golemd: AGENT_ID` (golemd.host.proctitle)
 
 
 class CallRequest(TypedDict):
@@ -254,7 +255,8 @@ SCHEMA: dict[tuple[str, str], tuple[_Spec, _Check | None]] = {
     (TEMPLATE, EXITED): ({"pid": (_INT, True), "code": (_INT, True)}, None),
     (TEMPLATE, ASSIGN): ({"type": (_STR, True), "memory_limit": (_INT, True)}, None),
     (DAEMON, INIT): ({"args": ((list,), True), "snapshot": ((bytes, _NIL), False), "env": ((dict,), False),
-                      "spin_us": ((int, float), False), "oom": (_STR, False)}, None),
+                      "spin_us": ((int, float), False), "oom": (_STR, False),
+                      "title": (_STR, False)}, None),
     (DAEMON, CALL): ({"id": (_INT, True), "method": (_STR, True), "args": ((list,), True),
                       "journal": ((list,), False)}, None),
     (DAEMON, EFFECT_RESULT): ({"id": (_INT, True), "seq": (_INT, True), "res": ((bytes,), True)}, None),

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import EXAMPLES, ROOT, DaemonProc, RawConn, running, wait_for
@@ -280,8 +281,6 @@ def test_socket_activation(tmp_path: Path):
 
 
 def test_reload_during_a_call_finishes_it_on_the_old_code_then_retires_it(tmp_path: Path):
-    import psutil
-
     src = tmp_path / "slowversion.py"
     code = ("import time\nfrom golemd import agent\n\n@agent\nclass SlowVersion:\n"
             "    def version(self, seconds: float = 0) -> str:\n        time.sleep(seconds)\n"
@@ -302,3 +301,20 @@ def test_reload_during_a_call_finishes_it_on_the_old_code_then_retires_it(tmp_pa
 
         wait_for(lambda: templates() == 1, 10, what="the old template to stop")
         c.close()
+
+
+def test_workers_show_their_agent_id_in_ps(daemon: DaemonProc):
+    c = daemon.conn()
+    c.ok("invoke", agent='CounterAgent("c1")', method="increment")
+    c.ok("invoke", agent="dev/EchoAgent()", method="echo", args=[1])
+    for agent, comm in (('CounterAgent("c1")', "CounterAgent"), ("dev/EchoAgent()", "EchoAgent")):
+        pid = c.meta(agent)["pid"]
+        ps = subprocess.run(["ps", "-o", "comm=,args=", "-p", str(pid)], capture_output=True, text=True)
+        assert ps.stdout.split(None, 1) == [comm, f"golemd: {agent}\n"], ps.stdout
+    template = psutil.Process(c.meta('CounterAgent("c1")')["pid"]).parent()
+    assert "golemd.host.zygote" in " ".join(template.cmdline())
+    want = {'golemd: CounterAgent("c1")', "golemd: dev/EchoAgent()", "golemd: spare worker"}
+    # The spare is forked, and names itself, just after the last spawn was answered.
+    wait_for(lambda: {" ".join(p.cmdline()) for p in template.children()} == want, 10,
+             what="the template's children to be the two workers and a spare")
+    c.close()

@@ -31,6 +31,7 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     (DAEMON, {"op": "init", "args": ["c1"], "snapshot": None, "spin_us": 200.0}),
     (DAEMON, {"op": "init", "args": [], "snapshot": b"\x80\x04", "spin_us": 0}),
     (DAEMON, {"op": "init", "args": []}),
+    (DAEMON, {"op": "init", "args": ["c1"], "title": 'golemd: CounterAgent("c1")'}),
     (DAEMON, {"op": "call", "id": 1, "method": "increment", "args": []}),
     (DAEMON, {"op": "drop", "id": 2}),
     (DAEMON, {"op": "call", "id": 3, "method": "order", "args": ["hat"],
