@@ -207,6 +207,18 @@ def test_peer_closing_is_unreachable():
     assert e.value.code == Code.DAEMON_UNREACHABLE and "closed the connection" in e.value.message
 
 
+def test_an_error_written_before_the_hang_up_is_what_the_client_reports():
+    """golemd answers UNAUTHORIZED and hangs up as it accepts, before it reads a
+    request: a request sent after that fails (EPIPE), and the client reports
+    the daemon's error rather than a lost connection."""
+    a, b = socket.socketpair()
+    b.sendall(pack({"id": None, "error": {"code": "UNAUTHORIZED", "message": "uid 7 may not"}}))
+    b.close()
+    with Client(a, "/test.sock") as c, pytest.raises(GolemError) as e:
+        c.request("status", padding="x" * (1 << 20))  # too big to fit the dead socket's buffer
+    assert e.value.code == Code.UNAUTHORIZED and e.value.message == "uid 7 may not"
+
+
 def test_garbage_is_a_protocol_error():
     with peer(lambda s, req: s.sendall(b"\xc1")) as c, pytest.raises(GolemError) as e:
         c.status()
