@@ -26,7 +26,6 @@ from tests.helpers import (
     closed_by_peer,
     daemon_process,
     running,
-    wait_for,
 )
 
 SIGNATURES = str(Path(__file__).resolve().parents[1] / "agents" / "signatures.py")
@@ -390,10 +389,13 @@ def test_retry_count_after_recover_and_simulate_crash(daemon: DaemonProc, conn: 
             conn.ok(op, agent=a, **fields)
         assert "result" in other.reply(rid)  # its caller still gets the result
         assert conn.ok("get", agent=a)["agent"]["retry_count"] == (1 if op is None else 0), op
-    # On an agent that is not running, simulate_crash takes its process: Suspended.
+    # On an idle agent, simulate_crash recovers at once: a new process, still Idle,
+    # and the reply says so (it used to say Idle and leave the agent Suspended).
+    pid = conn.meta(a)["pid"]
     meta = conn.ok("simulate_crash", agent=a)["agent"]
-    wait_for(lambda: conn.meta(a)["status"] == "Suspended", what="Suspended")
-    assert conn.meta(a)["pid"] is None and conn.meta(a)["retry_count"] == 1 and meta["agent_id"] == a
+    assert meta["agent_id"] == a and meta["status"] == "Idle" and meta["pid"] not in (None, pid)
+    assert conn.meta(a)["status"] == "Idle" and conn.meta(a)["pid"] == meta["pid"]
+    assert conn.meta(a)["retry_count"] == 1
     assert conn.ok("invoke", agent=a, method="history")["result"] == ["simulate_crash", "interrupt", "None"]
     other.close()
 
