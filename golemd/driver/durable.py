@@ -190,8 +190,7 @@ class Durable:
 
         # The callee's enqueue and this effect's row go in the same commit:
         # both or neither, so a re-run never enqueues twice.
-        self.sup.submit({"agent": target, "method": request.get("method"), "args": request.get("args") or [],
-                         "idempotency_key": key, "mode": "trigger"}, None, done)
+        self.sup.submit(_invoke(target, request, key, "trigger"), None, done)
         if refused and not self._transient(refused[0]):
             self._instant(agent, inv, seq, error_res(str(refused[0].code), refused[0].message))
         elif refused:
@@ -329,8 +328,7 @@ class Durable:
             # it before its own copy commits.
             self._wait_end(agent, inv, seq, res, durable=not submitting and (err is None or err.code in OUTCOMES))
 
-        self.sup.submit({"agent": target, "method": request.get("method"), "args": request.get("args") or [],
-                         "idempotency_key": key, "mode": "await"}, None, done)
+        self.sup.submit(_invoke(target, request, key, "await"), None, done)
         submitting = False
 
     def _arm_timer(self, agent: Agent, inv: Invocation, seq: int, until: float, res: bytes) -> None:
@@ -460,3 +458,9 @@ class Durable:
     @staticmethod
     def _transient(err: GolemError) -> bool:
         return err.code == Code.SHUTTING_DOWN
+
+
+def _invoke(target: str, request: dict[str, Any], key: str, mode: str) -> dict[str, Any]:
+    """The invoke request of a call or trigger effect, under its derived key."""
+    return {"agent": target, "method": request.get("method"), "args": request.get("args") or [],
+            "idempotency_key": key, "mode": mode}

@@ -23,11 +23,11 @@ async def new(sup: Any, text: str, env_vars: dict[str, str]) -> tuple[Agent, boo
             raise GolemError(Code.AGENT_EXISTS, f"{aid.canonical} exists already with other environment "
                              f"variables ({_env_text(agent.env_vars)}); delete it first to change them")
         return agent, False
-    info = sup._type_info(aid)
+    info = sup.type_info_of(aid)
     problem = check_args(aid.type, info["constructor"], list(aid.args))
     if problem:
         raise GolemError(Code.INVALID_AGENT_ID, f"{aid.canonical} does not fit the constructor: {problem}")
-    agent = sup._create(aid, info, env_vars)
+    agent = sup.create(aid, info, env_vars)
     try:
         await sup.store.commit()
         agent.creation_unsaved = False

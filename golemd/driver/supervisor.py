@@ -108,7 +108,7 @@ class Supervisor:
             raise GolemError(Code.AGENT_NOT_FOUND, f"agent {aid.canonical} does not exist")
         return found
 
-    def _type_info(self, aid: AgentId) -> dict[str, Any]:
+    def type_info_of(self, aid: AgentId) -> dict[str, Any]:
         info = self.types.get(aid.type)
         if info is None:
             known = ", ".join(sorted(self.types)) or "none"
@@ -147,7 +147,7 @@ class Supervisor:
         if self.draining:
             raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and accepts no new invocations")
         aid = self.parse_id(req["agent"])
-        info = self._type_info(aid)
+        info = self.type_info_of(aid)
         method, args = req["method"], req.get("args") or []
         methods = self.methods_of(info)
         if method not in methods:
@@ -176,7 +176,7 @@ class Supervisor:
                 raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {eng.pending_count} "
                                  f"pending invocations (max_pending = {self.config.max_pending})")
         if agent is None:
-            agent = self._create(aid, info)
+            agent = self.create(aid, info)
         timeout = req.get("timeout") or methods[method].get("timeout")
         self._enqueue(agent, req, key, method, args, args_packed, mode, listener, done, timeout)
 
@@ -300,7 +300,7 @@ class Supervisor:
         self.store.on_commit(lambda err: done(None, err) if err is not None else done(answer, None))
         return True
 
-    def _create(self, aid: AgentId, info: dict[str, Any], env_vars: dict[str, str] | None = None) -> Agent:
+    def create(self, aid: AgentId, info: dict[str, Any], env_vars: dict[str, str] | None = None) -> Agent:
         agent = Agent(self, aid, info, env_vars=env_vars or {})
         agent.creation_unsaved = True  # until a commit with its row succeeds
         self.store.insert_agent({

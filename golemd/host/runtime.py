@@ -112,19 +112,14 @@ class AgentHost:
                     cpu.disarm()
         except BaseException as exc:  # noqa: B036 - SystemExit in agent code is an error too
             self._rollback()
-            if effects.failure is not None:
-                return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
-            if cpu is not None and cpu.hit:
-                return {"ok": False, "code": "CPU_LIMIT", "error": {**error_info(exc, skip_frames=1),
-                                                                     "message": cpu.message()}}
-            return {"ok": False, "code": "INVOCATION_FAILED", "error": error_info(exc, skip_frames=1)}
-        if effects.failure is not None:  # the agent caught what nondeterminism raised: it fails all the same
+            info = error_info(exc, skip_frames=1)
+            return _imposed(effects, cpu, info) or {"ok": False, "code": "INVOCATION_FAILED", "error": info}
+        # The agent may have caught what nondeterminism or the CPU limit raised
+        # into it: the call fails all the same.
+        imposed = _imposed(effects, cpu, {"type": "golemd.CpuLimitExceeded", "traceback": ""})
+        if imposed is not None:
             self._rollback()
-            return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
-        if cpu is not None and cpu.hit:  # the agent caught the limit's exception: it fails all the same
-            self._rollback()
-            return {"ok": False, "code": "CPU_LIMIT", "error": {"type": "golemd.CpuLimitExceeded",
-                                                                 "message": cpu.message(), "traceback": ""}}
+            return imposed
         try:
             packed_result = pack(result)
         except Exception as exc:
@@ -159,6 +154,16 @@ class AgentHost:
     def _rollback(self) -> None:
         if self.durable:
             self.instance = self._restore(self.snapshot)
+
+
+def _imposed(effects: EffectContext, cpu: CpuLimit | None, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The failure golemd imposes on a call whatever its code did, if any:
+    nondeterminism of its effects, or its CPU limit (with `info` as details)."""
+    if effects.failure is not None:
+        return {"ok": False, "code": "NONDETERMINISM", "error": effects.failure}
+    if cpu is not None and cpu.hit:
+        return {"ok": False, "code": "CPU_LIMIT", "error": {**info, "message": cpu.message()}}
+    return None
 
 
 class _Offline:
