@@ -109,11 +109,7 @@ class AgentEngine(AgentRun):
         """The worker died before `inv` was sent to it: `inv` runs on the next
         one, unless the agent is held meanwhile."""
         self.stop_reason = None  # a stop of that worker, which is gone
-        held = self._held_reason()
-        if held is not None:
-            self.put_back(inv, held)
-            self._next()
-        else:
+        if not self._put_back_if_held(inv):
             self._bring_up()
 
     def _after_death(self, inv: Invocation, why: str, protocol_error: bool, stopped: bool = False) -> None:
@@ -146,11 +142,9 @@ class AgentEngine(AgentRun):
             self._bring_up()
             return
         if reason == StopReason.SUSPEND:
-            held = self._held_reason()
-            if held is not None:
-                self.put_back(inv, held)
-                self._next()
-            elif inv.waiting_for is not None:
+            if self._put_back_if_held(inv):
+                return
+            if inv.waiting_for is not None:
                 self._current_sent = False  # parked: wait_ended sends it again
                 self.event("suspended", inv, "waiting past suspend_after; runs again when the wait ends")
                 self.store.commit_soon()
@@ -173,6 +167,16 @@ class AgentEngine(AgentRun):
             self._bring_up()
             return
         self._crashed(inv, why)
+
+    def _put_back_if_held(self, inv: Invocation) -> bool:
+        """If the agent is held (deleted, interrupted, draining), `inv` goes
+        back without an outcome and what may run next does: True."""
+        held = self._held_reason()
+        if held is None:
+            return False
+        self.put_back(inv, held)
+        self._next()
+        return True
 
     def _held_reason(self) -> StopReason | None:
         """Why nothing may run now, if the agent is held."""
@@ -267,11 +271,9 @@ class AgentEngine(AgentRun):
         told by the driver."""
         if inv is not self.current or self._current_sent or inv.waiting_for is not None:
             return
-        held = self._held_reason()
-        if held is not None:
-            self.put_back(inv, held)
-            self._next()
-        elif self._warm():
+        if self._put_back_if_held(inv):
+            return
+        if self._warm():
             self._send(inv)
         else:
             self._bring_up()
@@ -282,11 +284,9 @@ class AgentEngine(AgentRun):
         inv = self.current
         if inv is None or inv.waiting_for is None or self._current_sent:
             return
-        held = self._held_reason()
-        if held is not None:
+        if self._held_reason() is not None:
             self.stop_reason = None
-            self.put_back(inv, held)
-            self._next()
+            self._put_back_if_held(inv)
 
     def rerun(self, inv: Invocation) -> None:
         """An effect of `inv` could not be journaled: its worker holds what
