@@ -301,17 +301,17 @@ def oplog_cmd(s: Settings, agent_id: str, last: int | None, from_index: int | No
     """Show the agent's history, oldest first, with each entry's content:
     arguments, results, errors and durable effects."""
     from golemctl import render
-    from golemd.model.errors import Code, GolemError
-    from golemd.wire.ops.oplog import BAD_QUERY
 
+    if query is not None and query.strip():
+        from golemd.model.oplog_query import QueryError, parse
+
+        try:
+            parse(query)  # refused here, as a bad --filter is, before golemd is asked
+        except QueryError as e:
+            raise usage_error(f"--query: {e}") from None
     aid = _canonical(agent_id)
     with _connect(s) as c:
-        try:
-            entries = c.oplog(aid, last=last, from_index=from_index, query=query)
-        except GolemError as e:
-            if e.code == Code.BAD_REQUEST and e.message.startswith(BAD_QUERY):
-                raise usage_error(f"--query: {e.message[len(BAD_QUERY):]}") from None
-            raise
+        entries = c.oplog(aid, last=last, from_index=from_index, query=query)
     _show(s, entries, lambda: render.oplog(entries))
 
 

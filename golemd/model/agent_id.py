@@ -44,12 +44,13 @@ _SHAPE = ("golemd has environments and no apps or components: an agent ID is "
           "[ENV/]TypeName(args...), such as dev/CounterAgent(\"c1\")")
 
 
-def _excerpt(text: str, limit: int = 200) -> str:
+def excerpt(text: str, limit: int = 200) -> str:
+    """`text` quoted for an error message, cut at `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _bad(text: str, why: str) -> GolemError:
-    return GolemError(Code.INVALID_AGENT_ID, f"invalid agent ID {_excerpt(text)}: {why}")
+    return GolemError(Code.INVALID_AGENT_ID, f"invalid agent ID {excerpt(text)}: {why}")
 
 
 def parse_agent_id(text: str) -> AgentId:
@@ -67,14 +68,14 @@ def parse_agent_id(text: str) -> AgentId:
     env = DEFAULT_ENV
     if head.count("/") > 1:
         prefix = head.rpartition("/")[0]
-        raise _bad(text, f"{_excerpt(prefix, 80)} is not an environment (APP/ENV/ as in Golem?); {_SHAPE}")
+        raise _bad(text, f"{excerpt(prefix, 80)} is not an environment (APP/ENV/ as in Golem?); {_SHAPE}")
     if "/" in head:
         env, _, head = head.partition("/")
         if not _ENV_RE.match(env):
-            raise _bad(text, f"environment {_excerpt(env, 80)} must match [A-Za-z0-9_-]+; {_SHAPE}")
+            raise _bad(text, f"environment {excerpt(env, 80)} must match [A-Za-z0-9_-]+; {_SHAPE}")
     type_name = head.strip()
     if not _TYPE_RE.match(type_name):
-        raise _bad(text, f"type name {_excerpt(type_name, 80)} is not a Python identifier "
+        raise _bad(text, f"type name {excerpt(type_name, 80)} is not a Python identifier "
                          f"(the agent's class name); {_SHAPE}")
     if not body.endswith(")"):
         raise _bad(text, "missing closing ')'")

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from golemd.model.agent_id import parse_agent_id
+from golemd.model.agent_id import excerpt, parse_agent_id
 from golemd.model.errors import Code, GolemError
 from golemd.model.states import AgentStatus
 
@@ -106,7 +106,7 @@ class Filter:
 def parse_filter(text: str, what: str = "filter", code: Code = Code.BAD_REQUEST) -> Filter:
     """A filter from its text, `PROP OP VALUE`; GolemError(code) naming it
     (as `what TEXT: why`) and what is wrong."""
-    shown = _shown(text)
+    shown = excerpt(text)
 
     def fail(why: str) -> GolemError:
         return GolemError(code, f"{what} {shown}: {why}")
@@ -129,7 +129,7 @@ def make_filter(prop: str, op: str, value: object, what: str = "filter",
     VALUE a string (read as in the text form) or, for `created_at` and
     `pending`, a number."""
     text = f"{prop} {op} {value!r}" if isinstance(value, str) else f"{prop} {op} {value}"
-    shown = _shown(text)
+    shown = excerpt(text)
 
     def fail(why: str) -> GolemError:
         return GolemError(code, f"{what} {shown}: {why}")
@@ -175,10 +175,6 @@ def parse_filters(items: object, what: str = "filter", code: Code = Code.BAD_REQ
 Fail = Callable[[str], GolemError]
 
 
-def _shown(text: str, limit: int = 200) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def kind_of(prop: str) -> str:
     """The kind of a property's values: PROPS's, or text for `env.NAME`."""
     return PROPS.get(prop, TEXT)
@@ -191,15 +187,15 @@ def _property(name: str, fail: Fail) -> str:
     if name.startswith("env.") and len(name) > 4:
         return name  # the agent's environment variable (agent new --env)
     known = ", ".join(PROPS)
-    raise fail(f"unknown property {_shown(name, 80)} (properties: {known}, env.NAME)")
+    raise fail(f"unknown property {excerpt(name, 80)} (properties: {known}, env.NAME)")
 
 
 def _operator(word: str, prop: str, fail: Fail) -> str:
     op = _OPERATORS.get(word.lower())
     if op is None:
-        raise fail(f"{_shown(word, 80)} is not an operator ({_SHOWN_OPERATORS})")
+        raise fail(f"{excerpt(word, 80)} is not an operator ({_SHOWN_OPERATORS})")
     if op in TEXT_OPERATORS and kind_of(prop) != TEXT:
-        raise fail(f"{_shown(word, 80)} applies to name, type and env, not to {prop}")
+        raise fail(f"{excerpt(word, 80)} applies to name, type and env, not to {prop}")
     return op
 
 
@@ -209,11 +205,11 @@ def _value(prop: str, op: str, text: str, fail: Fail) -> str | float:
         status = _BY_LOWER.get(text.lower())
         if status is None:
             names = ", ".join(s.value for s in STATUS_ORDER)
-            raise fail(f"{_shown(text, 80)} is not an agent status ({names})")
+            raise fail(f"{excerpt(text, 80)} is not an agent status ({names})")
         return _RANK[status]
     if kind == COUNT:
         if not text.isascii() or not text.isdigit():
-            raise fail(f"pending is a count of invocations: {_shown(text, 80)} is not a whole number")
+            raise fail(f"pending is a count of invocations: {excerpt(text, 80)} is not a whole number")
         return int(text)
     if kind == TIME:
         return _time(text, fail)
@@ -234,14 +230,14 @@ def _time(text: str, fail: Fail) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise fail(f"{_shown(text, 80)} is neither Unix seconds nor an ISO-8601 time "
+        raise fail(f"{excerpt(text, 80)} is neither Unix seconds nor an ISO-8601 time "
                    "(2025-01-01T00:00:00Z)") from None
     if when.tzinfo is None:
-        raise fail(f"{_shown(text, 80)} has no time zone; add Z or an offset (2025-01-01T00:00:00Z)")
+        raise fail(f"{excerpt(text, 80)} has no time zone; add Z or an offset (2025-01-01T00:00:00Z)")
     try:
         return when.timestamp()
     except (OverflowError, OSError, ValueError):
-        raise fail(f"{_shown(text, 80)} is out of range") from None
+        raise fail(f"{excerpt(text, 80)} is out of range") from None
 
 
 def _number(prop: str, value: float, fail: Fail) -> float:

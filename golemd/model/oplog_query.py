@@ -207,3 +207,10 @@ def texts_of(entry: Mapping[str, Any], field: str | None) -> list[str]:
     if request is not None:
         out.append(_literal(request))
     return out
+
+
+def newest_from(n: int, last: int | None) -> int:
+    """Where the newest `last` of `n` entries start (None: all, 0: none)."""
+    if last is None:
+        return 0
+    return max(n - last, 0) if last else n

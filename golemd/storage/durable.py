@@ -17,7 +17,7 @@ class DurableRows:
 
     db: sqlite3.Connection
 
-    def _exec(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, params: Any = (), many: bool = False) -> sqlite3.Cursor:
         raise NotImplementedError
 
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
@@ -80,6 +80,6 @@ class DurableRows:
             self._exec("DELETE FROM effects WHERE agent_id = ?", (agent_id,))
             self._exec("DELETE FROM promises WHERE agent_id = ?", (agent_id,))
             return
-        for key in keys:
-            self._exec("DELETE FROM effects WHERE agent_id = ? AND key = ?", (agent_id, key))
-            self._exec("DELETE FROM promises WHERE agent_id = ? AND key = ?", (agent_id, key))
+        rows = [(agent_id, key) for key in keys]
+        self._exec("DELETE FROM effects WHERE agent_id = ? AND key = ?", rows, many=True)
+        self._exec("DELETE FROM promises WHERE agent_id = ? AND key = ?", rows, many=True)

@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 
 from golemd.model.effects import derived_key, describe_request, describe_result
+from golemd.model.oplog_query import newest_from
 from golemd.storage.base import OplogEffect, OplogEntry, OplogError
 
 VALUE_MAX_BYTES = 64 * 1024
@@ -175,8 +176,5 @@ def merge(entries: list[dict[str, Any]], last: int | None) -> list[OplogEntry]:
     enqueued, then started, then the rest), indexed 1.. over the whole log;
     `last` as Store.oplog says."""
     entries.sort(key=lambda e: (e["ts"], _ORDER.get(e["kind"], 3)))
-    if last is not None:
-        first = max(len(entries) - last, 0) if last else len(entries)
-    else:
-        first = 0
+    first = newest_from(len(entries), last)
     return [{"index": i, **e} for i, e in enumerate(entries[first:], first + 1)]  # type: ignore[misc]

@@ -73,12 +73,13 @@ class SqliteStore(DurableRows, GroupCommit):
 
     # -- writing ---------------------------------------------------------
 
-    def _exec(self, sql: str, params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, params: Any = (), many: bool = False) -> sqlite3.Cursor:
+        """Run a write in the open transaction (`many`: once per row of `params`)."""
         try:
             if not self._in_txn:
                 self.db.execute("BEGIN")
                 self._in_txn = True
-            return self.db.execute(sql, params)
+            return self.db.executemany(sql, params) if many else self.db.execute(sql, params)
         except sqlite3.Error as exc:
             err = _storage_error(exc)
             if not self.db.in_transaction:
@@ -183,15 +184,19 @@ class SqliteStore(DurableRows, GroupCommit):
         return rows
 
     def forget_invocations(self, agent_id: str, keys: list[str]) -> None:
-        for key in keys:
-            row = self.db.execute("SELECT id FROM invocations WHERE agent_id = ? AND key = ?",
-                                  (agent_id, key)).fetchone()
-            if row is None:
-                continue
-            self._exec("DELETE FROM invocations WHERE id = ?", (row[0],))
-            self._exec("DELETE FROM agent_rows WHERE agent_id = ? AND id = ?", (agent_id, row[0]))
-        if keys:
-            self._delete_durable(agent_id, keys)
+        found = [(row[0], key) for key in keys
+                 for row in self.db.execute("SELECT id FROM invocations WHERE agent_id = ? AND key = ?",
+                                            (agent_id, key))]
+        self._drop_rows(agent_id, found)
+
+    def _drop_rows(self, agent_id: str, rows: list[tuple[int, str]]) -> None:
+        """Delete these (row id, key) invocations of the agent, with their effects and promises."""
+        if not rows:
+            return
+        self._exec("DELETE FROM invocations WHERE id = ?", [(rowid,) for rowid, _key in rows], many=True)
+        self._exec("DELETE FROM agent_rows WHERE agent_id = ? AND id = ?",
+                   [(agent_id, rowid) for rowid, _key in rows], many=True)
+        self._delete_durable(agent_id, [key for _rowid, key in rows])
 
     def event(self, agent_id: str, ts: float, kind: str, key: str | None = None,
               method: str | None = None, detail: str | None = None) -> None:
@@ -226,11 +231,7 @@ class SqliteStore(DurableRows, GroupCommit):
         newest = rows[0][1]  # the keep-th newest finish: events before it (and old) go too
         doomed = [(rowid, key) for rowid, finished_at, status, rn, key in rows
                   if rn > keep and finished_at <= older_than and status in ("completed", "failed", "canceled")]
-        for rowid, _key in doomed:
-            self._exec("DELETE FROM invocations WHERE id = ?", (rowid,))
-            self._exec("DELETE FROM agent_rows WHERE agent_id = ? AND id = ?", (agent_id, rowid))
-        if doomed:
-            self._delete_durable(agent_id, [key for _rowid, key in doomed])
+        self._drop_rows(agent_id, doomed)
         before = self.db.total_changes
         self._exec("DELETE FROM events WHERE agent_id = ? AND ts < ? AND ts < ?",
                    (agent_id, older_than, newest))

@@ -34,9 +34,9 @@ MAX_ITEMS = 1024
 _FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
           0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
 _EXT = frozenset({0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})  # ext 8/16/32, fixext 1-16
-# Sized bodies: format byte -> (bytes of the length, extra bytes after it, what it is).
-_SIZED = {0xD9: (1, 0, "string"), 0xDA: (2, 0, "string"), 0xDB: (4, 0, "string"),
-          0xC4: (1, 0, "binary"), 0xC5: (2, 0, "binary"), 0xC6: (4, 0, "binary")}
+# Sized bodies: format byte -> (bytes of the length, what it is).
+_SIZED = {0xD9: (1, "string"), 0xDA: (2, "string"), 0xDB: (4, "string"),
+          0xC4: (1, "binary"), 0xC5: (2, "binary"), 0xC6: (4, "binary")}
 # Containers: format byte -> (bytes of the count, elements per count, what it is).
 _CONTAINERS = {0xDC: (2, 1, "array"), 0xDD: (4, 1, "array"), 0xDE: (2, 2, "map"), 0xDF: (4, 2, "map")}
 _UINT = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
@@ -103,8 +103,8 @@ class HeaderScan:
                 return GolemError(Code.PROTOCOL_ERROR, f"a message holds a msgpack extension type "
                                   f"(format byte 0x{b:02x}): the protocol uses none")
             elif b in _SIZED:
-                width, extra, kind = _SIZED[b]
-                need += width + extra
+                width, kind = _SIZED[b]
+                need += width
                 if end - i < need:
                     break
                 body = _UINT[width].unpack_from(buf, i + 1)[0]

@@ -65,6 +65,6 @@ async def handle(d: Daemon, req: dict[str, Any], emit: Emit) -> dict[str, Any]:
         return {"entries": d.supervisor.store.oplog(agent.name, last)}
     entries = [e for e in d.supervisor.store.oplog(agent.name, None)
                if e["index"] >= (start or 0) and (query is None or query.matches(e))]
-    if last is not None:
-        entries = entries[len(entries) - last:] if last else []
-    return {"entries": entries}
+    from golemd.model.oplog_query import newest_from
+
+    return {"entries": entries[newest_from(len(entries), last):]}
