@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = str(ROOT / "examples" / "agents.py")
 TEST_AGENTS = str(ROOT / "tests" / "agents" / "testagents.py")
 HOSTILE = str(ROOT / "tests" / "agents" / "hostile.py")
+DURABLE_AGENTS = str(ROOT / "tests" / "agents" / "durableagents.py")
 MARKER_VAR = "GOLEMD_TEST_MARKER"
 MiB = 1 << 20
 

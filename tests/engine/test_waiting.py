@@ -6,7 +6,7 @@ as it treats a running one."""
 
 from __future__ import annotations
 
-from golemd.engine.effects import Spawn, Stop, StopReason
+from golemd.engine.effects import Spawn, Stop, StopReason, Timer
 from golemd.model.errors import Code
 from golemd.model.states import AgentStatus
 from golemd.model.states import InvocationStatus as S
@@ -92,7 +92,7 @@ def test_a_crash_while_waiting_parks_it_after_the_backoff(world: World) -> None:
     inv = world.eng.current
     world.crash()
     assert world.status is AgentStatus.RETRYING
-    world.fire(world.sim.timers and next(iter(world.sim.timers)))
+    world.fire(Timer.RETRY)
     assert world.eng.parked and world.sim.worker is None
     inv.waiting_for = None
     world.eng.wait_ended(inv)

@@ -10,19 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from golemctl.cli import cli
 from tests.helpers import DaemonProc, wait_for
 
 C1 = 'CounterAgent("c1")'
 
 
-@pytest.fixture
-def run(daemon: DaemonProc):  # noqa: ANN201
-    def run(*args: str) -> Any:
-        return CliRunner().invoke(cli, ["--socket", daemon.socket, *args], prog_name="golemctl")
-    return run
 
 
 def test_awaited_result_alone_on_last_line_output_on_stderr(run):

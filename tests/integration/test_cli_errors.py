@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import IO, Any
@@ -28,14 +29,23 @@ def _popen(sock: str, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
 
 
-def _read_until(stream: IO[str], text: str) -> list[str]:
-    """golemctl's stderr, line by line, up to the line holding `text`."""
-    lines = []
-    for line in stream:
+def _read_until(stream: IO[str], text: str, timeout: float = 30.0) -> list[str]:
+    """golemctl's stderr, line by line, up to the line holding `text`; an
+    AssertionError if it has not come within `timeout` seconds."""
+    import select
+
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            raise AssertionError(f"{text!r} did not come within {timeout:g}s; got {lines}")
+        line = stream.readline()
+        if not line:
+            raise AssertionError(f"{text!r} never came; got {lines}")
         lines.append(line)
         if text in line:
             return lines
-    raise AssertionError(f"{text!r} never came; got {lines}")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run golemctl as another user")

@@ -11,9 +11,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import EXAMPLES, TEST_AGENTS, DaemonProc, RawConn, running, wait_for
+from tests.helpers import (
+    DURABLE_AGENTS,
+    EXAMPLES,
+    TEST_AGENTS,
+    DaemonProc,
+    RawConn,
+    running,
+    wait_for,
+)
 
-DURABLE = os.path.join(os.path.dirname(__file__), "..", "agents", "durableagents.py")
+DURABLE = DURABLE_AGENTS
 APPS = (EXAMPLES, TEST_AGENTS, DURABLE)
 SHOP = 'Shop("s")'
 
@@ -137,18 +145,18 @@ def test_a_promise_completed_around_a_restart(d, c, tmp_path, when):
     pid = _promise_of(ledger)
     if when == "before":
         c.ok("invoke", agent='Shop("other")', method="complete", args=[pid, "early"])
-    d.kill9() if when != "after" else d.stop()
+    if when == "after":
+        d.stop()
+    else:
+        d.kill9()
+    d.start()
+    c2 = d.conn()
     if when == "during":
         # completed while its agent waits parked, before anything else happens
-        d.start()
-        c2 = d.conn()
         assert c2.meta(SHOP)["status"] == "Suspended"  # recovered waiting, with no process
         c2.ok("invoke", agent='Shop("other")', method="complete", args=[pid, "during"])
-    else:
-        d.start()
-        c2 = d.conn()
-        if when == "after":
-            c2.ok("invoke", agent='Shop("other")', method="complete", args=[pid, "after"])
+    elif when == "after":
+        c2.ok("invoke", agent='Shop("other")', method="complete", args=[pid, "after"])
     want = {"before": "early", "during": "during", "after": "after"}[when]
     got = c2.ok("invoke", agent=SHOP, method="approval", args=[ledger], idempotency_key=key)
     assert got["result"] == {"value": want, "id": pid}
@@ -174,7 +182,7 @@ def test_a_promise_wait_times_out_durably(c, tmp_path):
 
 def test_a_sleep_survives_a_restart_and_waits_only_for_the_rest(d, c, tmp_path):
     ledger = str(tmp_path / "ledger")
-    key = c.ok("invoke", agent=SHOP, method="nap", args=[2.0, ledger], mode="trigger")["idempotency_key"]
+    key = c.ok("invoke", agent=SHOP, method="nap", args=[5.0, ledger], mode="trigger")["idempotency_key"]
     until = wait_for(lambda: (c.meta(SHOP).get("waiting_for") or {}).get("until"), what="the sleep")
     queued = c.ok("invoke", agent=SHOP, method="orders_made", mode="trigger")["idempotency_key"]
     doomed = c.ok("invoke", agent=SHOP, method="orders_made", args=[], mode="trigger",
@@ -186,7 +194,7 @@ def test_a_sleep_survives_a_restart_and_waits_only_for_the_rest(d, c, tmp_path):
     meta = c2.meta(SHOP)
     assert meta["waiting_for"] == {"until": until}  # the journaled wake-up time, not a new one
     assert meta["pending_invocation_count"] == 1
-    got = c2.ok("invoke", agent=SHOP, method="nap", args=[2.0, ledger], idempotency_key=key)
+    got = c2.ok("invoke", agent=SHOP, method="nap", args=[5.0, ledger], idempotency_key=key)
     assert got["result"] == "after-sleep"
     assert time.time() >= until
     assert lines(ledger) == ["before-sleep", "after-sleep"]

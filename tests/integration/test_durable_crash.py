@@ -11,9 +11,9 @@ import os
 import pytest
 
 from golemd.testing import CrashCase, crash_matrix
-from tests.helpers import EXAMPLES, TEST_AGENTS
+from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS
 
-DURABLE = os.path.join(os.path.dirname(__file__), "..", "agents", "durableagents.py")
+DURABLE = DURABLE_AGENTS
 INV = 'Inventory("main")'
 
 

@@ -8,7 +8,6 @@ One daemon for the module: each test uses agents of its own."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +17,9 @@ from click.testing import CliRunner
 
 from golemctl.cli import cli
 from golemd.model.effects import derived_key
-from tests.helpers import EXAMPLES, TEST_AGENTS, DaemonProc, RawConn, running
+from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc, RawConn, running
 
-DURABLE = os.path.join(os.path.dirname(__file__), "..", "agents", "durableagents.py")
+DURABLE = DURABLE_AGENTS
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from golemctl.cli import cli
-from tests.helpers import EXAMPLES, ROOT, TEST_AGENTS, DaemonProc, RawConn, running, wait_for
+from tests.helpers import (
+    DURABLE_AGENTS,
+    EXAMPLES,
+    ROOT,
+    TEST_AGENTS,
+    DaemonProc,
+    RawConn,
+    running,
+    wait_for,
+)
 
-DURABLE = str(ROOT / "tests" / "agents" / "durableagents.py")
+DURABLE = DURABLE_AGENTS
 GOLEMCTL = [sys.executable, "-m", "golemctl"]
 
 
@@ -33,11 +40,6 @@ def daemon() -> Iterator[DaemonProc]:
         yield d
 
 
-@pytest.fixture
-def run(daemon: DaemonProc):  # noqa: ANN201
-    def run(*args: str) -> Any:
-        return CliRunner().invoke(cli, ["--socket", daemon.socket, *args], prog_name="golemctl")
-    return run
 
 
 def promise_in_ledger(ledger: Path, timeout: float = 20.0) -> str:
