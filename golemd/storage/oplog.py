@@ -26,6 +26,7 @@ INVOCATION_COLS = ("key", "method", "args", "status", "created_at", "started_at"
 """The invocation columns invocation_entries() reads."""
 
 _UNREADABLE = object()
+_RAW = "_raw"  # an invocation entry's packed content until merge() unpacks it
 _ORDER = {"created": 0, "enqueued": 1, "started": 2}
 
 
@@ -78,36 +79,41 @@ def invocation_entries(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     append = out.append
     for inv in rows:
         key, method = inv["key"], inv["method"]
+        # The packed content goes along as it is (_RAW) and is unpacked by
+        # merge() for the entries it keeps only: `oplog --last 10` of a long
+        # history decodes ten entries, not all of them.
         enqueued: dict[str, Any] = {"ts": inv["created_at"], "kind": "enqueued", "idempotency_key": key,
-                                    "method": method}
-        omitted: dict[str, int] = {}
-        call = _sized(inv["args"], "args", omitted)
-        if isinstance(call, (list, tuple)) and len(call) == 2 and isinstance(call[1], (list, tuple)):
-            enqueued["args"] = list(call[1])
+                                    "method": method, _RAW: inv["args"]}
         if inv["schedule_at"] is not None:
             enqueued["schedule_at"] = inv["schedule_at"]
         if inv["timeout"] is not None:
             enqueued["timeout"] = inv["timeout"]
-        if omitted:
-            enqueued["omitted"] = omitted
         append(enqueued)
         if inv["started_at"] is not None:
             append({"ts": inv["started_at"], "kind": "started", "idempotency_key": key, "method": method})
         if inv["finished_at"] is not None:
-            status = inv["status"]
-            final: dict[str, Any] = {"ts": inv["finished_at"], "kind": status, "idempotency_key": key,
-                                     "method": method}
-            omitted = {}
-            outcome = _sized(inv["outcome"], "error" if status == "failed" else "result", omitted)
-            if isinstance(outcome, dict):
-                if "error" in outcome:
-                    final["error"] = _error(outcome["error"])
-                elif "result" in outcome:
-                    final["result"] = outcome["result"]
-            if omitted:
-                final["omitted"] = omitted
-            append(final)
+            append({"ts": inv["finished_at"], "kind": inv["status"], "idempotency_key": key,
+                    "method": method, _RAW: inv["outcome"]})
     return out
+
+
+def _unpack_content(entry: dict[str, Any]) -> None:
+    """Put an invocation entry's content (its _RAW bytes) in its fields."""
+    data = entry.pop(_RAW)
+    omitted: dict[str, int] = {}
+    if entry["kind"] == "enqueued":
+        call = _sized(data, "args", omitted)
+        if isinstance(call, (list, tuple)) and len(call) == 2 and isinstance(call[1], (list, tuple)):
+            entry["args"] = list(call[1])
+    else:
+        outcome = _sized(data, "error" if entry["kind"] == "failed" else "result", omitted)
+        if isinstance(outcome, dict):
+            if "error" in outcome:
+                entry["error"] = _error(outcome["error"])
+            elif "result" in outcome:
+                entry["result"] = outcome["result"]
+    if omitted:
+        entry["omitted"] = omitted
 
 
 def _effect(row: Mapping[str, Any], request: Any, result: Any, omitted: dict[str, int]) -> OplogEffect:
@@ -177,4 +183,8 @@ def merge(entries: list[dict[str, Any]], last: int | None) -> list[OplogEntry]:
     `last` as Store.oplog says."""
     entries.sort(key=lambda e: (e["ts"], _ORDER.get(e["kind"], 3)))
     first = newest_from(len(entries), last)
-    return [{"index": i, **e} for i, e in enumerate(entries[first:], first + 1)]  # type: ignore[misc]
+    kept = entries[first:]
+    for e in kept:
+        if _RAW in e:
+            _unpack_content(e)
+    return [{"index": i, **e} for i, e in enumerate(kept, first + 1)]  # type: ignore[misc]
