@@ -395,9 +395,11 @@ def reload_cmd(s: Settings) -> None:
 
 
 # Registered here, defined beside: `golemctl promise ...` (golemctl.promises).
+from golemctl.dashboard import dashboard_cmd  # noqa: E402 - after `cli` exists
 from golemctl.promises import promise_group  # noqa: E402 - after `cli` exists
 
 cli.add_command(promise_group)
+cli.add_command(dashboard_cmd)
 
 
 def main() -> None:

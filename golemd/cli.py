@@ -13,7 +13,14 @@ import click
 from golemd.config import load_config
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, fmt_name: str = "text") -> None:
+    if fmt_name == "json":
+        from golemd.logjson import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level.upper(), handlers=[handler])
+        return
     # Under systemd, stderr is the journal, which adds its own timestamps.
     journal = bool(os.environ.get("JOURNAL_STREAM"))
     fmt = "%(levelname)s %(name)s: %(message)s" if journal else \
@@ -43,12 +50,19 @@ def _setup_logging(level: str) -> None:
 @click.option("--journal", type=click.Choice(["disk", "memory"]),
               help="memory: keep the store in memory, nothing survives a restart (benchmarks).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="json: one JSON object per line (ts, level, logger, message), for log shippers.")
+@click.option("--http", "http", metavar="ADDR:PORT",
+              help="Serve /metrics and the dashboard here (e.g. 127.0.0.1:7070); off by default.")
+@click.option("--otel-endpoint", metavar="URL",
+              help="Export a trace span per invocation over OTLP/HTTP (needs golemd[otel]).")
 @click.option("--check-config", is_flag=True, help="Validate and print the effective configuration, then exit.")
 def main(socket_: str | None, socket_group: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
          max_live_workers: int | None, idle_timeout: float | None, spin_us: float | None,
          batch_calls: int | None, suspend_after: float | None,
          drain_timeout: float | None,
          max_pending: int | None, synchronous: str | None, journal: str | None, log_level: str | None,
+         log_format: str | None, http: str | None, otel_endpoint: str | None,
          check_config: bool) -> None:
     """Run golemd in the foreground."""
     try:
@@ -58,7 +72,8 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
             "batch_calls": batch_calls, "suspend_after": suspend_after,
             "drain_timeout": drain_timeout, "max_pending": max_pending,
             "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
-            "log_level": log_level.upper() if log_level else None})
+            "log_level": log_level.upper() if log_level else None, "log_format": log_format,
+            "http": http, "otel_endpoint": otel_endpoint})
     except (ValueError, OSError) as exc:
         click.echo(f"golemd: error: configuration: {exc}", err=True)
         sys.exit(2)
@@ -66,7 +81,7 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
         for field in dataclasses.fields(config):
             click.echo(f"{field.name} = {getattr(config, field.name)!r}")
         return
-    _setup_logging(config.log_level)
+    _setup_logging(config.log_level, config.log_format)
     os.umask(0o077)  # the store, its WAL and the agents' logs are ours alone
     from golemd.daemon import Daemon, StartupError
     from golemd.server.listener import SocketPathError

@@ -71,8 +71,17 @@ class Config:
     # agent revert: states up to this many bytes are kept with each completed
     # invocation; revert cannot go back past one that changed a larger state
     revert_snapshot_bytes: int = 4096
+    # HTTP (golemd.http): /metrics and the dashboard; off unless an ADDR:PORT is given
+    http: str | None = None
+    http_allow_remote: bool = False  # binding a non-loopback address needs this
+    http_session_seconds: float = 12 * 3600.0  # a dashboard login lasts this long
+    http_max_connections: int = 64  # more are closed at once
+    http_request_timeout: float = 10.0  # for a request's head, and for its body
+    # traces (the golemd[otel] extra): an OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318
+    otel_endpoint: str | None = None
     # logs
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one object per line, for log shippers
     log_buffer_lines: int = 1000
     log_buffer_bytes: int = 1024 * 1024  # per agent: lines can be 64 KiB each
     agent_log_bytes: int = 1024 * 1024  # per agent file in STATE_DIR/logs, one rotation kept
@@ -93,6 +102,21 @@ class Config:
                      "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
+        if self.log_format not in ("text", "json"):
+            problems.append("log_format must be text or json")
+        if self.http_max_connections < 1:
+            problems.append("http_max_connections must be at least 1")
+        if self.http_session_seconds <= 0 or self.http_request_timeout <= 0:
+            problems.append("http_session_seconds and http_request_timeout must be positive")
+        if self.http is not None:
+            try:
+                host, _port = parse_http_address(self.http)
+            except ValueError as exc:
+                problems.append(str(exc))
+            else:
+                if not self.http_allow_remote and not is_loopback(host):
+                    problems.append(f"http address {self.http!r} is not a loopback address: anyone who can "
+                                    "reach it could try to log in; set http_allow_remote = true to bind it")
         if len(os.fsencode(self.socket)) >= 108:
             problems.append(f"socket path {self.socket!r} is too long for a Unix socket (max 107 bytes)")
         if self.socket_group is not None:
@@ -113,7 +137,27 @@ class Config:
         return os.path.join(self.state_dir, "golemd.db")
 
 
+def parse_http_address(text: str) -> tuple[str, int]:
+    """"127.0.0.1:7070", "[::1]:7070", "localhost:7070" -> (host, port); port 0: any free one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"http must be ADDR:PORT (e.g. 127.0.0.1:7070), got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_OPTIONAL_STR = ("socket", "state_dir", "socket_group", "http", "otel_endpoint")
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
@@ -137,7 +181,7 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
     values.update({k: v for k, v in overrides.items() if v is not None and v != ()})
     defaults = Config()
     for name, value in values.items():
-        want = str if name in ("socket", "state_dir", "socket_group") else type(getattr(defaults, name))
+        want = str if name in _OPTIONAL_STR else type(getattr(defaults, name))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
         elif not isinstance(value, want) or (isinstance(value, bool) and want is not bool):

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
@@ -28,6 +29,10 @@ from golemd.server.connection import Connection
 from golemd.server.listener import bind_unix_socket
 from golemd.storage.base import LoopHooks
 from golemd.storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from golemd.http.metrics import Metrics
+    from golemd.http.server import HttpServer
 
 log = logging.getLogger("golemd")
 
@@ -74,6 +79,8 @@ class Daemon:
         self._owns_socket = False
         self.socket_path = config.socket
         self.retired: list[Template] = []
+        self.http: HttpServer | None = None
+        self.metrics: Metrics | None = None
 
     # -- start-up ----------------------------------------------------------
 
@@ -125,7 +132,12 @@ class Daemon:
         def busy() -> bool:
             return Worker.in_flight >= cpus  # every CPU has a worker's call to run
 
-        store.attach(LoopHooks.for_loop(loop, busy=busy, idle_hook=hook_loop(loop, store.idle, busy)))
+        if self.config.http is not None:
+            from golemd.http.metrics import Metrics
+
+            self.metrics = Metrics()
+        store.attach(LoopHooks.for_loop(loop, busy=busy, idle_hook=hook_loop(loop, store.idle, busy),
+                                        commit_timer=self.metrics.commit_timer if self.metrics else None))
         template = Template(list(self.config.apps), owner)
         try:
             types = await template.start()
@@ -134,20 +146,27 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         _tune_gc()  # before recovery: recovered agents stay collectable once deleted
         self.supervisor = Supervisor(self.config, store, template)
+        if self.metrics is not None:
+            self.supervisor.ctx.observer = self.metrics
+            self.metrics.watch(self.supervisor, self._open_connections, lambda: Worker.in_flight)
         template.on_lost = self._template_lost
         # Recovery reads the whole store; give systemd's start timeout room for it.
         systemd.notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=recovering agents from the store")
         count = self.supervisor.recover()
         log.info("loaded %d agent types (%s); recovered %d agents", len(types),
                  ", ".join(sorted(types)) or "none", count)
+        if self.config.http is not None:
+            await self._start_http(template, store)  # before the socket: a failure leaves none behind
         try:
             sock = self._listening_socket()
         except Exception:
+            if self.http is not None:
+                await self.http.stop()
             template.stop()
             store.close()
             raise
         # asyncio would listen(100) again on our socket: a burst of clients needs more.
-        self.server = await loop.create_unix_server(lambda: Connection(self), sock=sock, backlog=1024)
+        self.server = await loop.create_unix_server(self._connection, sock=sock, backlog=1024)
         log.info("golemd %d listening on %s, state in %s", os.getpid(), self.socket_path,
                  self.config.state_dir)
         systemd.notify(f"READY=1\nSTATUS=serving {count} agents\nMAINPID={os.getpid()}")
@@ -156,6 +175,33 @@ class Daemon:
         watchdog.cancel()
         await self.shutdown()
         return 0
+
+    def _connection(self) -> Connection:
+        if self.metrics is not None:
+            self.metrics.socket_connection()
+        return Connection(self)
+
+    def _open_connections(self) -> dict[str, int]:
+        return {"socket": len(self.connections),
+                "http": self.http.open_connections() if self.http is not None else 0}
+
+    async def _start_http(self, template: Template, store: SqliteStore) -> None:
+        from golemd.http.server import HttpServer
+
+        assert self.metrics is not None
+        self.http = HttpServer(self, self.metrics)
+        try:
+            await self.http.start()
+        except OSError as exc:
+            template.stop()
+            store.close()
+            raise StartupError(f"cannot serve HTTP on {self.config.http}: {exc.strerror or exc}") from exc
+
+    def dashboard_login(self) -> dict[str, Any]:
+        if self.http is None:
+            raise GolemError(Code.NOT_ENABLED, "the dashboard is off: start golemd with "
+                             "--http 127.0.0.1:7070 (or http = \"127.0.0.1:7070\" in golemd.toml)")
+        return self.http.login_url()
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval()
@@ -214,6 +260,8 @@ class Daemon:
     async def shutdown(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.http is not None:
+            await self.http.stop()
         sup = self.supervisor
         drain = asyncio.ensure_future(sup.drain(self.config.drain_timeout))
         forced = asyncio.ensure_future(self.force.wait())

@@ -41,6 +41,8 @@ class AgentEngine(AgentRun):
     def worker_spawned(self) -> None:
         """Its process exists; its agent is being built."""
         self.start_failures += 1  # until the agent is built: a death now is a crash loop
+        if self.ctx.observer is not None:
+            self.ctx.observer.worker_started(self.type_name)
 
     def spawn_failed(self, why: str) -> None:
         """No process could be started (the template is gone)."""
@@ -81,6 +83,8 @@ class AgentEngine(AgentRun):
     def worker_exited(self, why: str, protocol_error: bool = False) -> None:
         """Its process is reaped; `why` describes its death."""
         stopped = self._worker_stopped
+        if not stopped and self.ctx.observer is not None:
+            self.ctx.observer.worker_died(self.type_name)
         if stopped and not self._worker_built and self.start_failures:
             self.start_failures -= 1  # we stopped it while it started: no crash loop of its own
         self.worker = W.ABSENT
@@ -207,6 +211,8 @@ class AgentEngine(AgentRun):
             return
         self.retry_count += 1
         self.retrying = True
+        if self.ctx.observer is not None:
+            self.ctx.observer.retried(self.type_name)
         delay = policy.backoff(inv.attempts)
         self.event("retried", inv, f"attempt {inv.attempts + 1} after {delay:g}s: {why}")
         if not self.deleted:

@@ -6,6 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from golemd.engine.observer import Observer
 
 
 def _no_crash(_where: str) -> None:
@@ -42,3 +46,5 @@ class EngineContext:
     # How many queued calls may be sent to a worker behind the one it runs
     # (golemd.engine.running.top_up); 0 sends one call at a time.
     batch: int = 0
+    # Told what happened (metrics, traces: golemd.engine.observer); None: nobody watches.
+    observer: Observer | None = None

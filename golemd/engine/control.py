@@ -75,6 +75,9 @@ def _canceled(eng: AgentEngine, inv: Invocation, err: GolemError | None) -> None
     # Canceled; or the agent was deleted meanwhile, and it will not run either.
     inv.move(S.CANCELED)
     del q.active[inv.key]
+    if eng.ctx.observer is not None:
+        now = eng.ctx.clock()
+        eng.ctx.observer.ended(eng.name, eng.type_name, inv, S.CANCELED.value, now, now)
     resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {inv.key!r} was canceled"))
 
 

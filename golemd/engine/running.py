@@ -227,6 +227,7 @@ class AgentRun(AgentState):
             resolve(waiters, error=err)
             return
         crash_point = self.ctx.crash_point
+        observer = self.ctx.observer
 
         def deliver(failed: GolemError | None) -> None:
             crash_point("finished")
@@ -235,7 +236,10 @@ class AgentRun(AgentState):
                 resolve(waiters, error=failed)
                 if self.out and self.on_effects is not None:
                     self.on_effects()  # the stop it asked for, from outside any driver call
-            elif error is not None:
+                return
+            if observer is not None:
+                observer.ended(self.name, self.type_name, inv, status.value, now, self.ctx.clock())
+            if error is not None:
                 resolve(waiters, error=error)
             else:
                 resolve(waiters, value=result)

@@ -202,10 +202,13 @@ class AgentState:
         self.current = inv
         if self.listened:
             self._tell_positions(inv)
+        first = inv.started_at is None
         # Not journaled: recovery treats a running invocation as pending, and
         # its started_at is written with its outcome.
         inv.started_at = self.last_active_at = self.ctx.clock()
         self._current_sent = False
+        if first and self.ctx.observer is not None:
+            self.ctx.observer.started(self.name, self.type_name, inv)
 
     def _send(self, inv: Invocation) -> None:
         self._current_sent = True

@@ -41,6 +41,7 @@ class Code(StrEnum):
     NONDETERMINISM = "NONDETERMINISM"
     ALREADY_COMPLETED = "ALREADY_COMPLETED"
     AGENT_EXISTS = "AGENT_EXISTS"
+    NOT_ENABLED = "NOT_ENABLED"  # a feature golemd runs without (dashboard: no `http`)
     CPU_LIMIT = "CPU_LIMIT"  # an invocation used more CPU time than its type's cpu_limit  # agent new of an agent that exists with other environment variables
     INTERNAL = "INTERNAL"
     # Only golemctl produces these; they never come from the daemon.

@@ -12,7 +12,7 @@ log = logging.getLogger("golemd.server")
 
 
 MUTATING = frozenset({"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete", "revert",
-                      "promise_complete", "reload", "stop"})
+                      "promise_complete", "reload", "stop", "dashboard"})
 
 
 def peer_credentials(sock: Any) -> tuple[int, int, int] | None:

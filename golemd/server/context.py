@@ -26,6 +26,8 @@ class ServerContext(Protocol):
 
     def request_stop(self) -> None: ...
 
+    def dashboard_login(self) -> dict[str, Any]: ...
+
 
 class OpContext:
     """golemd.wire.ops.context.Daemon over a ServerContext: what the handlers
@@ -56,3 +58,6 @@ class OpContext:
 
     def request_stop(self) -> None:
         self._daemon.request_stop()
+
+    def dashboard_login(self) -> dict[str, Any]:
+        return self._daemon.dashboard_login()

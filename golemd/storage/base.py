@@ -153,13 +153,17 @@ class LoopHooks:
     so on_commit_idle may wait for it."""
     clock_ns: Callable[[], int] = time.perf_counter_ns
     """A monotonic clock in nanoseconds: how long an idle commit has waited."""
+    commit_timer: Callable[[int], None] | None = None
+    """Told how many nanoseconds each commit took (golemd_store_commit_seconds);
+    None: commits are not timed."""
 
     @classmethod
     def for_loop(cls, loop: asyncio.AbstractEventLoop, *, busy: Callable[[], bool] | None = None,
-                 idle_hook: bool = False, clock_ns: Callable[[], int] = time.perf_counter_ns) -> LoopHooks:
+                 idle_hook: bool = False, clock_ns: Callable[[], int] = time.perf_counter_ns,
+                 commit_timer: Callable[[int], None] | None = None) -> LoopHooks:
         """The hooks of an asyncio loop; the one place that reads its private queue."""
         ready: Sized | None = getattr(loop, "_ready", None)
-        return cls(loop.call_soon, loop.call_later, ready, busy, idle_hook, clock_ns)
+        return cls(loop.call_soon, loop.call_later, ready, busy, idle_hook, clock_ns, commit_timer)
 
 
 class Store(Protocol):

@@ -70,6 +70,7 @@ class GroupCommit:
         self._busy: Callable[[], bool] | None = None
         self._idle_hook = False
         self._clock_ns: Callable[[], int] = time.perf_counter_ns
+        self._commit_timer: Callable[[int], None] | None = None
 
     def attach(self, hooks: LoopHooks) -> None:
         """Schedule commits through these hooks from now on (the daemon: its loop)."""
@@ -83,6 +84,7 @@ class GroupCommit:
         self._busy = hooks.busy
         self._idle_hook = hooks.idle_hook
         self._clock_ns = hooks.clock_ns
+        self._commit_timer = hooks.commit_timer
 
     def _follow_running_loop(self) -> None:
         """Unattached: schedule on whichever loop runs now (tests, tools)."""
@@ -229,7 +231,13 @@ class GroupCommit:
                 error = err
         callbacks, self._callbacks = self._callbacks, []
         if self._in_txn:
-            error = self._end_transaction(error)
+            timer = self._commit_timer
+            if timer is None:
+                error = self._end_transaction(error)
+            else:
+                began = self._clock_ns()
+                error = self._end_transaction(error)
+                timer(self._clock_ns() - began)
         tell(callbacks, error)
 
     def commit_now(self) -> None:

@@ -360,6 +360,7 @@ PUBLIC = {
     "new": _AGENT + [("env", _P, None)],
     "revert": _AGENT + [("number_of_invocations", _P, None), ("last_oplog_index", _P, None)],
     "oplog": _AGENT + [("last", _P, None), ("from_index", _P, None), ("query", _P, None)],
+    "dashboard": [],
     "promise_complete": [("promise_id", _P, "-"), ("value", _P, None)],
     "promise_get": [("promise_id", _P, "-")],
     "promise_list": [("agent", _P, None), ("all", _P, False)],

@@ -159,6 +159,9 @@ class FakeDaemon:
     def request_stop(self) -> None:
         self.stops += 1
 
+    def dashboard_login(self) -> dict[str, Any]:
+        return {"url": "http://127.0.0.1:1/login?token=t", "expires_in": 120.0, "loopback": True}
+
 
 def handle(op: str, d: FakeDaemon | None = None, **req: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
@@ -171,11 +174,16 @@ def test_get():
 
 
 @pytest.mark.parametrize("op", sorted(set(HANDLERS) - {"list", "types", "status", "reload", "stop", "new",
-                                                         "promise_complete", "promise_get", "promise_list"}))
+                                                         "promise_complete", "promise_get", "promise_list",
+                                                         "dashboard"}))
 def test_unknown_agent(op):
     with pytest.raises(GolemError) as info:
         handle(op, agent="Nope()", idempotency_key="k")
     assert info.value.code == Code.AGENT_NOT_FOUND
+
+
+def test_dashboard_answers_the_daemons_login():
+    assert handle("dashboard")[0]["url"].startswith("http://127.0.0.1:1/login?token=")
 
 
 def test_new_creates_once():

@@ -50,6 +50,7 @@ FULL: dict[str, dict[str, Any]] = {
     "promise_list": {"agent": 'Shop("s")', "all": True},
     "types": {},
     "status": {},
+    "dashboard": {},
     "reload": {},
     "stop": {},
 }
@@ -86,6 +87,7 @@ CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
                      Call("promise_list", {"agent": 'Shop("s")', "all": True}, "promises", MAPS)),
     "types": ((), {}, Call("types", {}, "types", MAPS)),
     "status": ((), {}, Call("status", {}, None, MAP)),
+    "dashboard": ((), {}, Call("dashboard", {}, None, MAP)),
     "reload": ((), {}, Call("reload", {}, None, MAP)),
     "stop": ((), {}, Call("stop", {}, None, MAP)),
 }
@@ -141,7 +143,7 @@ def test_mutating_ops_are_the_logged_ones():
 
     assert MUTATING == LOGGED_BEFORE
     assert MUTATING == {"invoke", "new", "cancel", "interrupt", "simulate_crash", "resume", "delete", "revert",
-                        "promise_complete", "reload", "stop"}
+                        "promise_complete", "reload", "stop", "dashboard"}
 
 
 # --- each op's definition ---------------------------------------------------------

@@ -56,6 +56,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "promise_list": {},
     "status": {},
     "types": {},
+    "dashboard": {},
     "reload": {},
     "stop": {},
 }

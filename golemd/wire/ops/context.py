@@ -195,5 +195,9 @@ class Daemon(Protocol):
 
     def request_stop(self) -> None: ...
 
+    def dashboard_login(self) -> dict[str, Any]:
+        """A one-time login URL of the HTTP dashboard (GolemError NOT_ENABLED without one)."""
+        ...
+
 
 Handler = Callable[[Daemon, dict[str, Any], Emit], Coroutine[Any, Any, dict[str, Any]]]
