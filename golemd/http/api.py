@@ -73,8 +73,11 @@ async def call_op(daemon: Any, op: str, fields: dict[str, Any]) -> Any:
 
 async def read_json(request: web.Request) -> Any:
     """The request's JSON body, within http_request_timeout."""
-    async with asyncio.timeout(request.app["http"].request_timeout):
-        return await request.json()
+    try:
+        async with asyncio.timeout(request.app["http"].request_timeout):
+            return await request.json()
+    except web.HTTPRequestEntityTooLarge:
+        raise GolemError(Code.TOO_LARGE, f"the body is over {request.client_max_size} bytes") from None
 
 
 async def run_op(request: web.Request) -> web.Response:
