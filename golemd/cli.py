@@ -56,6 +56,10 @@ def _setup_logging(level: str, fmt_name: str = "text") -> None:
               help="Serve /metrics and the dashboard here (e.g. 127.0.0.1:7070); off by default.")
 @click.option("--otel-endpoint", metavar="URL",
               help="Export a trace span per invocation over OTLP/HTTP (needs golemd[otel]).")
+@click.option("--node", metavar="NAME", help="Run as this node of a cluster (needs --store postgresql://...).")
+@click.option("--node-listen", metavar="HOST:PORT", help="Where other nodes reach this one (TCP).")
+@click.option("--cluster-secret-file", metavar="FILE", help="The secret every node of the cluster holds.")
+@click.option("--lease-timeout", type=float, help="Seconds a node keeps its agents without renewing (5).")
 @click.option("--check-config", is_flag=True, help="Validate and print the effective configuration, then exit.")
 def main(socket_: str | None, socket_group: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
          max_live_workers: int | None, idle_timeout: float | None, spin_us: float | None,
@@ -63,7 +67,8 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
          drain_timeout: float | None,
          max_pending: int | None, synchronous: str | None, journal: str | None, log_level: str | None,
          log_format: str | None, http: str | None, otel_endpoint: str | None,
-         check_config: bool) -> None:
+         node: str | None, node_listen: str | None, cluster_secret_file: str | None,
+         lease_timeout: float | None, check_config: bool) -> None:
     """Run golemd in the foreground."""
     try:
         config = load_config(config_file, {
@@ -73,7 +78,8 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
             "drain_timeout": drain_timeout, "max_pending": max_pending,
             "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
             "log_level": log_level.upper() if log_level else None, "log_format": log_format,
-            "http": http, "otel_endpoint": otel_endpoint})
+            "http": http, "otel_endpoint": otel_endpoint, "node": node, "node_listen": node_listen,
+            "cluster_secret_file": cluster_secret_file, "lease_timeout": lease_timeout})
     except (ValueError, OSError) as exc:
         click.echo(f"golemd: error: configuration: {exc}", err=True)
         sys.exit(2)

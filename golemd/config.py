@@ -79,6 +79,12 @@ class Config:
     http_request_timeout: float = 10.0  # for a request's head, and for its body
     # traces (the golemd[otel] extra): an OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318
     otel_endpoint: str | None = None
+    # cluster (DESIGN.md §7; needs store = a PostgreSQL URL): this node's name, the
+    # TCP address other nodes reach it on, the file holding the shared secret
+    node: str | None = None
+    node_listen: str | None = None
+    cluster_secret_file: str | None = None
+    lease_timeout: float = 5.0  # a node that cannot renew its lease this long loses its agents
     # logs
     log_level: str = "INFO"
     log_format: str = "text"  # "json": one object per line, for log shippers
@@ -117,6 +123,11 @@ class Config:
                 if not self.http_allow_remote and not is_loopback(host):
                     problems.append(f"http address {self.http!r} is not a loopback address: anyone who can "
                                     "reach it could try to log in; set http_allow_remote = true to bind it")
+        if self.node is not None:
+            if not (self.node_listen and self.cluster_secret_file):
+                problems.append("a cluster node (node) needs node_listen (HOST:PORT) and cluster_secret_file")
+            if self.lease_timeout < 0.5:
+                problems.append("lease_timeout must be at least 0.5 seconds")
         if len(os.fsencode(self.socket)) >= 108:
             problems.append(f"socket path {self.socket!r} is too long for a Unix socket (max 107 bytes)")
         if self.socket_group is not None:
@@ -157,7 +168,8 @@ def is_loopback(host: str) -> bool:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_OPTIONAL_STR = ("socket", "state_dir", "socket_group", "http", "otel_endpoint")
+_OPTIONAL_STR = ("socket", "state_dir", "socket_group", "http", "otel_endpoint", "node", "node_listen",
+                 "cluster_secret_file")
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> Config:

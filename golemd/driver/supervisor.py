@@ -17,6 +17,7 @@ from golemd.driver import listing
 from golemd.driver.agent import Agent
 from golemd.driver.durable import Durable
 from golemd.driver.limits import memory_limit, oom_message
+from golemd.driver.ownership import Routing, forget
 from golemd.engine.context import EngineContext, Policy
 from golemd.engine.idempotency import KeyMaker, conflict, stored_answer
 from golemd.engine.state import HELD
@@ -36,6 +37,7 @@ log = logging.getLogger("golemd.supervisor")
 
 # Told the answer to an invoke request: (reply fields, None) or (None, error).
 Done = Callable[[dict[str, Any] | None, GolemError | None], None]
+
 
 
 TRIM_DELAY = 0.02  # s: how long the live-worker budget may be exceeded before a trim
@@ -62,6 +64,7 @@ class Supervisor:
         self._keys = KeyMaker()
         self.durable = Durable(self)
         self._trim_timer: asyncio.TimerHandle | None = None
+        self.router: Routing | None = None  # a cluster node's (golemd.cluster.router)
 
     @property
     def template(self) -> Template:
@@ -137,7 +140,11 @@ class Supervisor:
         or enqueue it. `done(reply, None)` or `done(None, error)` is called
         exactly once: now, at the enqueue's commit (a trigger), or with the
         outcome (await). Callbacks rather than a task per request: a warm
-        call is answered in the loop round its worker's reply arrives in."""
+        call is answered in the loop round its worker's reply arrives in.
+        In a cluster the router decides where (golemd.cluster.router)."""
+        (self.router.submit if self.router is not None else self.local_submit)(req, listener, done)
+
+    def local_submit(self, req: dict[str, Any], listener: Listener | None, done: Done) -> None:
         try:
             self._submit(req, listener, done)
         except GolemError as err:
@@ -394,6 +401,20 @@ class Supervisor:
             del self.live[agent.name]
 
     # -- recovery and shutdown ---------------------------------------------
+
+    def adopt(self, agent_id: str) -> None:
+        """A cluster node took this agent: load it from the store (golemd.driver.ownership)."""
+        from golemd.driver.recovery import recover
+
+        recover(self, only=(agent_id,))
+
+    def forget(self, agent_id: str, err: GolemError) -> None:
+        """A cluster node lost this agent: stop it without a write, its callers told `err`."""
+        agent = self.agents.pop(agent_id, None)
+        if agent is not None:
+            self.live.pop(agent_id, None)
+            self.durable.forget_agent(agent)
+            forget(agent, err)
 
     def recover(self) -> int:
         """Rebuild agents and queues from the store. Returns the number of agents."""

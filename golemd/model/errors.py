@@ -41,6 +41,8 @@ class Code(StrEnum):
     NONDETERMINISM = "NONDETERMINISM"
     ALREADY_COMPLETED = "ALREADY_COMPLETED"
     AGENT_EXISTS = "AGENT_EXISTS"
+    NOT_OWNER = "NOT_OWNER"  # cluster: this node no longer owns the agent (nodes retry on its owner)
+    NODE_UNREACHABLE = "NODE_UNREACHABLE"  # cluster: the agent's owner could not be reached in time
     NOT_ENABLED = "NOT_ENABLED"  # a feature golemd runs without (dashboard: no `http`)
     CPU_LIMIT = "CPU_LIMIT"  # an invocation used more CPU time than its type's cpu_limit  # agent new of an agent that exists with other environment variables
     INTERNAL = "INTERNAL"

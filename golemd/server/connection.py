@@ -37,6 +37,8 @@ class Connection(asyncio.Protocol):
     dispatched from data_received, each in its own task, so one connection
     pipelines and replies overtake each other."""
 
+    forwarded = False  # a request from another node of the cluster (golemd.cluster.peer)
+
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
         self.ops = OpContext(daemon)  # what the handlers are given
@@ -212,7 +214,11 @@ class Connection(asyncio.Protocol):
 
         self.invoking += 1
         try:
-            self.daemon.supervisor.submit(req, listener, done)
+            sup = self.daemon.supervisor
+            if self.forwarded and sup.router is not None:
+                sup.router.submit(req, listener, done, forwarded=True)  # served here, not sent on
+            else:
+                sup.submit(req, listener, done)
         except Exception as exc:
             log.exception("invoke failed")
             done(None, GolemError(Code.INTERNAL, f"golemd failed: {exc!r}"))
@@ -227,7 +233,12 @@ class Connection(asyncio.Protocol):
             self.send({"id": rid, "event": event})
 
         try:
-            reply = await HANDLERS[op](self.ops, req, emit)
+            router = self.daemon.supervisor.router
+            if router is None:
+                reply = await HANDLERS[op](self.ops, req, emit)
+            else:  # a cluster node: served by the agent's owner
+                reply = await router.run_op(op, req, emit, lambda: HANDLERS[op](self.ops, req, emit),
+                                            self.forwarded)
             self.send({"id": rid, **reply})
         except GolemError as err:
             self.send(error_reply(rid, err))

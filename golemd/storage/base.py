@@ -166,6 +166,16 @@ class LoopHooks:
         return cls(loop.call_soon, loop.call_later, ready, busy, idle_hook, clock_ns, commit_timer)
 
 
+@dataclass(slots=True)
+class AgentLoad:
+    """Store.load_one's answer."""
+
+    row: dict[str, Any] | None  # its AgentRow; None: no such agent
+    next_seq: int
+    active: list[dict[str, Any]]  # its unfinished invocations, by seq
+    effects: dict[tuple[str, str], list[dict[str, Any]]]  # theirs, by (agent_id, key), by seq
+
+
 class Store(Protocol):
     """Agents, their invocations (queues and stored outcomes), snapshots and events."""
 
@@ -387,6 +397,12 @@ class Store(Protocol):
         """Every agent's unfinished invocations (pending, scheduled, running;
         InvocationRows), each agent's in queue order (by seq); agents with
         none are absent (at recovery)."""
+        ...
+
+    def load_one(self, agent_id: str) -> AgentLoad:
+        """One agent as recovery reads it (a cluster node taking it over):
+        load_agents', next_seqs', load_active's and load_active_effects'
+        answers for this agent alone."""
         ...
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:

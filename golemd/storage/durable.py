@@ -38,9 +38,15 @@ class DurableRows:
                           (agent_id, key))
 
     def load_active_effects(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        return self._active_effects(None)
+
+    def _active_effects(self, agent_id: str | None) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """load_active_effects, of one agent or of all."""
+        one = "AND i.agent_id = ? " if agent_id is not None else ""
         rows = self._rows(f"SELECT {', '.join('e.' + c.strip() for c in _EFFECT_COLS.split(','))} "
                           "FROM invocations i JOIN effects e ON e.agent_id = i.agent_id AND e.key = i.key "
-                          "WHERE i.status IN ('pending', 'running', 'scheduled') ORDER BY e.agent_id, e.key, e.seq")
+                          f"WHERE i.status IN ('pending', 'running', 'scheduled') {one}"
+                          "ORDER BY e.agent_id, e.key, e.seq", (agent_id,) if agent_id is not None else ())
         out: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
             out.setdefault((row["agent_id"], row["key"]), []).append(row)

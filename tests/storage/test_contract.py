@@ -1135,3 +1135,27 @@ def test_a_snapshot_not_kept_says_so_in_the_history(store):
     store.commit_now()
     assert [(r["key"], r["snapshot"], r["snapshot_recorded"]) for r in store.history(A)] == [
         ("big", None, False), ("same", None, True)]
+
+
+# -- one agent's load (a cluster node taking it over) ----------------------------------
+
+
+def test_load_one_is_the_full_load_of_one_agent(store, backend):
+    store.insert_agent(agent_row(A, snapshot=b"\x80s"))
+    store.insert_agent(agent_row(B))
+    for seq, status in [(0, "completed"), (3, "pending"), (1, "running"), (2, "scheduled")]:
+        store.insert_invocation(inv_row(f"k{seq}", seq=seq, status=status))
+    store.insert_invocation(inv_row("b", agent_id=B, seq=7, status="pending"))
+    store.put_effect(A, "k1", 0, "step", msgpack.packb({}), 1.0, result=_value(0), finished_at=1.0)
+    store.put_effect(B, "b", 0, "sleep", msgpack.packb({}), 2.0, until=9.0)
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        one = s.load_one(A)
+        assert one.row is not None and one.row["snapshot"] == b"\x80s"
+        assert one.row == next(r for r in s.load_agents() if r["agent_id"] == A)
+        assert one.next_seq == s.next_seqs()[A] == 4
+        assert [r["key"] for r in one.active] == [r["key"] for r in s.load_active()[A]] == ["k1", "k2", "k3"]
+        assert set(one.effects) == {(A, "k1")}
+        assert one.effects[A, "k1"] == s.load_active_effects()[A, "k1"]
+    none = store.load_one('CounterAgent("nobody")')
+    assert none.row is None and none.next_seq == 0 and none.active == [] and none.effects == {}
