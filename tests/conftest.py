@@ -5,7 +5,31 @@ from typing import Any
 
 import pytest
 
+from golemd.testing_pg import PgCluster
+from tests import pg
 from tests.helpers import DaemonProc, RawConn, running
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """The session's PostgreSQL cluster (tests/pg.py): skipped without PostgreSQL, failed under CI."""
+    yield pg.start()
+    pg.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh, empty database of the session's cluster, dropped after the test."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _daemons_store(request: pytest.FixtureRequest) -> None:
+    """GOLEMD_TEST_STORE=postgresql: the cluster the daemons' databases are made in."""
+    if pg.daemons_on_postgres():
+        request.getfixturevalue("pg_cluster")
 
 
 @pytest.fixture

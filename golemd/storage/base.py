@@ -1,8 +1,8 @@
 """The Store protocol: what the driver, the engine and the daemon may ask of a store.
 
 The docstrings below are the contract. tests/storage/test_contract.py checks
-it against every implementation: today golemd.storage.sqlite.SqliteStore;
-the cluster's PostgreSQL store will run the same suite.
+it against every implementation: golemd.storage.sqlite.SqliteStore and
+golemd.storage.postgres.PostgresStore.
 
 The model. One writer, owned by the event loop. Every write goes into one
 open transaction; nothing written is durable before a commit, and a commit
@@ -126,6 +126,11 @@ class OplogEntry(TypedDict):
     error: NotRequired[OplogError]  # failed: the error it failed with
     effect: NotRequired[OplogEffect]  # effect, effect_done
     omitted: NotRequired[dict[str, int]]  # "args" / "result" / "error" too large to show: packed bytes
+
+
+class StoreUnavailable(Exception):
+    """A store could not be opened: its server unreachable or refusing us, or
+    its database in use by another daemon. The message says which."""
 
 
 class Cancellable(Protocol):

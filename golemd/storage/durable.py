@@ -1,23 +1,33 @@
-"""The SQLite store's rows for durable execution: each invocation's effects
-journal, and the promises invocations create (golemd.storage.base, "durable
-execution"). A part of SqliteStore, kept apart because it is its own table
-pair with its own life: written per effect, read when an invocation runs
-again, dropped with the invocation or its agent."""
+"""A store's rows for durable execution: each invocation's effects journal,
+and the promises invocations create (golemd.storage.base, "durable
+execution"). A part of SqliteStore and PostgresStore, kept apart because it
+is its own table pair with its own life: written per effect, read when an
+invocation runs again, dropped with the invocation or its agent. Its SQL is
+what both dialects read alike (`?` placeholders, which PostgresStore turns
+into its own)."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from golemd.storage.rows import by_invocation
+
 _EFFECT_COLS = "agent_id, key, seq, kind, request, result, started_at, until, finished_at"
+_PUT_EFFECT = (f"INSERT INTO effects({_EFFECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT (agent_id, key, seq) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in ("kind", "request", "result", "started_at", "until",
+                                                          "finished_at")))
 
 
 class DurableRows:
-    """Mixed into SqliteStore, whose _exec and _rows these use."""
+    """Mixed into a store, whose _exec, _changed and _rows these use."""
 
-    db: sqlite3.Connection
+    def _exec(self, sql: str, params: Any = (), many: bool = False) -> object:
+        """A write in the open transaction (`many`: once per row of `params`)."""
+        raise NotImplementedError
 
-    def _exec(self, sql: str, params: Any = (), many: bool = False) -> sqlite3.Cursor:
+    def _changed(self, sql: str, params: Any = ()) -> int:
+        """A write in the open transaction; how many rows it changed."""
         raise NotImplementedError
 
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
@@ -26,8 +36,7 @@ class DurableRows:
     def put_effect(self, agent_id: str, key: str, seq: int, kind: str, request: bytes,
                    started_at: float, until: float | None = None, result: bytes | None = None,
                    finished_at: float | None = None) -> None:
-        self._exec(f"INSERT OR REPLACE INTO effects({_EFFECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (agent_id, key, seq, kind, request, result, started_at, until, finished_at))
+        self._exec(_PUT_EFFECT, (agent_id, key, seq, kind, request, result, started_at, until, finished_at))
 
     def finish_effect(self, agent_id: str, key: str, seq: int, result: bytes, finished_at: float) -> None:
         self._exec("UPDATE effects SET result = ?, finished_at = ? WHERE agent_id = ? AND key = ? AND seq = ?",
@@ -43,27 +52,23 @@ class DurableRows:
     def _active_effects(self, agent_id: str | None) -> dict[tuple[str, str], list[dict[str, Any]]]:
         """load_active_effects, of one agent or of all."""
         one = "AND i.agent_id = ? " if agent_id is not None else ""
-        rows = self._rows(f"SELECT {', '.join('e.' + c.strip() for c in _EFFECT_COLS.split(','))} "
-                          "FROM invocations i JOIN effects e ON e.agent_id = i.agent_id AND e.key = i.key "
-                          f"WHERE i.status IN ('pending', 'running', 'scheduled') {one}"
-                          "ORDER BY e.agent_id, e.key, e.seq", (agent_id,) if agent_id is not None else ())
-        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for row in rows:
-            out.setdefault((row["agent_id"], row["key"]), []).append(row)
-        return out
+        return by_invocation(self._rows(
+            f"SELECT {', '.join('e.' + c.strip() for c in _EFFECT_COLS.split(','))} "
+            "FROM invocations i JOIN effects e ON e.agent_id = i.agent_id AND e.key = i.key "
+            f"WHERE i.status IN ('pending', 'running', 'scheduled') {one}"
+            "ORDER BY e.agent_id, e.key, e.seq", (agent_id,) if agent_id is not None else ()))
 
     def agent_effects(self, agent_id: str) -> list[dict[str, Any]]:
         return self._rows(f"SELECT {_EFFECT_COLS} FROM effects WHERE agent_id = ? ORDER BY started_at, seq",
                           (agent_id,))
 
     def put_promise(self, promise_id: str, agent_id: str, key: str, seq: int, created_at: float) -> None:
-        self._exec("INSERT OR IGNORE INTO promises(id, agent_id, key, seq, created_at) VALUES (?, ?, ?, ?, ?)",
-                   (promise_id, agent_id, key, seq, created_at))
+        self._exec("INSERT INTO promises(id, agent_id, key, seq, created_at) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (id) DO NOTHING", (promise_id, agent_id, key, seq, created_at))
 
     def complete_promise(self, promise_id: str, value: bytes, completed_at: float) -> bool:
-        cur = self._exec("UPDATE promises SET value = ?, completed_at = ? WHERE id = ? AND completed_at IS NULL",
-                         (value, completed_at, promise_id))
-        return cur.rowcount > 0
+        return self._changed("UPDATE promises SET value = ?, completed_at = ? WHERE id = ? AND completed_at IS NULL",
+                             (value, completed_at, promise_id)) > 0
 
     def get_promise(self, promise_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM promises WHERE id = ?", (promise_id,))

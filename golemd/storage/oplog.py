@@ -25,6 +25,9 @@ INVOCATION_COLS = ("key", "method", "args", "status", "created_at", "started_at"
                    "schedule_at", "timeout")
 """The invocation columns invocation_entries() reads."""
 
+EVENT_COLS = "ts, kind, key, method, detail"
+"""The event columns event_entries() reads."""
+
 _UNREADABLE = object()
 _RAW = "_raw"  # an invocation entry's packed content until merge() unpacks it
 _ORDER = {"created": 0, "enqueued": 1, "started": 2}
@@ -188,3 +191,12 @@ def merge(entries: list[dict[str, Any]], last: int | None) -> list[OplogEntry]:
         if _RAW in e:
             _unpack_content(e)
     return [{"index": i, **e} for i, e in enumerate(kept, first + 1)]  # type: ignore[misc]
+
+
+def build(events: Iterable[Mapping[str, Any]], invocations: Iterable[Mapping[str, Any]],
+          effects: Iterable[Mapping[str, Any]], last: int | None) -> list[OplogEntry]:
+    """Store.oplog from an agent's rows: its events (EVENT_COLS, in the order
+    they were written), its invocations (INVOCATION_COLS) and its effects
+    (EffectRow, oldest first)."""
+    entries = event_entries(events) + invocation_entries(invocations) + effect_entries(effects)
+    return merge(entries, last)

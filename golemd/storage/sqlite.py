@@ -21,6 +21,7 @@ from golemd.storage.base import AgentLoad, OplogEntry
 from golemd.storage.base import Store as Store  # the protocol, importable from here too
 from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
+from golemd.storage.rows import by_agent, history_rows, prune_choice
 from golemd.storage.schema import AGENT_COLS, AGENT_ROW_IDS, INV_COLS, migrate
 
 log = logging.getLogger("golemd.store")
@@ -89,6 +90,9 @@ class SqliteStore(DurableRows, GroupCommit):
                 self._rolled_back()
                 self._fail_callbacks(err)
             raise err from exc
+
+    def _changed(self, sql: str, params: Any = ()) -> int:
+        return self._exec(sql, params).rowcount
 
     def _rolled_back(self) -> None:
         self._deferred.clear()
@@ -174,14 +178,11 @@ class SqliteStore(DurableRows, GroupCommit):
                                       rowid))
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
-        rows = self._rows(
+        return history_rows(self._rows(
             "SELECT id, agent_id, key, seq, method, status, created_at, started_at, finished_at, schedule_at, "
             f"timeout, snapshot, snapshot_kept FROM invocations WHERE id IN ({AGENT_ROW_IDS}) AND finished_at IS NOT NULL "
             "AND status IN ('completed', 'failed', 'canceled') ORDER BY finished_at, id",
-            {"agent": agent_id, "upto": self._filed_upto})
-        for r in rows:
-            r["snapshot_recorded"] = bool(r.pop("snapshot_kept"))
-        return rows
+            {"agent": agent_id, "upto": self._filed_upto}))
 
     def forget_invocations(self, agent_id: str, keys: list[str]) -> None:
         found = [(row[0], key) for key in keys
@@ -221,16 +222,14 @@ class SqliteStore(DurableRows, GroupCommit):
         if held <= keep:
             return 0
         # Ranked newest first among the agent's rows that carry a finish time.
-        rows = self.db.execute(
+        ranked = self.db.execute(
             f"SELECT id, finished_at, status, rn, key FROM (SELECT i.id, i.finished_at, i.status, i.key, "
             f"row_number() OVER (ORDER BY i.finished_at DESC, i.id DESC) AS rn FROM invocations i "
             f"WHERE i.id IN ({AGENT_ROW_IDS}) AND i.finished_at IS NOT NULL) WHERE rn >= :first ORDER BY rn",
             {"agent": agent_id, "upto": self._filed_upto, "first": max(keep, 1)}).fetchall()
-        if not rows:
+        if not ranked:
             return 0
-        newest = rows[0][1]  # the keep-th newest finish: events before it (and old) go too
-        doomed = [(rowid, key) for rowid, finished_at, status, rn, key in rows
-                  if rn > keep and finished_at <= older_than and status in ("completed", "failed", "canceled")]
+        newest, doomed = prune_choice(ranked, keep, older_than)
         self._drop_rows(agent_id, doomed)
         before = self.db.total_changes
         self._exec("DELETE FROM events WHERE agent_id = ? AND ts < ? AND ts < ?",
@@ -292,13 +291,8 @@ class SqliteStore(DurableRows, GroupCommit):
     def load_active(self) -> dict[str, list[dict[str, Any]]]:
         """Every agent's unfinished invocations, each agent's in queue order
         (`id` is the row id). One scan of the table, at recovery."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for row in self._rows("SELECT * FROM invocations WHERE status IN ('pending', 'running', 'scheduled') "
-                              "ORDER BY id"):
-            out.setdefault(row["agent_id"], []).append(row)
-        for rows in out.values():
-            rows.sort(key=lambda r: r["seq"])
-        return out
+        return by_agent(self._rows("SELECT * FROM invocations WHERE status IN ('pending', 'running', "
+                                   "'scheduled') ORDER BY id"))
 
     def load_one(self, agent_id: str) -> AgentLoad:
         rows = self._rows("SELECT * FROM agents WHERE agent_id = ?", (agent_id,))
@@ -309,13 +303,11 @@ class SqliteStore(DurableRows, GroupCommit):
                          self._active_effects(agent_id))
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:
-        entries = oplog.event_entries(self._rows(
-            "SELECT ts, kind, key, method, detail FROM events WHERE agent_id = ? ORDER BY id", (agent_id,)))
-        entries += oplog.invocation_entries(self._rows(
-            f"SELECT {', '.join(oplog.INVOCATION_COLS)} FROM invocations WHERE id IN ({AGENT_ROW_IDS})",
-            {"agent": agent_id, "upto": self._filed_upto}))
-        entries += oplog.effect_entries(self.agent_effects(agent_id))
-        return oplog.merge(entries, last)
+        return oplog.build(
+            self._rows(f"SELECT {oplog.EVENT_COLS} FROM events WHERE agent_id = ? ORDER BY id", (agent_id,)),
+            self._rows(f"SELECT {', '.join(oplog.INVOCATION_COLS)} FROM invocations WHERE id IN ({AGENT_ROW_IDS})",
+                       {"agent": agent_id, "upto": self._filed_upto}),
+            self.agent_effects(agent_id), last)
 
     def close(self) -> None:
         if self._in_txn:

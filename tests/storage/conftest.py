@@ -14,7 +14,7 @@ from tests.storage.helpers import BACKENDS, Backend, FakeLoop
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    b = BACKENDS[request.param](tmp_path)
+    b = BACKENDS[request.param](tmp_path, request.getfixturevalue)
     yield b
     b.close()
 

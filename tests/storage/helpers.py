@@ -15,6 +15,9 @@ import msgpack
 from golemd.storage.base import LoopHooks, Store
 from golemd.storage.sqlite import SqliteStore
 
+Fixture = Callable[[str], Any]
+"""A fixture's value by name (pytest's request.getfixturevalue): what a backend needs from the session."""
+
 A = 'CounterAgent("a")'
 B = 'CounterAgent("b")'
 
@@ -53,7 +56,7 @@ def copy_sqlite(path: str, dest: str) -> None:
 
 
 class SqliteBackend:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, fixture: Fixture):
         self.tmp = tmp
         self.path = str(tmp / "golemd.db")
         self._copies: list[SqliteStore] = []
@@ -79,9 +82,63 @@ class SqliteBackend:
             store.close()
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
+def store_lost(reason: str) -> None:
+    """PostgresStore's on_lost in tests: where the daemon would exit, the test fails."""
+    raise AssertionError(f"the store lost its connection: {reason}")
+
+
+class PostgresBackend:
+    """A fresh database of the session's cluster (the pg_cluster fixture);
+    after_crash() a second connection, which sees what was committed only."""
+
+    def __init__(self, tmp: Path, fixture: Fixture):
+        import psycopg
+
+        self.cluster = fixture("pg_cluster")
+        self.url = self.cluster.create_database()
+        self.name = self.url.rsplit("/", 1)[1]
+        self._readers: list[Store] = []
+        self._watch = psycopg.connect(self.url, autocommit=True)
+
+    def open(self) -> Store:
+        from golemd.storage.postgres import PostgresStore
+
+        return PostgresStore(self.url, on_lost=store_lost)
+
+    def after_crash(self) -> Store:
+        from golemd.storage.postgres import PostgresStore
+
+        store = PostgresStore(self.url, exclusive=False, on_lost=store_lost)
+        self._readers.append(store)
+        return store
+
+    def count_commits(self, store: Store) -> Callable[[], int]:
+        """The transactions PostgreSQL committed since now, from its commit log:
+        each that wrote has a transaction id, and pg_xact_status says which
+        committed. Those still open now are counted once they commit. The
+        test cluster runs no autovacuum, so no other transaction takes an id."""
+        xmax, open_now = self._watch.execute(
+            "SELECT pg_snapshot_xmax(s)::text::bigint, ARRAY(SELECT pg_snapshot_xip(s)::text::bigint) "
+            "FROM pg_current_snapshot() s").fetchone()
+
+        def count() -> int:
+            row = self._watch.execute(
+                "SELECT count(*) FROM (SELECT generate_series(%s::bigint, "
+                "pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1) AS x UNION SELECT unnest(%s::bigint[])) t "
+                "WHERE pg_xact_status(x::text::xid8) = 'committed'", (xmax, open_now)).fetchone()
+            return int(row[0])
+        return count
+
+    def close(self) -> None:
+        for store in self._readers:
+            store.close()
+        self._watch.close()
+        self.cluster.drop_database(self.name)
+
+
+BACKENDS: dict[str, Callable[[Path, Fixture], Backend]] = {
     "sqlite": SqliteBackend,
-    # "postgres": PostgresBackend,  (the cluster's store: its own issue)
+    "postgres": PostgresBackend,
 }
 
 

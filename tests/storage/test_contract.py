@@ -1,13 +1,15 @@
 """The Store contract (golemd/storage/base.py), checked against every implementation.
 
-Each test runs once per backend in tests/storage/helpers.py BACKENDS, through
-the `backend` and `store` fixtures (conftest.py), and uses only the Store
-protocol: nothing here knows SQL. To run it against another store (the
-PostgreSQL one): write a class with helpers.Backend's four methods (open a
-store at a fresh location, open one that sees only what was committed, count
-commits, clean up) and add it to BACKENDS under a name; every test here then
-runs for it too. What only SQLite does (schema, migrations, WAL, filing)
-is tested in test_sqlite.py.
+Each test runs once per backend in tests/storage/helpers.py BACKENDS
+(SQLite, and PostgreSQL in a database of the session's cluster: skipped
+without PostgreSQL's server, failed without it under CI), through the
+`backend` and `store` fixtures (conftest.py), and uses only the Store
+protocol: nothing here knows SQL. Another store: write a class with
+helpers.Backend's four methods (open a store at a fresh location, open one
+that sees only what was committed, count commits, clean up) and add it to
+BACKENDS under a name; every test here then runs for it too. What only one
+store does (schema, migrations, WAL, filing; a connection that goes away)
+is tested in test_sqlite.py and test_postgres.py.
 
 Time is stepped, never slept: tests about when a commit runs attach a
 helpers.FakeLoop (call_soon, call_later, the ready queue and the clock by hand).
@@ -193,6 +195,30 @@ def test_next_seqs(store):
         store.insert_invocation(inv_row(f"k{seq}", seq=seq, status=status))
     store.insert_invocation(inv_row("b", agent_id=B, seq=0, status="canceled"))
     assert store.next_seqs() == {A: 5, B: 1}
+
+
+def test_text_of_any_code_point_comes_back_as_it_went_in(store, backend):
+    """Idempotency keys, error messages and details are the clients' and the
+    agents' strings: a NUL, a noncharacter, anything Unicode has."""
+    odd = "k\x00\uffff\uffff0\U0001f600\u00e9 \\0"
+    store.insert_agent(agent_row(last_error="bad\x00 error \uffff"))
+    rowid = store.enqueue_invocation(A, odd, 0, "m", b"\x90", "pending", 1.0, None, None)
+    store.event(A, 2.0, "retried", odd, "m", "detail\x00\uffff")
+    store.put_effect(A, odd, 0, "promise", msgpack.packb({}), 1.5, result=msgpack.packb({"value": "p"}),
+                     finished_at=1.5)
+    store.put_promise("p\x00", A, odd, 0, 1.5)
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        assert s.get_invocation(A, odd)["id"] == rowid and s.get_invocation(A, "k") is None
+        assert s.load_agents()[0]["last_error"] == "bad\x00 error \uffff"
+        assert [(r["key"], r["seq"]) for r in s.load_active()[A]] == [(odd, 0)]
+        retried = [e for e in s.oplog(A, None) if e["kind"] == "retried"]
+        assert [(e["idempotency_key"], e["detail"]) for e in retried] == [(odd, "detail\x00\uffff")]
+        assert [r["key"] for r in s.load_effects(A, odd)] == [odd]
+        assert s.get_promise("p\x00")["key"] == odd and s.get_promise("p") is None
+    store.forget_invocations(A, [odd])
+    store.commit_now()
+    assert store.get_invocation(A, odd) is None and store.get_promise("p\x00") is None
 
 
 def test_saved_snapshot(backend):
