@@ -31,6 +31,7 @@ from golemd.storage.base import LoopHooks
 from golemd.storage.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from golemd.cluster.node import Node
     from golemd.http.metrics import Metrics
     from golemd.http.server import HttpServer
 
@@ -81,6 +82,7 @@ class Daemon:
         self.retired: list[Template] = []
         self.http: HttpServer | None = None
         self.metrics: Metrics | None = None
+        self.node: Node | None = None
 
     # -- start-up ----------------------------------------------------------
 
@@ -152,7 +154,10 @@ class Daemon:
         template.on_lost = self._template_lost
         # Recovery reads the whole store; give systemd's start timeout room for it.
         systemd.notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=recovering agents from the store")
-        count = self.supervisor.recover()
+        if self.config.node is not None:
+            count = await self._join_cluster(template, store)  # agents come as the node takes them
+        else:
+            count = self.supervisor.recover()
         log.info("loaded %d agent types (%s); recovered %d agents", len(types),
                  ", ".join(sorted(types)) or "none", count)
         if self.config.http is not None:
@@ -196,6 +201,17 @@ class Daemon:
             template.stop()
             store.close()
             raise StartupError(f"cannot serve HTTP on {self.config.http}: {exc.strerror or exc}") from exc
+
+    async def _join_cluster(self, template: Template, store: Any) -> int:
+        from golemd.cluster.join import join
+
+        try:
+            self.node = await join(self, store)
+        except Exception as exc:
+            template.stop()
+            store.close()
+            raise StartupError(f"cannot join the cluster as node {self.config.node}: {exc}") from exc
+        return 0
 
     def dashboard_login(self) -> dict[str, Any]:
         if self.http is None:
@@ -277,6 +293,8 @@ class Daemon:
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         sup.store.commit_now()
+        if self.node is not None:
+            await self.node.stop()  # its leases end now: other nodes take its agents at once
         sup.store.close()
         sup.template.stop()
         for old in self.retired:

@@ -33,13 +33,20 @@ CREATE TABLE IF NOT EXISTS cluster_leases (
     acquired_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS cluster_leases_node ON cluster_leases (node, node_epoch);
+CREATE OR REPLACE FUNCTION golemd_fence(n text, e bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM cluster_nodes WHERE name = n AND epoch = e AND expires_at > clock_timestamp() FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node % no longer holds its leases under epoch %', n, e USING ERRCODE = 'GD001';
+    END IF;
+END $$;
 """
 
-# The check every commit of a node's store makes, in its own transaction:
-# the node's row must still carry its epoch and not have expired. FOR SHARE:
-# a node declaring it dead (mark_dead's UPDATE) waits for this commit.
-FENCE = ("SELECT 1 FROM cluster_nodes WHERE name = %s AND epoch = %s "
-         "AND expires_at > clock_timestamp() FOR SHARE")
+# golemd_fence(name, epoch) is the check every commit of a node's store
+# makes, in its own transaction, sent with its COMMIT: the node's row must
+# still carry its epoch and not have expired, else it raises (SQLSTATE
+# GD001) and the transaction is rolled back. FOR SHARE: a node declaring it
+# dead (mark_dead's UPDATE) waits for that commit to end.
 
 # A lease row is current while its node's epoch is the one it was taken
 # under. Expiry alone does not free it: the node must be declared dead
@@ -112,7 +119,7 @@ class ClusterDB:
     def mark_dead(self, node: str, epoch: int) -> bool:
         """Declare `node` dead if it has expired under `epoch`: its epoch is
         bumped, so it can commit nothing more (this waits for a commit of it
-        in flight: FENCE's row lock). True if this call did it."""
+        in flight: golemd_fence's row lock). True if this call did it."""
         row = self._one("UPDATE cluster_nodes SET epoch = epoch + 1 WHERE name = %s AND epoch = %s "
                         "AND expires_at <= clock_timestamp() RETURNING 1", (node, epoch))
         return row is not None

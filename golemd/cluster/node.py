@@ -223,3 +223,4 @@ class Node:
 
 def not_owner(agent_id: str, node: str) -> GolemError:
     return GolemError(Code.NOT_OWNER, f"node {node} does not own {agent_id} any more; ask again")
+

@@ -93,6 +93,14 @@ def storage_error(exc: psycopg.Error) -> GolemError:
     return GolemError(Code.INTERNAL, f"the journal failed: {exc}")
 
 
+FENCED = "GD001"  # golemd_fence's SQLSTATE (golemd.cluster.db)
+
+
+def fenced(exc: psycopg.Error) -> GolemError:
+    return GolemError(Code.NOT_OWNER, f"this node's leases are gone (another node declared it dead); "
+                      f"nothing of this commit was written: {exc.diag.message_primary}")
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for logs and messages."""
     try:

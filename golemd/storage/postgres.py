@@ -29,10 +29,10 @@ import psycopg
 from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
-from golemd.storage.base import OplogEntry, Store
+from golemd.storage.base import AgentLoad, OplogEntry, Store
 from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
-from golemd.storage.pgconn import Link, Lost, storage_error
+from golemd.storage.pgconn import FENCED, Link, Lost, fenced, storage_error
 from golemd.storage.pgschema import migrate
 from golemd.storage.rows import by_agent, history_rows, prune_choice
 from golemd.storage.schema import AGENT_COLS, INV_COLS
@@ -107,6 +107,8 @@ class PostgresStore(DurableRows, GroupCommit):
             raise
         self.on_lost = on_lost
         self._ids: list[int] = []
+        # A cluster node's (name, epoch): every commit checks that it still holds its leases.
+        self.fence: tuple[str, int] | None = None
         self._statements: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
     # -- the statements: every write, every read ----------------------------
@@ -249,12 +251,15 @@ class PostgresStore(DurableRows, GroupCommit):
             error = GolemError(Code.STORAGE_FULL, "the journal cannot be written: disk full (GOLEMD_FAIL_COMMIT)")
         if error is None:
             try:
+                if self.fence is not None:
+                    # in the same transaction, sent with its COMMIT (golemd.cluster.db)
+                    self.link.queue("SELECT golemd_fence(%s, %s)", self.fence, False)
                 self.link.commit()
             except Lost as exc:
                 self.on_lost(str(exc))
                 error = GolemError(Code.INTERNAL, f"the journal failed: {exc}")
             except psycopg.Error as exc:
-                error = storage_error(exc)
+                error = fenced(exc) if exc.sqlstate == FENCED else storage_error(exc)
         if error is not None:
             log.error("commit failed, rolling back: %s", error)
             self.link.rollback()
@@ -278,6 +283,14 @@ class PostgresStore(DurableRows, GroupCommit):
     def next_seqs(self) -> dict[str, int]:
         return {r["agent_id"]: r["top"] + 1
                 for r in self._rows("SELECT agent_id, max(seq) AS top FROM invocations GROUP BY agent_id")}
+
+    def load_one(self, agent_id: str) -> AgentLoad:
+        rows = self._rows("SELECT * FROM agents WHERE agent_id = %s", (agent_id,))
+        top = self._rows("SELECT max(seq) AS top FROM invocations WHERE agent_id = %s", (agent_id,))[0]["top"]
+        active = self._rows(f"SELECT * FROM invocations WHERE agent_id = %s AND {_ACTIVE} ORDER BY seq",
+                            (agent_id,))
+        return AgentLoad(rows[0] if rows else None, 0 if top is None else top + 1, active,
+                         self._active_effects(agent_id))
 
     def load_active(self) -> dict[str, list[dict[str, Any]]]:
         return by_agent(self._rows(f"SELECT * FROM invocations WHERE {_ACTIVE} ORDER BY id"))
