@@ -45,6 +45,9 @@ def _setup_logging(level: str, fmt_name: str = "text") -> None:
               help="Seconds an invocation waits (call, promise, sleep) before its process is stopped.")
 @click.option("--drain-timeout", type=float, help="Seconds running invocations get at shutdown.")
 @click.option("--max-pending", type=int, help="Pending invocations per agent before QUEUE_FULL.")
+@click.option("--store", metavar="URL",
+              help="Keep the journal in PostgreSQL (a postgresql:// URL) rather than in golemd.db in the "
+                   "state directory (SQLite, the default).")
 @click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
               help="SQLite durability: NORMAL survives a daemon crash, FULL also power loss.")
 @click.option("--journal", type=click.Choice(["disk", "memory"]),
@@ -65,7 +68,8 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
          max_live_workers: int | None, idle_timeout: float | None, spin_us: float | None,
          batch_calls: int | None, suspend_after: float | None,
          drain_timeout: float | None,
-         max_pending: int | None, synchronous: str | None, journal: str | None, log_level: str | None,
+         max_pending: int | None, store: str | None, synchronous: str | None, journal: str | None,
+         log_level: str | None,
          log_format: str | None, http: str | None, otel_endpoint: str | None,
          node: str | None, node_listen: str | None, cluster_secret_file: str | None,
          lease_timeout: float | None, check_config: bool) -> None:
@@ -75,7 +79,7 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
             "socket": socket_, "socket_group": socket_group, "state_dir": state_dir, "apps": apps,
             "max_live_workers": max_live_workers, "idle_timeout": idle_timeout, "spin_us": spin_us,
             "batch_calls": batch_calls, "suspend_after": suspend_after,
-            "drain_timeout": drain_timeout, "max_pending": max_pending,
+            "drain_timeout": drain_timeout, "max_pending": max_pending, "store": store,
             "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
             "log_level": log_level.upper() if log_level else None, "log_format": log_format,
             "http": http, "otel_endpoint": otel_endpoint, "node": node, "node_listen": node_listen,

@@ -27,8 +27,8 @@ from golemd.perf.spin import hook_loop
 from golemd.server.access import Access
 from golemd.server.connection import Connection
 from golemd.server.listener import bind_unix_socket
-from golemd.storage.base import LoopHooks
-from golemd.storage.sqlite import SqliteStore
+from golemd.storage.base import LoopHooks, Store
+from golemd.storage.open import open_store
 
 if TYPE_CHECKING:
     from golemd.cluster.node import Node
@@ -128,7 +128,7 @@ class Daemon:
         swept = sweep_orphans(owner)
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
-        store = SqliteStore(self.config.db_path, self.config.synchronous)
+        store = open_store(self.config)
         cpus = len(os.sched_getaffinity(0))
 
         def busy() -> bool:
@@ -190,7 +190,7 @@ class Daemon:
         return {"socket": len(self.connections),
                 "http": self.http.open_connections() if self.http is not None else 0}
 
-    async def _start_http(self, template: Template, store: SqliteStore) -> None:
+    async def _start_http(self, template: Template, store: Store) -> None:
         from golemd.http.server import HttpServer
 
         assert self.metrics is not None

@@ -54,6 +54,9 @@ END $$;
 _CURRENT = "EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.name = l.node AND n.epoch = l.node_epoch)"
 
 
+_SCHEMA_LOCK = 0x676F6C656D01
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     node: str
@@ -68,8 +71,10 @@ class ClusterDB:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        self.conn = psycopg.connect(url, autocommit=True)
-        self.conn.execute(SCHEMA)
+        self.conn = psycopg.connect(url, autocommit=True, application_name="golemd-cluster")
+        with self.conn.transaction():  # nodes starting together must not race on CREATE
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            self.conn.execute(SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
@@ -149,11 +154,12 @@ class ClusterDB:
         return [(r[0], int(r[1])) for r in rows]
 
     def orphans(self, limit: int = 1000) -> list[str]:
-        """Agents with unfinished invocations whose lease is not live: they
-        must run somewhere. (Idle ones wait until someone asks for them.)"""
+        """Agents whose lease is not current (their node died or left): those
+        with unfinished invocations first, which must run somewhere; idle
+        ones too, so that every agent has a node that lists it."""
         rows = self.conn.execute(
             f"SELECT l.agent_id FROM cluster_leases l WHERE (l.node IS NULL OR NOT {_CURRENT}) "
-            "AND EXISTS (SELECT 1 FROM invocations i WHERE i.agent_id = l.agent_id "
+            "ORDER BY NOT EXISTS (SELECT 1 FROM invocations i WHERE i.agent_id = l.agent_id "
             "AND i.status IN ('pending', 'scheduled', 'running')) LIMIT %s", (limit,)).fetchall()
         return [r[0] for r in rows]
 

@@ -173,6 +173,10 @@ class Node:
                 if not may_forward:
                     raise not_owner(agent_id, self.name)
                 return owner
+            if owner is not None and owner.current and owner.node == self.name and owner.epoch == self.epoch:
+                self.supervisor.adopt(agent_id)  # ours, but not loaded (a load that failed)
+                self.owned[agent_id] = owner.token
+                return None
             if owner is not None and owner.current and not owner.alive and owner.node != self.name:
                 await self.call(self.db.mark_dead, owner.node, owner.epoch)
             if await self.take(agent_id):

@@ -406,7 +406,8 @@ class Supervisor:
         """A cluster node took this agent: load it from the store (golemd.driver.ownership)."""
         from golemd.driver.recovery import recover
 
-        recover(self, only=(agent_id,))
+        if agent_id not in self.agents:
+            recover(self, only=(agent_id,))
 
     def forget(self, agent_id: str, err: GolemError) -> None:
         """A cluster node lost this agent: stop it without a write, its callers told `err`."""
