@@ -362,9 +362,24 @@ def status(st: dict[str, Any]) -> str:
             ("live workers", _opt(st.get("live_workers"))),
             ("calls in flight", _opt(st.get("calls_in_flight")))]
     known = {"version", "pid", "uptime", "socket", "state_dir", "agents", "agents_by_status",
-             "live_workers", "calls_in_flight"}
+             "live_workers", "calls_in_flight", "cluster"}
     rows += [(k, _opt(v)) for k, v in st.items() if k not in known]
-    return key_values(rows)
+    text = key_values(rows)
+    cluster = st.get("cluster")
+    if isinstance(cluster, dict):
+        text += "\n" + cluster_status(cluster)
+    return text
+
+
+def cluster_status(cl: dict[str, Any]) -> str:
+    """`daemon status` of a cluster node: this node, then every node's health."""
+    head = key_values([("node", f"{cl.get('node')} (epoch {cl.get('epoch')}), owns {cl.get('owned')} agents, "
+                                f"lease renewed {duration(cl.get('since_renewal'))} ago, "
+                                f"lease_timeout {duration(cl.get('lease_timeout'))}")])
+    rows = ([n.get("node", "?"), _opt(n.get("address")), "alive" if n.get("alive") else "DEAD",
+             f"{n['lease_left']:.1f} s" if isinstance(n.get("lease_left"), (int, float)) else "-",
+             _opt(n.get("agents")), _opt(n.get("epoch"))] for n in cl.get("nodes") or [])
+    return head + "\n" + table(["NODE", "ADDRESS", "HEALTH", "LEASE LEFT", "AGENTS", "EPOCH"], rows)
 
 
 def output_line(event: dict[str, Any]) -> str:

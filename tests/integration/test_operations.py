@@ -252,6 +252,22 @@ def test_units_verify_and_score(tmp_path: Path):
     assert r.returncode == 0, r.stdout[-2000:]
 
 
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_the_cluster_node_drop_in_verifies(tmp_path: Path):
+    units = tmp_path / "units"
+    (units / "golemd.service.d").mkdir(parents=True)
+    for name in ("golemd.service", "golemd.socket"):
+        shutil.copy(ROOT / "systemd" / name, units / name)
+    shutil.copy(ROOT / "systemd" / "golemd.service.d" / "cluster.conf", units / "golemd.service.d" / "cluster.conf")
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"}
+    r = subprocess.run(["systemd-analyze", "verify", "golemd.service"], cwd=units, capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    # the secret reaches golemd as a credential: a copy it may read, the original root's
+    assert "--cluster-secret-file ${CREDENTIALS_DIRECTORY}/cluster-secret" in (units / "golemd.service.d" /
+                                                                               "cluster.conf").read_text()
+
+
 @pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="systemd-socket-activate not installed")
 def test_socket_activation(tmp_path: Path):
     base = DaemonProc().base
