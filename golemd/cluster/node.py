@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("golemd.cluster")
 T = TypeVar("T")
+MAX_KNOWN_OWNERS = 100_000
 
 
 def read_secret(path: str) -> bytes:
@@ -66,6 +67,7 @@ class Node:
         self.owned: dict[str, int] = {}  # agent ID -> fencing token
         self._peers: dict[str, PeerClient] = {}
         self._claiming: dict[str, asyncio.Future[None]] = {}
+        self._owners: dict[str, Owner] = {}  # agents owned elsewhere, as last seen
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="golemd-cluster")
         self.db: ClusterDB | None = None
         self._server: asyncio.Server | None = None
@@ -163,8 +165,12 @@ class Node:
     # -- owners ---------------------------------------------------------------------------
 
     async def resolve(self, agent_id: str, may_forward: bool = True, create: bool = True) -> Owner | None:
-        """None: serve it here (taken and loaded now if nobody owned it); else its live owner."""
+        """None: serve it here (taken and loaded now if nobody owned it); else its live owner.
+        Owners elsewhere are remembered until a request to one fails (forget_owner)."""
         assert self.db is not None
+        known = self._owners.get(agent_id)
+        if known is not None and may_forward:
+            return known
         for _ in range(20):
             if agent_id in self.owned:
                 return None
@@ -172,6 +178,9 @@ class Node:
             if owner is not None and owner.alive and owner.node != self.name:
                 if not may_forward:
                     raise not_owner(agent_id, self.name)
+                if len(self._owners) >= MAX_KNOWN_OWNERS:
+                    self._owners.clear()
+                self._owners[agent_id] = owner
                 return owner
             if owner is not None and owner.current and owner.node == self.name and owner.epoch == self.epoch:
                 self.supervisor.adopt(agent_id)  # ours, but not loaded (a load that failed)
@@ -183,6 +192,10 @@ class Node:
                 return None
             await asyncio.sleep(0.01)
         raise GolemError(Code.NODE_UNREACHABLE, f"no node could take {agent_id}")
+
+    def forget_owner(self, agent_id: str) -> None:
+        """A request to its remembered owner failed: look it up again next time."""
+        self._owners.pop(agent_id, None)
 
     async def take(self, agent_id: str) -> bool:
         """Own `agent_id` and load it from the store; False if another node got it."""

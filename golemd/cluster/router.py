@@ -93,11 +93,13 @@ class Router:
                 reply = await self.node.peer(owner.node, owner.address).request(
                     {"op": "invoke", **req}, listener)
             except (PeerLost, OSError, TimeoutError) as exc:
+                self.node.forget_owner(agent_id)
                 last = f"node {owner.node} at {owner.address}: {exc}"
                 await asyncio.sleep(self.node.lease_timeout / 5)
                 continue
             err = reply.get("error")
             if err is not None and err.get("code") in RETRIABLE:
+                self.node.forget_owner(agent_id)
                 last = f"node {owner.node}: {err.get('message')}"
                 await asyncio.sleep(0.05)
                 continue
@@ -150,6 +152,7 @@ class Router:
             try:
                 reply = await node.peer(owner.node, owner.address).request({"op": op, **req}, emit)
             except (PeerLost, OSError, TimeoutError) as exc:
+                node.forget_owner(agent_id)
                 if loop.time() > deadline:
                     raise GolemError(Code.NODE_UNREACHABLE, f"{agent_id}'s owner, node {owner.node}, "
                                      f"could not be reached: {exc}") from None
@@ -160,6 +163,7 @@ class Router:
             if err is None:
                 return reply
             if err.get("code") in RETRIABLE and loop.time() < deadline:
+                node.forget_owner(agent_id)
                 await asyncio.sleep(0.05)
                 continue
             raise GolemError.from_wire(err)
