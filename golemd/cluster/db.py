@@ -69,12 +69,24 @@ class Owner:
 
 class ClusterDB:
     def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.conn = psycopg.connect(url, autocommit=True, application_name="golemd-cluster")
+        self.url = url
+        self.conn = self._connect()
         with self.conn.transaction():  # nodes starting together must not race on CREATE
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             self.conn.execute(SCHEMA)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, application_name="golemd-cluster", connect_timeout=5)
+
+    def reconnect(self) -> None:
+        """After PostgreSQL restarted: a new connection (these statements are
+        each their own transaction, so nothing was half done)."""
+        try:
+            self.conn.close()
+        finally:
+            self.conn = self._connect()
 
     def close(self) -> None:
         self.conn.close()

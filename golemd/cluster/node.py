@@ -80,7 +80,19 @@ class Node:
         return self.daemon.supervisor
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self._retried, fn, args)
+
+    def _retried(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """On the database thread: once more on a new connection if PostgreSQL went away."""
+        import psycopg
+
+        try:
+            return fn(*args)
+        except psycopg.OperationalError:
+            if self.db is None or not self.db.conn.closed and not self.db.conn.broken:
+                raise
+            self.db.reconnect()
+            return fn(*args)
 
     # -- life ---------------------------------------------------------------------------
 

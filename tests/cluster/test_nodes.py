@@ -135,3 +135,28 @@ def test_a_node_paused_past_its_lease_cannot_write_again(cluster: Cluster) -> No
     assert a2.meta('Journal("p")')["node"] != "n0"
     a2.close()
     b.close()
+
+
+def test_postgresql_restarting_under_idle_nodes(cluster: Cluster, pg) -> None:
+    c = cluster.conn(1)
+    assert c.ok("invoke", agent='CounterAgent("r")', method="increment")["result"] == 1
+    c.close()
+    pg.restart()
+    restarted = time.monotonic()
+
+    def renewed_since(i: int) -> bool:
+        conn = cluster.conn(i)
+        try:
+            r = conn.call("status")
+            return "cluster" in r and r["cluster"]["since_renewal"] < time.monotonic() - restarted
+        finally:
+            conn.close()
+
+    # the nodes' renewals reconnect; none loses its agents or its place
+    wait_for(lambda: all(renewed_since(i) for i in range(3)), 20, what="every node to renew after the restart")
+    for i in range(3):
+        conn = cluster.conn(i)
+        assert conn.ok("invoke", agent='CounterAgent("r")', method="increment")["result"] == i + 2
+        conn.close()
+    assert all(d.proc is not None and d.proc.poll() is None for d in cluster.nodes), cluster.logs()
+    assert "dropping" not in cluster.nodes[1].log()
