@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from golemd.cluster.db import ClusterDB, Owner
+from golemd.cluster.notify import PromiseListener, recheck_waiters, wake_waiters
 from golemd.cluster.peer import PeerClient, PeerConnection
 from golemd.model.errors import Code, GolemError
 
@@ -74,6 +75,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self.last_renewal = 0.0
         self.on_epoch: Callable[[int], None] | None = None  # the store's fence follows it
+        self._listener: PromiseListener | None = None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -103,6 +105,10 @@ class Node:
         self._server = await loop.create_server(lambda: PeerConnection(self.daemon, self.name, self.secret),
                                                 host.strip("[]"), int(port), reuse_address=True)
         await self._register()
+        sup = self.supervisor
+        self._listener = PromiseListener(self.url, loop, lambda pid: wake_waiters(sup.durable, sup.store, pid),
+                                         lambda: recheck_waiters(sup.durable, sup.store))
+        self._listener.start()
         self._tasks = [asyncio.create_task(self._renewals()), asyncio.create_task(self._failovers())]
         log.info("node %s (epoch %d) serving peers on %s", self.name, self.epoch, self.listen)
 
@@ -117,6 +123,8 @@ class Node:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._listener is not None:
+            self._listener.stop()
         if self._server is not None:
             self._server.close()
         for peer in self._peers.values():

@@ -418,6 +418,10 @@ class Durable:
         except Exception as exc:
             raise GolemError(Code.BAD_REQUEST, f"a promise's value must be a msgpack value: {exc}") from None
         self._store.complete_promise(pid, packed, self._now())
+        self.promise_completed(pid, value)
+
+    def promise_completed(self, pid: str, value: Any) -> None:
+        """Wake its waiters here (a cluster node: it was completed on another)."""
         for agent, inv, seq in self.waits.take_promise(pid):
             self._wait_end(agent, inv, seq, pack({"value": value}))
 

@@ -284,6 +284,13 @@ class PostgresStore(DurableRows, GroupCommit):
         return {r["agent_id"]: r["top"] + 1
                 for r in self._rows("SELECT agent_id, max(seq) AS top FROM invocations GROUP BY agent_id")}
 
+    def complete_promise(self, promise_id: str, value: bytes, completed_at: float) -> bool:
+        done = super().complete_promise(promise_id, value, completed_at)
+        if done and self.fence is not None:
+            # a cluster: the nodes where someone waits on it hear of it when this commits
+            self._exec("SELECT pg_notify('golemd_promise', ?)", (promise_id,))
+        return done
+
     def load_one(self, agent_id: str) -> AgentLoad:
         rows = self._rows("SELECT * FROM agents WHERE agent_id = %s", (agent_id,))
         top = self._rows("SELECT max(seq) AS top FROM invocations WHERE agent_id = %s", (agent_id,))[0]["top"]

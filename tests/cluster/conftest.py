@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from golemd.testing_pg import PgCluster, PgUnavailable
-from tests.helpers import DaemonProc, RawConn
+from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc, RawConn
 
 LEASE = 2.0
 
@@ -43,7 +43,8 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, pg: PgCluster, size: int, lease: float = LEASE) -> None:
+    def __init__(self, pg: PgCluster, size: int, lease: float = LEASE,
+                 apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS, DURABLE_AGENTS)) -> None:
         self.base = tempfile.mkdtemp(prefix="gc", dir="/tmp")
         self.url = pg.create_database()
         self.secret = os.path.join(self.base, "secret")
@@ -53,7 +54,7 @@ class Cluster:
         self.nodes: list[DaemonProc] = []
         for i in range(size):
             port = free_port()
-            d = DaemonProc(base=os.path.join(self.base, f"n{i}"), args=(
+            d = DaemonProc(base=os.path.join(self.base, f"n{i}"), apps=apps, args=(
                 "--store", self.url, "--node", f"n{i}", "--node-listen", f"127.0.0.1:{port}",
                 "--cluster-secret-file", self.secret, "--lease-timeout", str(lease)))
             os.makedirs(d.base, exist_ok=True)
