@@ -209,7 +209,10 @@ def goal_lines(results: dict[str, dict[str, Any]], systems: list[str]) -> list[s
 
 VARIANTS = {"golemd-nojournal": "Cost of the journal (golemd / golemd-nojournal)",
             "golemd-nopoll": "What polling does (golemd / golemd-nopoll, spin_us = 0)",
-            "golemd-nobatch": "What batching does (golemd / golemd-nobatch, batch_calls = 0)"}
+            "golemd-nobatch": "What batching does (golemd / golemd-nobatch, batch_calls = 0)",
+            "golemd-nocork": "What corking does (golemd / golemd-nocork, perf_off = cork)",
+            "golemd-noearly": "What the early start does (golemd / golemd-noearly, perf_off = early_start)",
+            "golemd-nolazy": "What the lazy commit does (golemd / golemd-nolazy, perf_off = lazy_commit)"}
 
 
 def variant_lines(results: dict[str, dict[str, Any]], variant: str) -> list[str]:

@@ -29,7 +29,9 @@ from bench import report, workloads
 from bench.noise import ForeignCPU
 from bench.systems import ROOT, Server
 
-ALL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "golemd-nopoll", "golemd-nobatch", "ray", "restate"]
+PERF_OFF = {"golemd-nocork": "cork", "golemd-noearly": "early_start", "golemd-nolazy": "lazy_commit"}
+ALL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "golemd-nopoll", "golemd-nobatch", *PERF_OFF,
+               "ray", "restate"]
 ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "CLI", "IDLE"]
 EXTERNAL_WORKLOADS = {"W1", "W2", "W3"}
 
@@ -46,12 +48,12 @@ def _csv(text: str, allowed: list[str], what: str) -> list[str]:
     return items
 
 
-LOCAL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "golemd-nopoll", "golemd-nobatch"]
+LOCAL_SYSTEMS = ["floor", "golemd", "golemd-nojournal", "golemd-nopoll", "golemd-nobatch", *PERF_OFF]
 SIDE_BY_SIDE = ["W1", "W2", "W3", "CLI"]
 ONE_AT_A_TIME = ["W4", "IDLE"]
 # golemd-nopoll and golemd-nobatch show what polling (spin_us) and batching
 # (batch_calls) do to the calls, so they run W1-W3 only.
-CALLS_ONLY = {"golemd-nopoll", "golemd-nobatch"}
+CALLS_ONLY = {"golemd-nopoll", "golemd-nobatch", *PERF_OFF}
 
 
 def new_server(name: str, args: argparse.Namespace, phase: str) -> Server:
@@ -60,7 +62,8 @@ def new_server(name: str, args: argparse.Namespace, phase: str) -> Server:
     if args.profile and name.startswith("golemd"):
         profile = os.path.join(args.profile, f"{name}-{phase}.prof")
     return Server(name, journal=journal, profile=profile, spin_us=0.0 if name == "golemd-nopoll" else None,
-                  batch_calls=0 if name == "golemd-nobatch" else None)
+                  batch_calls=0 if name == "golemd-nobatch" else None,
+                  extra=("--perf-off", PERF_OFF[name]) if name in PERF_OFF else ())
 
 
 def stop_server(server: Server) -> None:

@@ -63,6 +63,8 @@ def _setup_logging(level: str, fmt_name: str = "text") -> None:
 @click.option("--node-listen", metavar="HOST:PORT", help="Where other nodes reach this one (TCP).")
 @click.option("--cluster-secret-file", metavar="FILE", help="The secret every node of the cluster holds.")
 @click.option("--lease-timeout", type=float, help="Seconds a node keeps its agents without renewing (5).")
+@click.option("--perf-off", "perf_off", multiple=True, type=click.Choice(["cork", "early_start", "lazy_commit"]),
+              help="Turn a speed trick off, to measure it (repeatable).")
 @click.option("--check-config", is_flag=True, help="Validate and print the effective configuration, then exit.")
 def main(socket_: str | None, socket_group: str | None, state_dir: str | None, apps: tuple[str, ...], config_file: str | None,
          max_live_workers: int | None, idle_timeout: float | None, spin_us: float | None,
@@ -72,7 +74,7 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
          log_level: str | None,
          log_format: str | None, http: str | None, otel_endpoint: str | None,
          node: str | None, node_listen: str | None, cluster_secret_file: str | None,
-         lease_timeout: float | None, check_config: bool) -> None:
+         lease_timeout: float | None, perf_off: tuple[str, ...], check_config: bool) -> None:
     """Run golemd in the foreground."""
     try:
         config = load_config(config_file, {
@@ -83,7 +85,7 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
             "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
             "log_level": log_level.upper() if log_level else None, "log_format": log_format,
             "http": http, "otel_endpoint": otel_endpoint, "node": node, "node_listen": node_listen,
-            "cluster_secret_file": cluster_secret_file, "lease_timeout": lease_timeout})
+            "cluster_secret_file": cluster_secret_file, "lease_timeout": lease_timeout, "perf_off": perf_off})
     except (ValueError, OSError) as exc:
         click.echo(f"golemd: error: configuration: {exc}", err=True)
         sys.exit(2)

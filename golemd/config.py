@@ -55,6 +55,11 @@ class Config:
     # queued calls sent to a worker behind the one it runs, read together and
     # run back to back; each stays cancelable until it starts; 0: one at a time
     batch_calls: int = 16
+    # speed tricks turned off, to measure what each does (bench/RESULTS.md):
+    # "cork" (one write per client per burst), "early_start" (an awaited call to an
+    # idle warm agent goes to its worker before its enqueue commits), "lazy_commit"
+    # (that enqueue's commit waits for the outcome's or for the loop to idle)
+    perf_off: tuple[str, ...] = ()
     # durable execution: an invocation waiting (a call, a promise, a sleep)
     # this long has its process stopped; it runs again by replay when the wait ends
     suspend_after: float = 10.0
@@ -116,6 +121,9 @@ class Config:
                      "client_read_timeout", "max_client_buffer"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
+        unknown = set(self.perf_off) - {"cork", "early_start", "lazy_commit"}
+        if unknown:
+            problems.append(f"perf_off knows cork, early_start and lazy_commit, not {', '.join(sorted(unknown))}")
         if self.log_format not in ("text", "json"):
             problems.append("log_format must be text or json")
         if self.http_max_connections < 1:

@@ -23,6 +23,7 @@ from golemd.driver.supervisor import Supervisor
 from golemd.host.template import Template, sweep_orphans
 from golemd.host.worker_handle import Worker
 from golemd.model.errors import Code, GolemError
+from golemd.perf import cork
 from golemd.perf.spin import hook_loop
 from golemd.server.access import Access
 from golemd.server.connection import Connection
@@ -129,6 +130,7 @@ class Daemon:
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
         store = open_store(self.config)
+        cork.enabled = "cork" not in self.config.perf_off
         cpus = len(os.sched_getaffinity(0))
 
         def busy() -> bool:

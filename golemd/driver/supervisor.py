@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from golemd import faults
 from golemd.config import Config
-from golemd.driver import listing
+from golemd.driver import budget, listing
 from golemd.driver.agent import Agent
 from golemd.driver.durable import Durable
 from golemd.driver.limits import memory_limit, oom_message
@@ -65,6 +65,7 @@ class Supervisor:
         self.durable = Durable(self)
         self._trim_timer: asyncio.TimerHandle | None = None
         self.router: Routing | None = None  # a cluster node's (golemd.cluster.router)
+        self._early, self._lazy = ("early_start" not in config.perf_off), ("lazy_commit" not in config.perf_off)
 
     @property
     def template(self) -> Template:
@@ -203,7 +204,8 @@ class Supervisor:
         # critical path, and the commit is shared with its outcome's when the
         # reply comes soon (on_commit_idle below), never after it. If the
         # enqueue fails, the call is stopped with its worker (withdraw).
-        early = mode == "await" and listener is None and inv.status == S.PENDING and agent.engine.ready_warm()
+        early = (mode == "await" and listener is None and inv.status == S.PENDING and agent.engine.ready_warm()
+                 and self._early)
         if early:
             self._attach(agent, inv, key, mode, listener, done)
             agent.start_early(inv)
@@ -244,7 +246,7 @@ class Supervisor:
                     listener(HELD)
             agent.journaled(inv)
 
-        if early:
+        if early and self._lazy:
             # Nobody is waiting on this commit but the call's own outcome: it may
             # wait for the reply and share its commit (or for the loop to idle).
             self.store.on_commit_idle(journaled)
@@ -351,26 +353,8 @@ class Supervisor:
     # -- workers -----------------------------------------------------------
 
     def trim(self) -> None:
-        """Suspend idle agents, least recently used first, until at most
-        max_live_workers workers live; then agents whose invocation waits on
-        a durable effect (it runs again by replay when the wait ends). Busy
-        agents are left alone: over budget for a while beats making callers wait."""
-        excess = len(self.live) - self.config.max_live_workers
-        if excess <= 0:
-            return
-        for victim in list(self.live.values()):
-            if excess <= 0:
-                break
-            if victim.suspend():
-                self.live.pop(victim.name, None)
-                excess -= 1
-        for victim in list(self.live.values()):
-            if excess <= 0:
-                break
-            cur = victim.current
-            if cur is not None and cur.waiting_for is not None:
-                victim.suspend_waiting(cur)
-                excess -= 1  # out of `live` once reaped
+        """Back under max_live_workers (golemd.driver.budget)."""
+        budget.trim(self)
 
     def trim_soon(self) -> None:
         """Over the budget: trim shortly, in one batch, rather than on the path

@@ -35,8 +35,11 @@ def release() -> None:
                 item.flush()
 
 
+enabled = True  # perf_off = ["cork"]: every reply is its own write (to measure what corking does)
+
+
 def held() -> bool:
-    return _depth > 0
+    return _depth > 0 and enabled
 
 
 def later(item: Flushable) -> None:
