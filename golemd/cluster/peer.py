@@ -37,6 +37,7 @@ log = logging.getLogger("golemd.cluster")
 
 HANDSHAKE_TIMEOUT = 5.0
 HELLO_MAX = 4096
+READ_BYTES = 64 * 1024  # as the client connections read (golemd.wire.codec.small_reads)
 
 
 def proof(secret: bytes, role: bytes, nonce: bytes, name: str) -> bytes:
@@ -125,6 +126,7 @@ class PeerClient:
         self._next_id = 0
         self._connecting: asyncio.Lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._out: list[bytes] = []
 
     @property
     def connected(self) -> bool:
@@ -167,7 +169,7 @@ class PeerClient:
                             on_event(msg["event"])
                     elif not fut.done():
                         fut.set_result(msg)
-                data = await reader.read(1 << 16)
+                data = await reader.read(READ_BYTES)
                 if not data:
                     break
                 unpacker.feed(data)
@@ -197,10 +199,18 @@ class PeerClient:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = (fut, on_event)
         try:
-            self._writer.write(pack({**fields, "v": 1, "id": rid}))
+            self._out.append(pack({**fields, "v": 1, "id": rid}))
+            if len(self._out) == 1:
+                # the requests of this loop round leave in one write
+                asyncio.get_running_loop().call_soon(self._flush)
             return await fut
         finally:
             self._pending.pop(rid, None)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(out))
 
     def close(self) -> None:
         if self._task is not None:
