@@ -117,6 +117,8 @@ class Config:
                 if not self.http_allow_remote and not is_loopback(host):
                     problems.append(f"http address {self.http!r} is not a loopback address: anyone who can "
                                     "reach it could try to log in; set http_allow_remote = true to bind it")
+        if self.otel_endpoint is not None and not self.otel_endpoint.startswith(("http://", "https://")):
+            problems.append(f"otel_endpoint must be an http:// or https:// URL (OTLP/HTTP), got {self.otel_endpoint!r}")
         if len(os.fsencode(self.socket)) >= 108:
             problems.append(f"socket path {self.socket!r} is too long for a Unix socket (max 107 bytes)")
         if self.socket_group is not None:
