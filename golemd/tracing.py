@@ -24,6 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -83,7 +84,12 @@ class Tracing:
     def __init__(self, processor: SpanProcessor, version: str = "") -> None:
         self.ids = _PlannedIds()
         resource = Resource.create({SERVICE_NAME: "golemd", SERVICE_VERSION: version})
-        self.provider = TracerProvider(resource=resource, id_generator=self.ids, shutdown_on_exit=False)
+        # Every invocation, whatever OTEL_TRACES_SAMPLER says: a callee's parent
+        # is named (sampled) before its caller's span exists, so a sampler that
+        # dropped the caller at its end would leave the callee without it. An
+        # outside parent's sampled flag is followed down the chain.
+        self.provider = TracerProvider(sampler=ParentBased(ALWAYS_ON), resource=resource,
+                                       id_generator=self.ids, shutdown_on_exit=False)
         self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("golemd", version)
         self.failures = 0

@@ -207,3 +207,12 @@ def test_traces_url() -> None:
     assert traces_url("http://127.0.0.1:4318") == "http://127.0.0.1:4318/v1/traces"
     assert traces_url("http://127.0.0.1:4318/") == "http://127.0.0.1:4318/v1/traces"
     assert traces_url("https://otel.example/custom/traces") == "https://otel.example/custom/traces"
+
+
+def test_every_invocation_is_sampled_whatever_the_environment_says(monkeypatch: Any) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(SimpleSpanProcessor(exporter))
+    tracing.ended(AGENT, "Shop", invocation(), "completed", T0 + 2.0, T0 + 2.0)
+    tracing.shutdown()
+    assert {s.name for s in exporter.get_finished_spans()} == {"invoke order", "queue", "run", "commit"}
