@@ -156,7 +156,7 @@ def scrape(base: str) -> str:
         return str(r.read().decode())
 
 
-def test_invocations_are_traced_across_agents() -> None:
+def test_invocations_are_traced_across_agents(tmp_path: Any) -> None:
     with collector() as c, traced_daemon(c, args=("--http", "127.0.0.1:0")) as d:
         conn = d.conn()
         t0 = time.time()
@@ -171,6 +171,11 @@ def test_invocations_are_traced_across_agents() -> None:
                 idempotency_key="q")
         conn.ok("cancel", agent='SlowAgent("tr")', idempotency_key="q")
         conn.ok("interrupt", agent='SlowAgent("tr")')
+        # a worker death and its retry: two runs
+        marker = str(tmp_path / "marker")
+        with open(marker + ".die", "w") as f:
+            f.write("1")
+        conn.ok("invoke", agent='Crashy("tr")', method="add_then_die", args=[5, marker], idempotency_key="crash")
         # an awaited call and a trigger from one agent to another (durable effects)
         assert conn.ok("invoke", agent='Shop("tr")', method="call", args=['Inventory("tr")', "add", ["hat", 2]],
                        idempotency_key="order")["result"] == 2
@@ -179,7 +184,7 @@ def test_invocations_are_traced_across_agents() -> None:
         # a parent from outside
         conn.ok("invoke", agent='CounterAgent("tr")', method="increment", idempotency_key="outside",
                 traceparent=f"00-{OUTSIDE_TRACE}-{OUTSIDE_SPAN}-01")
-        want = {"inc", "bad", "q", "order", "kick", trig, "outside"}
+        want = {"inc", "bad", "q", "crash", "order", "kick", trig, "outside"}
         spans = wait_spans(c, lambda s: want <= set(roots(s)) and any(x.name == "effect trigger" for x in s)
                            and sum(x.name == "effect call" for x in s) >= 1, "the spans of every invocation")
         # both observers were told: metrics counted the same outcomes
@@ -210,6 +215,9 @@ def test_invocations_are_traced_across_agents() -> None:
 
     q = r["q"]
     assert q.attributes["golemd.outcome"] == "canceled" and set(children(spans, q)) == {"queue"}
+    assert q.attributes["golemd.attempts"] == 0
+    crash = r["crash"]
+    assert crash.attributes["golemd.outcome"] == "completed" and crash.attributes["golemd.attempts"] == 2
 
     # the awaited call: Shop's run has an 'effect call' span, and Inventory's
     # invocation is its child, in Shop's trace
