@@ -19,6 +19,7 @@ from golemd.model.tracecontext import (
     parse_traceparent,
     span_id,
 )
+from tests.engine.test_observer import Recorder
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -78,25 +79,8 @@ def test_a_callee_is_in_its_callers_trace_under_the_call_effect() -> None:
     assert parse_traceparent(callee_traceparent("A()", quiet, 0)) == (9, span_id("A()", quiet, "effect 0"), 0)
 
 
-class Told:
-    def __init__(self) -> None:
-        self.seen: list[tuple[Any, ...]] = []
-
-    def started(self, agent: str, type_name: str, inv: Invocation) -> None:
-        self.seen.append(("started", inv.key))
-
-    def ended(self, agent: str, type_name: str, inv: Invocation, outcome: str,
-              finished_at: float, committed_at: float) -> None:
-        self.seen.append(("ended", inv.key, outcome))
-
-    def worker_started(self, type_name: str) -> None:
-        self.seen.append(("worker_started", type_name))
-
-    def worker_died(self, type_name: str) -> None:
-        self.seen.append(("worker_died", type_name))
-
-    def retried(self, type_name: str) -> None:
-        self.seen.append(("retried", type_name))
+class Told(Recorder):
+    """The engine tests' recorder, told of effects too."""
 
     def effect_done(self, agent: str, type_name: str, inv: Invocation, seq: int, kind: str,
                     started_at: float, ended_at: float, request: dict[str, Any], error: str | None) -> None:
@@ -110,13 +94,13 @@ def test_combine_sets_none_one_or_a_fanout_of_all() -> None:
     a, b = Told(), Told()
     both = combine(a, None, b)
     assert isinstance(both, Fanout)
-    i = inv()
+    i = inv(started_at=1.0)
     both.started("A()", "A", i)
     both.ended("A()", "A", i, "completed", 1.0, 2.0)
     both.worker_started("A")
     both.worker_died("A")
     both.retried("A")
     both.effect_done("A()", "A", i, 0, "step", 1.0, 1.5, {"fn": "f"}, None)
-    want = [("started", "k"), ("ended", "k", "completed"), ("worker_started", "A"), ("worker_died", "A"),
-            ("retried", "A"), ("effect_done", "k", 0, "step", None)]
+    want = [("started", "A", "k"), ("ended", "A", "k", "completed"), ("worker_started", "A"),
+            ("worker_died", "A"), ("retried", "A"), ("effect_done", "k", 0, "step", None)]
     assert a.seen == want and b.seen == want
