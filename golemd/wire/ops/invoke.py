@@ -56,7 +56,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from golemd.model.tracecontext import parse_traceparent
 from golemd.wire.ops import MAP, NIL, Call
 
 if TYPE_CHECKING:
@@ -101,8 +100,13 @@ def check(msg: dict[str, Any]) -> str | None:
     if s is not None and not -MAX_TIMESTAMP < s < MAX_TIMESTAMP:
         return "field 'schedule_at' must be a Unix time in seconds"
     tp = msg.get("traceparent")
-    if tp is not None and parse_traceparent(tp) is None:
-        return "field 'traceparent' must be a W3C traceparent (00-TRACE_ID-SPAN_ID-FLAGS, lowercase hex)"
+    if tp is not None:
+        # Imported here: golemctl loads this module for every invoke, and the
+        # trace context's hashing (hashlib) would cost each command milliseconds.
+        from golemd.model.tracecontext import parse_traceparent
+
+        if parse_traceparent(tp) is None:
+            return "field 'traceparent' must be a W3C traceparent (00-TRACE_ID-SPAN_ID-FLAGS, lowercase hex)"
     return None
 
 
