@@ -58,10 +58,11 @@ FULL: dict[str, dict[str, Any]] = {
 
 # op -> (positional, keyword arguments of its client method, the Call it must make).
 CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
-    "invoke": (('A("x")', "m", (1, "a")), {"idempotency_key": "k", "mode": "trigger", "schedule_at": 5.0},
+    "invoke": (('A("x")', "m", (1, "a")), {"idempotency_key": "k", "mode": "trigger", "schedule_at": 5.0,
+                                           "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
                Call("invoke", {"agent": 'A("x")', "method": "m", "args": [1, "a"], "idempotency_key": "k",
                                "mode": "trigger", "schedule_at": 5.0, "timeout": None, "stream": None,
-                               "traceparent": None},
+                               "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
                     None, MAP)),
     "get": (("A()",), {}, Call("get", {"agent": "A()"}, "agent", MAP)),
     "new": (('A("x")',), {"env": {"MODE": "test"}},
