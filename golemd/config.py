@@ -146,6 +146,8 @@ class Config:
                 problems.append("a cluster node (node) needs node_listen (HOST:PORT) and cluster_secret_file")
             if self.lease_timeout < 0.5:
                 problems.append("lease_timeout must be at least 0.5 seconds")
+        if self.otel_endpoint is not None and not self.otel_endpoint.startswith(("http://", "https://")):
+            problems.append(f"otel_endpoint must be an http:// or https:// URL (OTLP/HTTP), got {self.otel_endpoint!r}")
         if len(os.fsencode(self.socket)) >= 108:
             problems.append(f"socket path {self.socket!r} is too long for a Unix socket (max 107 bytes)")
         if self.socket_group is not None:

@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 from golemd import systemd
 from golemd.config import Config
 from golemd.driver.supervisor import Supervisor
+from golemd.engine.observer import combine
 from golemd.host.template import Template, sweep_orphans
 from golemd.host.worker_handle import Worker
 from golemd.model.errors import Code, GolemError
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from golemd.cluster.node import Node
     from golemd.http.metrics import Metrics
     from golemd.http.server import HttpServer
+    from golemd.tracing import Tracing
 
 log = logging.getLogger("golemd")
 
@@ -69,6 +71,18 @@ def _tune_gc() -> None:
 GC_THRESHOLD = 50_000
 
 
+def _tracing(endpoint: str) -> Tracing:
+    """The tracing observer, exporting to `endpoint`; OpenTelemetry is imported only here."""
+    try:
+        from golemd.tracing import Tracing
+    except ImportError as exc:
+        raise StartupError(f"otel_endpoint is set, but OpenTelemetry is not installed ({exc.name} is "
+                           "missing): pip install 'golemd[otel]'") from None
+    import golemd
+
+    return Tracing.to_endpoint(endpoint, golemd.__version__)
+
+
 class Daemon:
     def __init__(self, config: Config):
         self.config = config
@@ -84,6 +98,7 @@ class Daemon:
         self.http: HttpServer | None = None
         self.metrics: Metrics | None = None
         self.node: Node | None = None
+        self.tracing: Tracing | None = None
 
     # -- start-up ----------------------------------------------------------
 
@@ -129,6 +144,8 @@ class Daemon:
         swept = sweep_orphans(owner)
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
+        if self.config.otel_endpoint is not None:
+            self.tracing = _tracing(self.config.otel_endpoint)
         store = open_store(self.config)
         cork.enabled = "cork" not in self.config.perf_off
         cpus = len(os.sched_getaffinity(0))
@@ -150,8 +167,9 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         _tune_gc()  # before recovery: recovered agents stay collectable once deleted
         self.supervisor = Supervisor(self.config, store, template)
+        # None when neither is on: the engine then pays nothing for observers.
+        self.supervisor.ctx.observer = combine(self.metrics, self.tracing)
         if self.metrics is not None:
-            self.supervisor.ctx.observer = self.metrics
             self.metrics.watch(self.supervisor, self._open_connections, lambda: Worker.in_flight)
         template.on_lost = self._template_lost
         # Recovery reads the whole store; give systemd's start timeout room for it.
@@ -298,6 +316,8 @@ class Daemon:
         if self.node is not None:
             await self.node.stop()  # its leases end now: other nodes take its agents at once
         sup.store.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # every outcome is told by now: its spans go out before the exit
         sup.template.stop()
         for old in self.retired:
             old.stop()

@@ -26,7 +26,9 @@ from golemd import faults
 from golemd.driver.effect_codec import (
     WAITS,
     derived_key,
+    effect_done,
     error_res,
+    invoke_request,
     promise_id,
     value_res,
     waiting_for,
@@ -143,7 +145,7 @@ class Durable:
         if handler is None or not isinstance(request, dict):
             raise ValueError(f"unknown effect kind {kind!r}" if handler is None else "an effect's 'req' is a map")
         journal.append([kind, req, None])
-        inv.live_seq = seq
+        inv.live_seq, inv.effect_at = seq, self._now()
         self._tell_listeners(inv, {"type": "effect", "seq": seq, "kind": kind,
                                    "detail": describe_request(kind, request)})
         handler(self, agent, inv, seq, request, msg.get("res"))
@@ -190,7 +192,8 @@ class Durable:
 
         # The callee's enqueue and this effect's row go in the same commit:
         # both or neither, so a re-run never enqueues twice.
-        self.sup.submit(_invoke(target, request, key, "trigger"), None, done)
+        self.sup.submit(invoke_request(target, request, key, "trigger", agent.name, inv, seq,
+                                       self.sup.ctx.observer is not None), None, done)
         if refused and not self._transient(refused[0]):
             self._instant(agent, inv, seq, error_res(str(refused[0].code), refused[0].message))
         elif refused:
@@ -328,7 +331,8 @@ class Durable:
             # it before its own copy commits.
             self._wait_end(agent, inv, seq, res, durable=not submitting and (err is None or err.code in OUTCOMES))
 
-        self.sup.submit(_invoke(target, request, key, "await"), None, done)
+        self.sup.submit(invoke_request(target, request, key, "await", agent.name, inv, seq,
+                                       self.sup.ctx.observer is not None), None, done)
         submitting = False
 
     def _arm_timer(self, agent: Agent, inv: Invocation, seq: int, until: float, res: bytes) -> None:
@@ -364,6 +368,8 @@ class Durable:
         self._store.on_commit(told)
 
     def _journaled(self, agent: Agent, inv: Invocation, seq: int, res: bytes) -> None:
+        if self.sup.ctx.observer is not None:
+            effect_done(self.sup.ctx.observer, agent.name, agent.engine.type_name, inv, seq, res, self._now())
         faults.crash_point("effect_done")
         if faults.kill_worker_point("effect_done") and agent.worker is not None:
             agent.worker.kill()  # journaled, not told: the re-run replays it
@@ -420,8 +426,7 @@ class Durable:
         self._store.complete_promise(pid, packed, self._now())
         self.promise_completed(pid, value)
 
-    def promise_completed(self, pid: str, value: Any) -> None:
-        """Wake its waiters here (a cluster node: it was completed on another)."""
+    def promise_completed(self, pid: str, value: Any) -> None:  # here, or on another node (a cluster)
         for agent, inv, seq in self.waits.take_promise(pid):
             self._wait_end(agent, inv, seq, pack({"value": value}))
 
@@ -462,9 +467,3 @@ class Durable:
     @staticmethod
     def _transient(err: GolemError) -> bool:
         return err.code == Code.SHUTTING_DOWN
-
-
-def _invoke(target: str, request: dict[str, Any], key: str, mode: str) -> dict[str, Any]:
-    """The invoke request of a call or trigger effect, under its derived key."""
-    return {"agent": target, "method": request.get("method"), "args": request.get("args") or [],
-            "idempotency_key": key, "mode": mode}

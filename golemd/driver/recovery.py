@@ -82,6 +82,7 @@ def _rebuild(sup: Host, row: dict[str, Any], next_seq: int, active: Iterable[dic
             if last["result"] is None:  # it waits: parked (no process) until the wait ends
                 req = msgpack.unpackb(last["request"], raw=False, strict_map_key=False)
                 inv.waiting_for = waiting_for(last["kind"], req, last["until"])
+                inv.effect_at = last["started_at"]
                 waiting.append((agent, inv, last["until"]))
         agent.enqueue(inv)
     if eng.failed_error is not None and eng.pending_count:

@@ -27,6 +27,7 @@ from golemd.model.catalog import check_args
 from golemd.model.errors import Code, GolemError
 from golemd.model.invocation import Invocation, Listener, resolve
 from golemd.model.states import InvocationStatus as S
+from golemd.model.tracecontext import parse_traceparent
 from golemd.storage.base import Store
 from golemd.wire.codec import pack
 
@@ -174,7 +175,8 @@ class Supervisor:
         args_packed = pack([method, args])
         if key is None:
             key = self._keys.new()  # new, so there is nothing to look up
-        elif agent is not None and self._existing(agent, key, args_packed, mode, listener, done):
+        elif agent is not None and self._existing(agent, key, args_packed, mode, listener, done,
+                                                  req.get("traceparent")):
             return
         if agent is not None:
             eng = agent.engine
@@ -199,6 +201,8 @@ class Supervisor:
                          schedule_at=schedule_at,
                          timeout=timeout,
                          journaled=False)
+        if req.get("traceparent"):  # validated already (golemd.wire.ops.invoke.check)
+            inv.trace_parent = parse_traceparent(req["traceparent"])
         # An awaited call to an idle warm agent goes to its worker first and
         # is journaled while the worker runs it: the insert is off the call's
         # critical path, and the commit is shared with its outcome's when the
@@ -284,12 +288,16 @@ class Supervisor:
         return True
 
     def _existing(self, agent: Agent, key: str, args_packed: bytes, mode: str,
-                  listener: Listener | None, done: Done) -> bool:
+                  listener: Listener | None, done: Done, traceparent: str | None = None) -> bool:
         """Answer for a key this agent has seen (True), or False for a new key."""
         inv = agent.engine.queue.active.get(key)
         if inv is not None:
             if inv.args_packed != args_packed:
                 raise conflict(agent.name, key, inv.method)
+            if traceparent and inv.trace_parent is None:
+                # Recovered without one (it is not journaled): its caller, waiting
+                # again after the restart, puts it back in its trace.
+                inv.trace_parent = parse_traceparent(traceparent)
             if self._attach(agent, inv, key, mode, listener, done):
                 if listener is not None and inv.status != S.RUNNING and agent.engine.interrupted:
                     listener(HELD)  # this caller's alone: the others were told before

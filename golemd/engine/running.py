@@ -204,6 +204,7 @@ class AgentRun(AgentState):
             assert error is not None
             self.failed_count += 1
             self.last_error = str(error)
+            inv.error = error
             outcome = {"error": error.to_wire()}
         waiters = list(inv.waiters)
         inv.waiters.clear()

@@ -115,6 +115,11 @@ class Metrics:
     def retried(self, type_name: str) -> None:
         self._child(self.retries, type_name).inc()
 
+    def effect_done(self, agent: str, type_name: str, inv: Invocation, seq: int, kind: str,
+                    started_at: float, ended_at: float, request: dict[str, Any],
+                    error: str | None) -> None:
+        pass  # no metric counts effects (the oplog and the traces show each one)
+
 
 class _Gauges(Collector):
     def __init__(self, sup: Supervisor, open_connections: Callable[[], dict[str, int]],

@@ -52,6 +52,13 @@ class Invocation:
     journal: list[list[Any]] | None = None
     waiting_for: dict[str, Any] | None = None
     live_seq: int | None = None
+    # For observers (golemd.engine.observer; traces): the parent it was admitted
+    # with, (trace ID, span ID, flags) of another agent's effect or of a
+    # traceparent (golemd.model.tracecontext); when its latest durable effect
+    # was asked; the error it failed with.
+    trace_parent: tuple[int, int, int] | None = None
+    effect_at: float | None = None
+    error: GolemError | None = None
 
     def move(self, new: InvocationStatus) -> None:
         self.status = check_transition(self.status, new)

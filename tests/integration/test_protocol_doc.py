@@ -295,13 +295,16 @@ def test_out_of_range_fields_are_bad_request(conn: RawConn):
                          ("timeout", 0), ("timeout", -1), ("timeout", 1e9 + 1), ("timeout", float("nan")),
                          ("timeout", True), ("schedule_at", 1e11), ("schedule_at", -1e11),
                          ("schedule_at", float("inf")), ("schedule_at", float("nan")),
-                         ("mode", "later"), ("mode", "AWAIT")]:
+                         ("mode", "later"), ("mode", "AWAIT"), ("traceparent", "00-1-2-01"),
+                         ("traceparent", "00-" + "0" * 32 + "-00f067aa0ba902b7-01"),
+                         ("traceparent", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]:
         r = conn.call("invoke", agent=a, method="get", **{"mode": "trigger", field: value})
         named = "idempotency key" if field == "idempotency_key" else repr(field)
         assert code(r) == "BAD_REQUEST" and named in r["error"]["message"], (field, value, r)
     assert conn.err("get", agent=a) == "AGENT_NOT_FOUND"  # nothing was created
     # The bounds themselves are in range.
-    conn.ok("invoke", agent=a, method="get", timeout=1e9, schedule_at=time.time() - 1e3)
+    conn.ok("invoke", agent=a, method="get", timeout=1e9, schedule_at=time.time() - 1e3,
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")  # traces off: ignored
     assert conn.ok("invoke", agent=a, method="get", mode="trigger", schedule_at=1e11 - 1)["status"] == "pending"
 
 

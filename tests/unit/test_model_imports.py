@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODEL = ("agent_id", "catalog", "effects", "errors", "filters", "invocation", "oplog_query", "states")
+MODEL = ("agent_id", "catalog", "effects", "errors", "filters", "invocation", "oplog_query", "states",
+         "tracecontext")
 # What golemctl imports from the model, and what that must not pull in
 # (agent_id imports ast only to parse, and its typing-only imports stay so).
 GOLEMCTL_USES = ("agent_id", "errors", "filters", "states")

@@ -31,7 +31,8 @@ PROTOCOL_MD = ROOT / "docs" / "protocol.md"
 # Every op's request with every field set to a documented value.
 FULL: dict[str, dict[str, Any]] = {
     "invoke": {"agent": 'A("x")', "method": "m", "args": [1, "a", None], "idempotency_key": "k",
-               "mode": "trigger", "schedule_at": 1_700_000_000.5, "timeout": 2, "stream": False},
+               "mode": "trigger", "schedule_at": 1_700_000_000.5, "timeout": 2, "stream": False,
+               "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     "get": {"agent": "A()"},
     "new": {"agent": 'A("x")', "env": {"MODE": "test"}},
     "list": {"env": "dev", "type": "A", "status": "Idle", "limit": 10, "after": 'A("a")',
@@ -57,9 +58,11 @@ FULL: dict[str, dict[str, Any]] = {
 
 # op -> (positional, keyword arguments of its client method, the Call it must make).
 CLIENT: dict[str, tuple[tuple[Any, ...], dict[str, Any], Call]] = {
-    "invoke": (('A("x")', "m", (1, "a")), {"idempotency_key": "k", "mode": "trigger", "schedule_at": 5.0},
+    "invoke": (('A("x")', "m", (1, "a")), {"idempotency_key": "k", "mode": "trigger", "schedule_at": 5.0,
+                                           "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
                Call("invoke", {"agent": 'A("x")', "method": "m", "args": [1, "a"], "idempotency_key": "k",
-                               "mode": "trigger", "schedule_at": 5.0, "timeout": None, "stream": None},
+                               "mode": "trigger", "schedule_at": 5.0, "timeout": None, "stream": None,
+                               "traceparent": f"00-{'a' * 32}-{'b' * 16}-01"},
                     None, MAP)),
     "get": (("A()",), {}, Call("get", {"agent": "A()"}, "agent", MAP)),
     "new": (('A("x")',), {"env": {"MODE": "test"}},

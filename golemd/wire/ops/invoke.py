@@ -14,6 +14,8 @@ Request:
         nil: the method's own timeout (`types`), if any.
     `stream` (bool): await mode only: the agent's output while it runs, as
         events; ignored with `trigger`.
+    `traceparent` (str or nil): a W3C Trace Context traceparent: with traces
+        on (otel_endpoint), the invocation's span is a child of that span.
 A value out of these ranges is `BAD_REQUEST` (`check` below), before
 anything is looked up.
 
@@ -80,6 +82,7 @@ FIELDS: Fields = {
     "schedule_at": ((*_NUM, NIL), False),
     "timeout": ((*_NUM, NIL), False),
     "stream": ((bool,), False),
+    "traceparent": ((str, NIL), False),
 }
 MUTATING = True
 
@@ -96,6 +99,14 @@ def check(msg: dict[str, Any]) -> str | None:
     s = msg.get("schedule_at")
     if s is not None and not -MAX_TIMESTAMP < s < MAX_TIMESTAMP:
         return "field 'schedule_at' must be a Unix time in seconds"
+    tp = msg.get("traceparent")
+    if tp is not None:
+        # Imported here: golemctl loads this module for every invoke, and the
+        # trace context's hashing (hashlib) would cost each command milliseconds.
+        from golemd.model.tracecontext import parse_traceparent
+
+        if parse_traceparent(tp) is None:
+            return "field 'traceparent' must be a W3C traceparent (00-TRACE_ID-SPAN_ID-FLAGS, lowercase hex)"
     return None
 
 
@@ -106,16 +117,17 @@ def client(self: Caller, agent: str | AgentId, method: str, args: Sequence[Any] 
            idempotency_key: str | None = None, mode: str = "await",
            schedule_at: float | datetime | None = None, timeout: float | None = None,
            stream: bool = False, on_event: EventCallback | None = None,
-           reply_timeout: float | None | EllipsisType = ...) -> Any:
+           reply_timeout: float | None | EllipsisType = ..., traceparent: str | None = None) -> Any:
     """Invoke a method. Returns {"idempotency_key", "result"} (await) or
     {"idempotency_key", "status", ...} (trigger). `timeout` bounds the
     invocation's run time in golemd, not the wait for it; with stream=True
-    the agent's output arrives in on_event as {"type": "output", ...}."""
+    the agent's output arrives in on_event as {"type": "output", ...};
+    `traceparent` (W3C) makes the invocation's span a child of the caller's."""
     return self.call(Call("invoke", {
         "agent": str(agent), "method": method, "args": list(args),
         "idempotency_key": idempotency_key, "mode": mode,
         "schedule_at": unix_seconds(schedule_at), "timeout": timeout,
-        "stream": True if stream else None,
+        "stream": True if stream else None, "traceparent": traceparent,
     }, None, MAP), on_event, reply_timeout)
 
 
