@@ -109,7 +109,8 @@ def test_pending_gauge_counts_the_queue(hd: DaemonProc) -> None:
         c.ok("invoke", agent='SlowAgent("p")', method="work", args=[0.1, str(i)], mode="trigger")
     assert scrape(base)[("golemd_pending_invocations", labels(agent_type="SlowAgent"))] == 4
     c.ok("interrupt", agent='SlowAgent("p")')
-    wait_for(lambda: c.meta('SlowAgent("p")')["status"] == "Interrupted", what="the interrupt")
+    wait_for(lambda: c.meta('SlowAgent("p")')["status"] == "Interrupted"
+             and c.meta('SlowAgent("p")')["pending_invocation_count"] == 5, what="busy to go back to the queue")
     s = scrape(base)
     assert s[("golemd_pending_invocations", labels(agent_type="SlowAgent"))] == 5  # busy went back
     assert s[("golemd_agents", labels(status="Interrupted"))] == 1
