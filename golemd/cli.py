@@ -21,6 +21,13 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
 
 
+def _without_password(url: str) -> str:
+    """A store URL as --check-config shows it: any password replaced."""
+    import re
+
+    return re.sub(r"(://[^:/@?]*:)[^@/?]*@", r"\1***@", re.sub(r"(password=)[^&]*", r"\1***", url))
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--socket", "socket_", metavar="PATH", help="Unix socket to listen on (env GOLEMD_SOCKET).")
 @click.option("--state-dir", metavar="DIR", help="Where the store lives (env GOLEMD_STATE_DIR).")
@@ -38,6 +45,9 @@ def _setup_logging(level: str) -> None:
               help="Seconds an invocation waits (call, promise, sleep) before its process is stopped.")
 @click.option("--drain-timeout", type=float, help="Seconds running invocations get at shutdown.")
 @click.option("--max-pending", type=int, help="Pending invocations per agent before QUEUE_FULL.")
+@click.option("--store", metavar="URL",
+              help="Keep the journal in PostgreSQL (a postgresql:// URL) rather than in golemd.db in the "
+                   "state directory (SQLite, the default).")
 @click.option("--synchronous", type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
               help="SQLite durability: NORMAL survives a daemon crash, FULL also power loss.")
 @click.option("--journal", type=click.Choice(["disk", "memory"]),
@@ -48,15 +58,15 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
          max_live_workers: int | None, idle_timeout: float | None, spin_us: float | None,
          batch_calls: int | None, suspend_after: float | None,
          drain_timeout: float | None,
-         max_pending: int | None, synchronous: str | None, journal: str | None, log_level: str | None,
-         check_config: bool) -> None:
+         max_pending: int | None, store: str | None, synchronous: str | None, journal: str | None,
+         log_level: str | None, check_config: bool) -> None:
     """Run golemd in the foreground."""
     try:
         config = load_config(config_file, {
             "socket": socket_, "socket_group": socket_group, "state_dir": state_dir, "apps": apps,
             "max_live_workers": max_live_workers, "idle_timeout": idle_timeout, "spin_us": spin_us,
             "batch_calls": batch_calls, "suspend_after": suspend_after,
-            "drain_timeout": drain_timeout, "max_pending": max_pending,
+            "drain_timeout": drain_timeout, "max_pending": max_pending, "store": store,
             "synchronous": synchronous.upper() if synchronous else None, "journal": journal,
             "log_level": log_level.upper() if log_level else None})
     except (ValueError, OSError) as exc:
@@ -64,19 +74,21 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
         sys.exit(2)
     if check_config:
         for field in dataclasses.fields(config):
-            click.echo(f"{field.name} = {getattr(config, field.name)!r}")
+            value = getattr(config, field.name)
+            click.echo(f"{field.name} = {_without_password(value) if field.name == 'store' else value!r}")
         return
     _setup_logging(config.log_level)
     os.umask(0o077)  # the store, its WAL and the agents' logs are ours alone
     from golemd.daemon import Daemon, StartupError
     from golemd.server.listener import SocketPathError
+    from golemd.storage.base import StoreUnavailable
 
     try:
         from golemd.perf.spin import new_event_loop
 
         with asyncio.Runner(loop_factory=lambda: new_event_loop(config.spin_us)) as runner:
             code = runner.run(Daemon(config).run())
-    except (StartupError, SocketPathError) as exc:
+    except (StartupError, SocketPathError, StoreUnavailable) as exc:
         logging.getLogger("golemd").error("%s", exc)
         click.echo(f"golemd: error: {exc}", err=True)
         sys.exit(1)

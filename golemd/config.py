@@ -14,6 +14,8 @@ from typing import Any
 
 from golemctl.paths import default_socket_path
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 def default_state_dir() -> str:
     env = os.environ.get("GOLEMD_STATE_DIR")
@@ -63,7 +65,8 @@ class Config:
     client_idle_timeout: float = 300.0  # a connection with nothing in flight
     client_read_timeout: float = 30.0  # a request that arrives only in part
     max_client_buffer: int = 128 * 1024 * 1024  # unread replies before a client is dropped
-    # store
+    # store: "" for golemd.db in state_dir (SQLite); a postgresql:// URL for PostgreSQL
+    store: str = ""
     journal: str = "disk"  # "memory": nothing survives a restart (benchmarks only)
     synchronous: str = "NORMAL"
     retention_count: int = 10_000
@@ -81,6 +84,12 @@ class Config:
         problems = []
         if self.journal not in ("disk", "memory"):
             problems.append("journal must be disk or memory")
+        if self.store and not self.store.startswith(POSTGRES_SCHEMES):
+            # Only its scheme: the rest may hold a password.
+            problems.append("store must be a postgresql:// (or postgres://) URL, or empty for golemd.db in "
+                            f"the state directory; got {self.store.partition(':')[0][:20]!r}:...")
+        if self.store and self.journal == "memory":
+            problems.append("journal = memory keeps the SQLite store in memory: it does not go with store")
         if self.synchronous.upper() not in ("NORMAL", "FULL"):
             problems.append("synchronous must be NORMAL or FULL")
         for name in ("max_pending", "retry_attempts", "max_live_workers", "retention_count",

@@ -27,7 +27,7 @@ from golemd.server.access import Access
 from golemd.server.connection import Connection
 from golemd.server.listener import bind_unix_socket
 from golemd.storage.base import LoopHooks
-from golemd.storage.sqlite import SqliteStore
+from golemd.storage.open import open_store
 
 log = logging.getLogger("golemd")
 
@@ -119,7 +119,7 @@ class Daemon:
         swept = sweep_orphans(owner)
         if swept:
             log.warning("killed %d processes left by a previous golemd on %s", swept, owner)
-        store = SqliteStore(self.config.db_path, self.config.synchronous)
+        store = open_store(self.config)
         cpus = len(os.sched_getaffinity(0))
 
         def busy() -> bool:
