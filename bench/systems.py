@@ -22,8 +22,9 @@ class Server:
     """One system under test, running as a subprocess."""
 
     def __init__(self, name: str, journal: str | None = None, profile: str | None = None,
-                 spin_us: float | None = None, batch_calls: int | None = None):
+                 spin_us: float | None = None, batch_calls: int | None = None, args: tuple[str, ...] = ()):
         self.name = name
+        self.args = args  # more golemd options (bench/pgstore.py: --store, --synchronous)
         self.journal = journal
         self.spin_us = spin_us
         self.batch_calls = batch_calls
@@ -52,7 +53,7 @@ class Server:
             cmd += ["--spin-us", str(self.spin_us)]
         if self.batch_calls is not None:
             cmd += ["--batch-calls", str(self.batch_calls)]
-        return cmd
+        return cmd + list(self.args)
 
     def start(self) -> None:
         log = open(self.log_path, "wb")
