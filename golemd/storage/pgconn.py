@@ -122,7 +122,10 @@ class Link:
         self.url = url
         self.where = redacted(url)
         self.exclusive = exclusive
-        params = conninfo_to_dict(url)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"the store's URL cannot be read: {exc}") from None
         params.setdefault("connect_timeout", CONNECT_TIMEOUT)
         params.setdefault("application_name", "golemd")
         self._conninfo = make_conninfo("", **params)

@@ -186,10 +186,7 @@ class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
             "AND status IN ('completed', 'failed', 'canceled') ORDER BY finished_at, id", (agent_id,)))
 
     def forget_invocations(self, agent_id: str, keys: list[str]) -> None:
-        if not keys:
-            return
-        found = self._rows(f"SELECT id, key FROM invocations WHERE agent_id = %s AND key IN "
-                           f"({', '.join(['%s'] * len(keys))})", (agent_id, *keys))
+        found = self._rows("SELECT id, key FROM invocations WHERE agent_id = %s AND key = ANY(%s)", (agent_id, keys))
         self._drop_rows(agent_id, [(r["id"], r["key"]) for r in found])
 
     def _drop_rows(self, agent_id: str, rows: list[tuple[int, str]]) -> None:
