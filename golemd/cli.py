@@ -28,6 +28,13 @@ def _setup_logging(level: str, fmt_name: str = "text") -> None:
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
 
 
+def _without_password(url: str) -> str:
+    """A store URL as --check-config shows it: any password replaced."""
+    import re
+
+    return re.sub(r"(://[^:/@?]*:)[^@/?]*@", r"\1***@", re.sub(r"(password=)[^&]*", r"\1***", url))
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--socket", "socket_", metavar="PATH", help="Unix socket to listen on (env GOLEMD_SOCKET).")
 @click.option("--state-dir", metavar="DIR", help="Where the store lives (env GOLEMD_STATE_DIR).")
@@ -91,19 +98,21 @@ def main(socket_: str | None, socket_group: str | None, state_dir: str | None, a
         sys.exit(2)
     if check_config:
         for field in dataclasses.fields(config):
-            click.echo(f"{field.name} = {getattr(config, field.name)!r}")
+            value = getattr(config, field.name)
+            click.echo(f"{field.name} = {_without_password(value) if field.name == 'store' else value!r}")
         return
     _setup_logging(config.log_level, config.log_format)
     os.umask(0o077)  # the store, its WAL and the agents' logs are ours alone
     from golemd.daemon import Daemon, StartupError
     from golemd.server.listener import SocketPathError
+    from golemd.storage.base import StoreUnavailable
 
     try:
         from golemd.perf.spin import new_event_loop
 
         with asyncio.Runner(loop_factory=lambda: new_event_loop(config.spin_us)) as runner:
             code = runner.run(Daemon(config).run())
-    except (StartupError, SocketPathError) as exc:
+    except (StartupError, SocketPathError, StoreUnavailable) as exc:
         logging.getLogger("golemd").error("%s", exc)
         click.echo(f"golemd: error: {exc}", err=True)
         sys.exit(1)

@@ -150,8 +150,11 @@ class _Daemon:
 
 
 @contextmanager
-def _fresh(apps: Sequence[str], env: dict[str, str], args: Sequence[str], base: str | None) -> Iterator[_Daemon]:
+def _fresh(apps: Sequence[str], env: dict[str, str], args: Sequence[str], base: str | None,
+           store: Callable[[], str] | None) -> Iterator[_Daemon]:
     state_dir = tempfile.mkdtemp(prefix="golemd-crash-", dir=base)
+    if store is not None:
+        args = [*args, "--store", store()]
     daemon = _Daemon(apps, state_dir, env, args)
     try:
         yield daemon
@@ -179,10 +182,14 @@ def crash_matrix(apps: Sequence[str], agent: str, method: str, args: Sequence[An
                  check: Callable[[CrashCase], None], setup: Callable[[Any], None] | None = None,
                  kinds: Iterable[str] = KINDS, cases: Callable[[CrashCase], bool] | None = None,
                  env: dict[str, str] | None = None, daemon_args: Sequence[str] = (),
-                 base_dir: str | None = None, timeout: float = 60.0) -> list[CrashCase]:
+                 base_dir: str | None = None, timeout: float = 60.0,
+                 store: Callable[[], str] | None = None) -> list[CrashCase]:
     """Run `agent.method(*args)` once per crash case (see the module's
     docstring) and `check` each; returns the cases run. `daemon_args` are
-    extra golemd options; `base_dir` where the state directories go."""
+    extra golemd options; `base_dir` where the state directories go;
+    `store`, for golemd --store: a new empty database's URL for each case
+    (golemd.testing_pg.PgCluster.create_database); None: SQLite in the
+    case's state directory."""
     from golemd.model.errors import GolemError
 
     apps = [os.path.abspath(a) if os.path.exists(a) else a for a in apps]
@@ -191,7 +198,7 @@ def crash_matrix(apps: Sequence[str], agent: str, method: str, args: Sequence[An
     done: list[CrashCase] = []
 
     def run(case: CrashCase) -> None:
-        with _fresh(apps, env, daemon_args, base_dir) as daemon:
+        with _fresh(apps, env, daemon_args, base_dir, store) as daemon:
             case.state_dir = daemon.state_dir
             hook = {}
             if case.kind == "daemon":
@@ -229,7 +236,7 @@ def crash_matrix(apps: Sequence[str], agent: str, method: str, args: Sequence[An
             done.append(case)
 
     baseline = CrashCase(None, None, 0)
-    with _fresh(apps, env, daemon_args, base_dir) as daemon:
+    with _fresh(apps, env, daemon_args, base_dir, store) as daemon:
         daemon.start({})
         with daemon.client() as c:
             if setup is not None:

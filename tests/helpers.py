@@ -22,6 +22,8 @@ from typing import Any
 import msgpack
 import psutil
 
+from tests import pg
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = str(ROOT / "examples" / "agents.py")
 TEST_AGENTS = str(ROOT / "tests" / "agents" / "testagents.py")
@@ -122,10 +124,14 @@ class DaemonProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.notify: socket.socket | None = None
         self.notes: list[str] = []
+        # GOLEMD_TEST_STORE=postgresql: a database of its own, kept across restarts (tests/pg.py)
+        self.store_url = pg.daemon_database()
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "golemd.cli", "--socket", self.socket, "--state-dir", self.state_dir,
                "--log-level", "DEBUG", "--drain-timeout", "2"]
+        if self.store_url is not None:
+            cmd += ["--store", self.store_url]
         for app in self.apps:
             cmd += ["--app", app]
         return cmd + list(self.args)
@@ -175,6 +181,18 @@ class DaemonProc:
             except TimeoutError:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise AssertionError(f"golemd exited before sending {text!r}; got {self.notes}") from None
+
+    def open_store(self) -> Any:
+        """The store this daemon keeps (SQLite, or PostgreSQL under
+        GOLEMD_TEST_STORE), opened as it does: while it is not running."""
+        if self.store_url is not None:
+            from golemd.storage.postgres import PostgresStore
+
+            return PostgresStore(self.store_url)
+        from golemd.storage.sqlite import SqliteStore
+
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        return SqliteStore(os.path.join(self.state_dir, "golemd.db"))
 
     def log(self) -> str:
         try:
@@ -280,6 +298,8 @@ def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
         d.assert_no_strays()
         if passed:
             shutil.rmtree(d.base, ignore_errors=True)
+            if d.store_url is not None:
+                pg.drop(d.store_url)
         else:
             _trim(d.log_path, 4 << 20)
 

@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.string import StrDumperUnknown, TextBinaryLoader, TextLoader
@@ -86,6 +87,15 @@ class _TextBinaryLoader(TextBinaryLoader):
         return _unescape(s) if isinstance(s, str) and _ESC in s else s
 
 
+class _BoolAsInt(Dumper):
+    """A bool as SQLite keeps it, 1 or 0: the store's flags are integer columns."""
+
+    oid = psycopg.adapters.types["int4"].oid
+
+    def dump(self, obj: bool) -> Buffer | None:
+        return b"1" if obj else b"0"
+
+
 def storage_error(exc: psycopg.Error) -> GolemError:
     """The GolemError of a failed statement, with SQLite's codes: a full disk is STORAGE_FULL."""
     if isinstance(exc, psycopg.errors.DiskFull):
@@ -130,7 +140,10 @@ class Link:
         self.url = url
         self.where = redacted(url)
         self.exclusive = exclusive
-        params = conninfo_to_dict(url)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"the store's URL cannot be read: {exc}") from None
         params.setdefault("connect_timeout", CONNECT_TIMEOUT)
         params.setdefault("application_name", "golemd")
         self._conninfo = make_conninfo("", **params)
@@ -157,6 +170,7 @@ class Link:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         conn.adapters.register_dumper(str, _StrDumper)
+        conn.adapters.register_dumper(bool, _BoolAsInt)
         conn.adapters.register_loader("text", _TextLoader)
         conn.adapters.register_loader("text", _TextBinaryLoader)
         if self.exclusive:

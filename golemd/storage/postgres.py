@@ -30,6 +30,7 @@ from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
 from golemd.storage.base import AgentLoad, OplogEntry, Store
+from golemd.storage.columns import ColumnWrites
 from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
 from golemd.storage.pgconn import FENCED, Link, Lost, fenced, storage_error
@@ -86,7 +87,7 @@ _FINISH_SQL = ("UPDATE invocations SET status = %s, outcome = %s, finished_at = 
 _ACTIVE = "status IN ('pending', 'running', 'scheduled')"
 
 
-class PostgresStore(DurableRows, GroupCommit):
+class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
     """The Store (golemd.storage.base) in a PostgreSQL database.
 
     `exclusive`: hold the database's daemon lock (a second daemon on it is
@@ -159,26 +160,10 @@ class PostgresStore(DurableRows, GroupCommit):
             self._ids = [r["id"] for r in reversed(rows)]
         return self._ids.pop()
 
-    def _sql(self, kind: str, table: str, cols: tuple[str, ...]) -> str:
-        """The statement for these columns, built once."""
-        sql = self._statements.get((kind, table, cols))
-        if sql is None:
-            if kind == "insert":
-                sql = _upsert(table, cols)
-            else:
-                where = "agent_id = %s" if table == "agents" else "agent_id = %s AND key = %s"
-                sql = f"UPDATE {table} SET {', '.join(f'{c} = %s' for c in cols)} WHERE {where}"
-            self._statements[(kind, table, cols)] = sql
-        return sql
+    def _insert_sql(self, table: str, cols: tuple[str, ...]) -> str:
+        return _upsert(table, cols)
 
     # -- writing -------------------------------------------------------------
-
-    def insert_agent(self, row: Mapping[str, Any]) -> None:
-        cols = tuple(c for c in AGENT_COLS if c in row)
-        self._exec(self._sql("insert", "agents", cols), [row[c] for c in cols])
-
-    def update_agent(self, agent_id: str, **cols: Any) -> None:
-        self._exec(self._sql("update", "agents", tuple(cols)), [*cols.values(), agent_id])
 
     def insert_invocation(self, row: Mapping[str, Any]) -> int:
         cols = tuple(c for c in INV_COLS if c in row)
@@ -192,9 +177,6 @@ class PostgresStore(DurableRows, GroupCommit):
         self._exec(_ENQUEUE_SQL, (rowid, agent_id, key, seq, method, args, status, created_at, schedule_at, timeout))
         return rowid
 
-    def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
-        self._exec(self._sql("update", "invocations", tuple(cols)), [*cols.values(), agent_id, key])
-
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
                           started_at: float | None, snapshot: bytes | None = None, snapshot_kept: bool = True) -> None:
         self._exec(_FINISH_SQL, (status, outcome, finished_at, started_at, snapshot, 1 if snapshot_kept else 0, rowid))
@@ -206,10 +188,7 @@ class PostgresStore(DurableRows, GroupCommit):
             "AND status IN ('completed', 'failed', 'canceled') ORDER BY finished_at, id", (agent_id,)))
 
     def forget_invocations(self, agent_id: str, keys: list[str]) -> None:
-        if not keys:
-            return
-        found = self._rows(f"SELECT id, key FROM invocations WHERE agent_id = %s AND key IN "
-                           f"({', '.join(['%s'] * len(keys))})", (agent_id, *keys))
+        found = self._rows("SELECT id, key FROM invocations WHERE agent_id = %s AND key = ANY(%s)", (agent_id, keys))
         self._drop_rows(agent_id, [(r["id"], r["key"]) for r in found])
 
     def _drop_rows(self, agent_id: str, rows: list[tuple[int, str]]) -> None:

@@ -19,10 +19,11 @@ from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
 from golemd.storage.base import AgentLoad, OplogEntry
 from golemd.storage.base import Store as Store  # the protocol, importable from here too
+from golemd.storage.columns import ColumnWrites
 from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
 from golemd.storage.rows import by_agent, history_rows, prune_choice
-from golemd.storage.schema import AGENT_COLS, AGENT_ROW_IDS, INV_COLS, migrate
+from golemd.storage.schema import AGENT_ROW_IDS, INV_COLS, migrate
 
 log = logging.getLogger("golemd.store")
 
@@ -37,7 +38,7 @@ def _storage_error(exc: sqlite3.Error) -> GolemError:
     return GolemError(Code.INTERNAL, f"the journal failed: {text}")
 
 
-class SqliteStore(DurableRows, GroupCommit):
+class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
     """The embedded store (golemd.storage.base.Store), in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL"):
@@ -101,24 +102,8 @@ class SqliteStore(DurableRows, GroupCommit):
         except sqlite3.Error:
             pass
 
-    def _sql(self, kind: str, table: str, cols: tuple[str, ...]) -> str:
-        """The statement for these columns, built once: it is on every invocation's path."""
-        sql = self._statements.get((kind, table, cols))
-        if sql is None:
-            if kind == "insert":
-                sql = f"INSERT OR REPLACE INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            else:
-                where = "agent_id = ?" if table == "agents" else "agent_id = ? AND key = ?"
-                sql = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {where}"
-            self._statements[(kind, table, cols)] = sql
-        return sql
-
-    def insert_agent(self, row: Mapping[str, Any]) -> None:
-        cols = tuple(c for c in AGENT_COLS if c in row)
-        self._exec(self._sql("insert", "agents", cols), [row[c] for c in cols])
-
-    def update_agent(self, agent_id: str, **cols: Any) -> None:
-        self._exec(self._sql("update", "agents", tuple(cols)), [*cols.values(), agent_id])
+    def _insert_sql(self, table: str, cols: tuple[str, ...]) -> str:
+        return f"INSERT OR REPLACE INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
     def insert_invocation(self, row: Mapping[str, Any]) -> int:
         """Insert; returns the row's id, for finish_invocation()."""
@@ -164,9 +149,6 @@ class SqliteStore(DurableRows, GroupCommit):
     def _set_filed_upto(self, upto: int) -> None:
         self._exec("INSERT OR REPLACE INTO meta(key, value) VALUES ('filed_upto', ?)", (upto,))
         self._filed_upto = upto
-
-    def update_invocation(self, agent_id: str, key: str, **cols: Any) -> None:
-        self._exec(self._sql("update", "invocations", tuple(cols)), [*cols.values(), agent_id, key])
 
     _FINISH_SQL = ("UPDATE invocations SET status = ?, outcome = ?, finished_at = ?, started_at = ?, snapshot = ?, "
                    "snapshot_kept = ? WHERE id = ?")

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from golemd.testing import CrashCase, crash_matrix
+from tests import pg
 from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS
 
 DURABLE = DURABLE_AGENTS
@@ -35,7 +36,8 @@ def test_three_effects_run_once_whatever_dies_at_each_boundary(tmp_path, kind):
         assert case.client.invoke('Shop("s")', "orders_made")["result"] == 1  # the state changed once
 
     cases = crash_matrix([EXAMPLES, TEST_AGENTS, DURABLE], 'Shop("s")', "three", [ledger, INV, "hat"],
-                         check=check, setup=setup, kinds=[kind], base_dir=str(tmp_path))
+                         check=check, setup=setup, kinds=[kind], base_dir=str(tmp_path),
+                         store=pg.daemon_database if pg.daemons_on_postgres() else None)
     # the run without a crash; before Shop.three and Inventory.reserve run;
     # before the call is journaled; after each of the three effects is
     assert [str(c) for c in cases][1:] == [

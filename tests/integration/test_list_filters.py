@@ -5,7 +5,6 @@ CliRunner, and 10,000 agents paged from a store filled before the start."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -196,10 +195,7 @@ T0 = 1_700_000_000.0
 def _fill(d: DaemonProc) -> None:
     """10,000 suspended agents in the store, as a daemon leaves them: every 10th
     in `dev`, created one second apart."""
-    from golemd.storage.sqlite import SqliteStore
-
-    os.makedirs(d.state_dir, mode=0o700, exist_ok=True)
-    store = SqliteStore(os.path.join(d.state_dir, "golemd.db"))
+    store = d.open_store()
     for i in range(N):
         env = "dev" if i % 10 == 0 else "default"
         name = f'CounterAgent("n{i:05d}")'

@@ -78,6 +78,14 @@ def test_agent_rows(store):
     assert row["snapshot"] == b"\x00state"
 
 
+def test_flags_written_as_booleans_read_back_as_integers(store):
+    store.insert_agent(agent_row(interrupted=True))
+    assert store.load_agents()[0]["interrupted"] == 1
+    store.update_agent(A, interrupted=False)
+    store.commit_now()
+    assert store.load_agents()[0]["interrupted"] == 0
+
+
 def test_insert_agent_replaces_the_agents_row(store):
     store.insert_agent(agent_row(last_error="old"))
     store.update_agent(A, completed_count=3)

@@ -112,7 +112,7 @@ def test_a_server_that_is_not_there_is_waited_for_then_said():
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL 127.0.0.1:1/nothing"):
         PostgresStore("postgresql://postgres@127.0.0.1:1/nothing", connect_wait=0.5)
-    assert 0.3 < time.monotonic() - t0 < 5
+    assert 0.25 < time.monotonic() - t0 < 5  # it tried again, for about connect_wait
 
 
 def test_a_database_that_does_not_exist_is_said_at_once(pg_cluster: PgCluster):
