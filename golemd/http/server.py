@@ -53,7 +53,8 @@ class HttpServer:
 
     # -- life ---------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
+        """Every route, behind the gate (the tests enumerate them from here)."""
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._gate])
         app["http"] = self
         app.router.add_get("/metrics", self._metrics)
@@ -63,6 +64,10 @@ class HttpServer:
         api.add_routes(app)
         live.add_routes(app)
         pages.add_routes(app)
+        return app
+
+    async def start(self) -> None:
+        app = self.make_app()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      keepalive_timeout=KEEPALIVE, shutdown_timeout=1.0)
         await self._runner.setup()
