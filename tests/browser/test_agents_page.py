@@ -11,7 +11,7 @@ need_browser()
 
 from playwright.sync_api import expect  # noqa: E402
 
-from tests.helpers import RawConn, wait_for  # noqa: E402
+from tests.helpers import DaemonProc, RawConn, wait_for  # noqa: E402
 
 
 def row(page: Any, agent_id: str) -> Any:
@@ -99,3 +99,18 @@ def test_agent_ids_are_shown_as_text(page: Any, conn: RawConn) -> None:
     assert page.locator("main img, main b, main i").count() == 0
     wait_for(lambda: "id=" in page.url, what="the agent page")
     assert not dialogs
+
+
+def test_the_screenshot(browser: Any, hd: DaemonProc, conn: RawConn, tmp_path: Any) -> None:
+    """python -m tests.browser.screenshot's steps, on this module's daemon."""
+    from tests.browser.screenshot import SHOWN, capture, populate
+    from tests.http_helpers import golemctl_dashboard
+
+    populate(conn)
+    out = tmp_path / "dashboard.png"
+    capture(browser, golemctl_dashboard(hd), str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    by_status = conn.ok("status")["agents_by_status"]
+    assert {s for s in SHOWN.values()} <= {s for s, n in by_status.items() if n}
+    for agent in SHOWN:
+        conn.ok("delete", agent=agent)

@@ -34,7 +34,10 @@ function renderCounts(status) {
 function current(a) {
   const inv = a.current_invocation;
   if (!inv) return el("span", { class: "muted", text: "—" });
-  return el("span", {}, inv.method, " ", el("span", { class: "muted mono", text: inv.idempotency_key }));
+  const w = a.waiting_for;
+  const waits = !w ? null : w.promise ? "a promise" : w.agent ? "a call" : "a sleep";
+  return el("span", {}, inv.method, " ", el("span", { class: "muted mono", text: inv.idempotency_key }),
+    waits ? el("span", { class: "muted", text: ` · waits for ${waits}` }) : null);
 }
 
 function row(a) {
