@@ -224,3 +224,12 @@ def test_the_csp_stops_an_injected_script(page: Any, problems: Problems) -> None
     refused = [e for e in problems.errors if "Content Security Policy" in e]
     assert refused, problems.errors
     problems.errors = [e for e in problems.errors if e not in refused]
+
+
+def test_limits(hd: DaemonProc) -> None:
+    b = login(hd)
+    a = b.request("POST", "/api/status", {"x": "a" * (1 << 20)}, headers={"X-CSRF-Token": b.csrf or ""})
+    assert a.status == 413 and a.json()["error"]["code"] == "TOO_LARGE", (a.status, a.text)
+    assert b.request("GET", "/api/session", headers={"X-Big": "a" * 9000}).status == 400
+    assert b.op("status")["agents"] >= 0  # and it goes on
+    assert "Traceback" not in hd.log()
