@@ -2,8 +2,9 @@
 the server sends a `view` event with the whole view (a JSON map) whenever it
 changed, read from the daemon every TICK seconds; an agent's page gets
 `output` events as its lines are printed, at once. A stream ends when the
-daemon stops (`event: end`), and sends a comment every KEEPALIVE seconds so
-that proxies keep it open.
+daemon stops (`event: end`) or its session does (`event: logout`: logged
+out or expired), and sends a comment every KEEPALIVE seconds so that
+proxies keep it open.
 
 - `GET /api/live/agents?type=&status=&env=&after=&limit=`: {"status": the
   daemon's status, "list": one page of agents as the `list` op gives it,
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from golemd.driver import listing
 from golemd.http.api import call_op, dumps
+from golemd.http.auth import COOKIE
 from golemd.model.errors import Code, GolemError
 
 TICK = 0.25
@@ -140,8 +142,10 @@ async def stream(request: web.Request, view: Callable[[Send], Awaitable[dict[str
     quiet = 0.0
     loop = asyncio.get_running_loop()
     next_view = 0.0
+    sid = request.cookies.get(COOKIE)
     try:
-        while not http.stopping.is_set():
+        # the gate let the stream in; it ends with its session (logout, expiry), not just with the page
+        while not http.stopping.is_set() and http.logins.session(sid) is not None:
             now = loop.time()
             if now >= next_view:
                 next_view = now + TICK
@@ -164,7 +168,8 @@ async def stream(request: web.Request, view: Callable[[Send], Awaitable[dict[str
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(0.0, next_view - loop.time()))
             quiet += TICK
-        await response.write(b"event: end\ndata: {}\n\n")
+        await response.write(b"event: end\ndata: {}\n\n" if http.stopping.is_set()
+                             else b"event: logout\ndata: {}\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the page went away
     finally:

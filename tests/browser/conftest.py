@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import ARGS, CHROMIUM, WAIT_MS, missing
+from tests.browser.support import ARGS, CHROMIUM, WAIT_MS, need_browser
 from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc, RawConn
 from tests.http_helpers import base_of, golemctl_dashboard, http_daemon
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    if missing() is not None:
-        pytest.skip(missing() or "")
+    need_browser(module=False)
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=WAIT_MS)

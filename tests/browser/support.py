@@ -18,18 +18,19 @@ WAIT_MS = 10_000  # every expect's deadline: a loaded 2-core machine, not a slow
 
 def missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright is missing: pip install playwright (the test extra has it)"
     if not os.access(CHROMIUM, os.X_OK):
-        return f"{CHROMIUM} is missing: apt-get install chromium"
+        return f"{CHROMIUM} is missing: apt-get install chromium (and pip install playwright)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is missing: pip install playwright (and apt-get install chromium)"
     return None
 
 
-def need_browser() -> None:
-    """At the top of a browser test module, before it imports playwright."""
+def need_browser(module: bool = True) -> None:
+    """Skip (or under CI fail) without a browser: at the top of a browser test
+    module, before it imports playwright, or in a fixture (module=False)."""
     why = missing()
     if why is None:
         return
     if os.environ.get("CI"):
         pytest.fail(f"browser tests cannot run under CI: {why}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {why}", allow_module_level=True)
+    pytest.skip(f"browser tests skipped: {why}", allow_module_level=module)

@@ -2,7 +2,8 @@
 has (enumerated from HttpServer.make_app, not listed by hand) is a 401, the
 401 page says how to log in, a login link works once, and a POST without
 the session's CSRF token, with a wrong one, or from another origin is a 403
-that changes nothing, also when another local page makes the browser send it."""
+that changes nothing, also when another local page makes the browser send it.
+The tests without a browser run without one too."""
 
 from __future__ import annotations
 
@@ -14,21 +15,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from tests.browser.support import need_browser
+from golemd.config import Config
+from golemd.http import api
+from golemd.http.pages import STATIC
+from golemd.http.server import OPEN, HttpServer
+from tests.browser.conftest import Problems, open_page
+from tests.helpers import DaemonProc, RawConn
+from tests.http_helpers import Browserless, base_of, golemctl_dashboard, login
 
-need_browser()
-
-from aiohttp import web  # noqa: E402
-from playwright.sync_api import expect  # noqa: E402
-
-from golemd.config import Config  # noqa: E402
-from golemd.http import api  # noqa: E402
-from golemd.http.pages import STATIC  # noqa: E402
-from golemd.http.server import OPEN, HttpServer  # noqa: E402
-from tests.browser.conftest import Problems, open_page  # noqa: E402
-from tests.helpers import DaemonProc, RawConn  # noqa: E402
-from tests.http_helpers import Browserless, base_of, golemctl_dashboard, login  # noqa: E402
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the tests that use it take the browser fixture, which skips first
+    expect = None
 
 VICTIM = 'CounterAgent("victim")'
 
@@ -233,3 +233,24 @@ def test_limits(hd: DaemonProc) -> None:
     assert b.request("GET", "/api/session", headers={"X-Big": "a" * 9000}).status == 400
     assert b.op("status")["agents"] >= 0  # and it goes on
     assert "Traceback" not in hd.log()
+
+
+def test_log_out_ends_the_live_streams(browser: Any, hd: DaemonProc, problems: Problems) -> None:
+    url = golemctl_dashboard(hd)
+    page = open_page(browser, problems)
+    try:
+        page.goto(url)
+        other = page.context.new_page()  # a second tab of the same session
+        other.goto(base_of(url) + "/agent?id=EchoAgent()")
+        expect(other.locator("#conn")).to_have_text("live")
+        expect(page.locator("#conn")).to_have_text("live")
+        page.get_by_role("button", name="Log out").click()
+        expect(page.locator("body")).to_contain_text("You are not logged in.")
+        # the other tab's stream ends with the session, and says so
+        expect(other.locator("#conn")).to_have_text("logged out")
+        expect(other.locator("#error")).to_contain_text("golemctl dashboard")
+        assert page.context.cookies() == []
+        assert page.goto(base_of(url) + "/api/session").status == 401  # type: ignore[union-attr]
+    finally:
+        page.context.close()
+    assert not problems.errors, problems.errors

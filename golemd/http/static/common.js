@@ -156,14 +156,29 @@ export function live(url, handlers) {
     state("golemd stopped", "down");
     showError("golemd stopped. Once it runs again, log in anew: run golemctl dashboard.");
   });
-  source.addEventListener("error", () => {
-    if (source.readyState !== EventSource.CLOSED) {
-      state("reconnecting…", "down");
-      return;
-    }
-    // closed for good: the stream was refused, which is a lost session (expired, or a restart)
+  const loggedOut = (why) => {
+    source.close();
     state("logged out", "down");
-    showError("Logged out: the session expired or golemd restarted. Run golemctl dashboard for a new link.");
+    showError(`Logged out: ${why}. Run golemctl dashboard for a new link.`);
+  };
+  source.addEventListener("logout", () => loggedOut("the session ended or expired"));
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) {
+      loggedOut("the session expired or golemd restarted"); // a refused stream: no session
+    } else {
+      state("reconnecting…", "down");
+    }
   });
   return source;
+}
+
+const logout = document.getElementById("logout");
+if (logout) {
+  logout.addEventListener("click", async () => {
+    try {
+      await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": await csrfToken() } });
+    } finally {
+      location.href = "/"; // the login page now: it says how to log in again
+    }
+  });
 }
