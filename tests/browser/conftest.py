@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.browser.support import ARGS, CHROMIUM, WAIT_MS, need_browser
-from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc, RawConn
+from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc
 from tests.http_helpers import base_of, golemctl_dashboard, http_daemon
 
 
@@ -29,16 +29,10 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def hd() -> Iterator[DaemonProc]:
+def daemon() -> Iterator[DaemonProc]:
+    """One golemd with HTTP per module (tests/conftest.py's `conn` connects to it)."""
     with http_daemon(apps=(EXAMPLES, TEST_AGENTS, DURABLE_AGENTS)) as d:
         yield d
-
-
-@pytest.fixture
-def conn(hd: DaemonProc) -> Iterator[RawConn]:
-    c = hd.conn()
-    yield c
-    c.close()
 
 
 class Problems:
@@ -68,10 +62,10 @@ def problems() -> Problems:
 
 
 @pytest.fixture
-def page(browser: Any, hd: DaemonProc, problems: Problems) -> Iterator[Any]:
-    """A page logged in to `hd`, on the agents page."""
+def page(browser: Any, daemon: DaemonProc, problems: Problems) -> Iterator[Any]:
+    """A page logged in to `daemon`, on the agents page."""
     p = open_page(browser, problems)
-    url = golemctl_dashboard(hd)
+    url = golemctl_dashboard(daemon)
     p.goto(url)
     assert p.url == base_of(url) + "/", p.url
     yield p

@@ -101,14 +101,14 @@ def test_agent_ids_are_shown_as_text(page: Any, conn: RawConn) -> None:
     assert not dialogs
 
 
-def test_the_screenshot(browser: Any, hd: DaemonProc, conn: RawConn, tmp_path: Any) -> None:
+def test_the_screenshot(browser: Any, daemon: DaemonProc, conn: RawConn, tmp_path: Any) -> None:
     """python -m tests.browser.screenshot's steps, on this module's daemon."""
     from tests.browser.screenshot import SHOWN, capture, populate
     from tests.http_helpers import golemctl_dashboard
 
     populate(conn)
     out = tmp_path / "dashboard.png"
-    capture(browser, golemctl_dashboard(hd), str(out))
+    capture(browser, golemctl_dashboard(daemon), str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
     by_status = conn.ok("status")["agents_by_status"]
     assert {s for s in SHOWN.values()} <= {s for s, n in by_status.items() if n}

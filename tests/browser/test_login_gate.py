@@ -62,8 +62,8 @@ def test_the_enumeration_sees_every_kind_of_route() -> None:
 
 
 @pytest.fixture(scope="module")
-def anonymous(hd: DaemonProc) -> Browserless:
-    return Browserless(base_of(golemctl_dashboard(hd)))
+def anonymous(daemon: DaemonProc) -> Browserless:
+    return Browserless(base_of(golemctl_dashboard(daemon)))
 
 
 @pytest.mark.parametrize(("method", "path"), [r for r in ROUTES if r[1] not in OPEN] + [
@@ -88,10 +88,10 @@ def test_open_routes(anonymous: Browserless) -> None:
     assert a.status == 401 and "used up or expired" in a.text and "golemctl dashboard" in a.text
 
 
-def test_the_401_page(browser: Any, hd: DaemonProc, problems: Problems) -> None:
+def test_the_401_page(browser: Any, daemon: DaemonProc, problems: Problems) -> None:
     page = open_page(browser, problems)
     try:
-        base = base_of(golemctl_dashboard(hd))
+        base = base_of(golemctl_dashboard(daemon))
         answer = page.goto(base + "/")
         assert answer is not None and answer.status == 401
         expect(page.locator("body")).to_contain_text("To log in, run golemctl dashboard")
@@ -103,8 +103,8 @@ def test_the_401_page(browser: Any, hd: DaemonProc, problems: Problems) -> None:
     assert not problems.errors, problems.errors
 
 
-def test_a_login_link_works_once(browser: Any, hd: DaemonProc, problems: Problems) -> None:
-    url = golemctl_dashboard(hd)
+def test_a_login_link_works_once(browser: Any, daemon: DaemonProc, problems: Problems) -> None:
+    url = golemctl_dashboard(daemon)
     first, second = open_page(browser, problems), open_page(browser, problems)
     try:
         first.goto(url)
@@ -135,8 +135,8 @@ def intact(conn: RawConn) -> None:
     assert meta["status"] == "Idle" and meta["completed_count"] >= 1, meta
 
 
-def test_forged_posts_are_refused(hd: DaemonProc, victim: RawConn) -> None:
-    b = login(hd)
+def test_forged_posts_are_refused(daemon: DaemonProc, victim: RawConn) -> None:
+    b = login(daemon)
     port = int(b.base.rsplit(":", 1)[1])
     forged: list[dict[str, str]] = [
         {},  # no token
@@ -200,8 +200,8 @@ def test_another_local_page_cannot_act(page: Any, base: str, victim: RawConn, pr
         server.server_close()
 
 
-def test_security_headers(hd: DaemonProc) -> None:
-    b = login(hd)
+def test_security_headers(daemon: DaemonProc) -> None:
+    b = login(daemon)
     for path in ("/", "/agent?id=CounterAgent(%22h%22)", "/static/agents.js", "/api/session"):
         a = b.get(path)
         assert a.status == 200, (path, a.status)
@@ -226,17 +226,17 @@ def test_the_csp_stops_an_injected_script(page: Any, problems: Problems) -> None
     problems.errors = [e for e in problems.errors if e not in refused]
 
 
-def test_limits(hd: DaemonProc) -> None:
-    b = login(hd)
+def test_limits(daemon: DaemonProc) -> None:
+    b = login(daemon)
     a = b.request("POST", "/api/status", {"x": "a" * (1 << 20)}, headers={"X-CSRF-Token": b.csrf or ""})
     assert a.status == 413 and a.json()["error"]["code"] == "TOO_LARGE", (a.status, a.text)
     assert b.request("GET", "/api/session", headers={"X-Big": "a" * 9000}).status == 400
     assert b.op("status")["agents"] >= 0  # and it goes on
-    assert "Traceback" not in hd.log()
+    assert "Traceback" not in daemon.log()
 
 
-def test_log_out_ends_the_live_streams(browser: Any, hd: DaemonProc, problems: Problems) -> None:
-    url = golemctl_dashboard(hd)
+def test_log_out_ends_the_live_streams(browser: Any, daemon: DaemonProc, problems: Problems) -> None:
+    url = golemctl_dashboard(daemon)
     page = open_page(browser, problems)
     try:
         page.goto(url)
