@@ -88,7 +88,12 @@ def test_agent_ids_are_shown_as_text(page: Any, conn: RawConn) -> None:
     conn.ok("invoke", agent=hostile, method="increment", idempotency_key="<i>k</i>")
     canonical = conn.meta(hostile)["agent_id"]
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:  # an alert() that ran
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.goto(page.url + "?env=xss")
     link = page.get_by_role("link", name=canonical, exact=True)
     expect(link).to_have_count(1)

@@ -28,7 +28,7 @@ from tests.http_helpers import Browserless, base_of, golemctl_dashboard, login
 try:
     from playwright.sync_api import expect
 except ImportError:  # the tests that use it take the browser fixture, which skips first
-    expect = None
+    expect = None  # type: ignore[assignment]
 
 VICTIM = 'CounterAgent("victim")'
 
@@ -215,6 +215,9 @@ def test_security_headers(daemon: DaemonProc) -> None:
             assert "<script>" not in a.text and "<script type=\"module\" src=\"/static/" in a.text
             assert not re.search(r"<[^>]*\son[a-z]+\s*=", a.text), path  # no inline handlers
     assert b.get("/static/").status in (403, 404)  # no index of the files
+    for path in ("/static/../pages.py", "/static/%2e%2e/pages.py", "/static/../templates/agent.html"):
+        a = b.get(path)
+        assert a.status in (403, 404) and b"add_routes" not in a.body and b"$agent_id" not in a.body, path
 
 
 def test_the_csp_stops_an_injected_script(page: Any, problems: Problems) -> None:
