@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: one Chromium for the session, one golemd
+"""Fixtures of the browser tests: one Chromium for them all, one golemd
 per module (tests/http_helpers.http_daemon), and a fresh logged-in page per
 test (its own browser context, so its own cookie), logged in with the URL
 the real `golemctl dashboard` printed. A page that logs a script error or a
@@ -16,8 +16,11 @@ from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc
 from tests.http_helpers import base_of, golemctl_dashboard, http_daemon
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One Chromium for every browser test. Package-scoped, not session: while
+    Playwright's sync API is open it keeps an event loop running in this
+    thread, and every later test's asyncio.run() would refuse to start."""
     need_browser(module=False)
     from playwright.sync_api import expect, sync_playwright
 
