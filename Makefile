@@ -12,7 +12,8 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/golemd --app examples/agents.py
+	@echo "golemd: dashboard and /metrics on http://127.0.0.1:7070; to log in, run $(BIN)/golemctl dashboard in another terminal"
+	$(BIN)/golemd --app examples/agents.py --http 127.0.0.1:7070
 
 # The integration suite runs a second time with its daemons on PostgreSQL
 # (tests/pg.py: skipped without PostgreSQL's server, failed under CI).

@@ -36,22 +36,50 @@ def select(agents: Mapping[str, Agent], env: str | None, type_: str | None, stat
     `after`, at most `limit` of them: (page, cursor of the next page or None)."""
     names = _candidates(agents, filters)
     start = 0 if after is None else bisect_right(names, after)
-    tests = [(FACTS.get(f.prop) or _env_var(f.prop[4:]), f.matches) for f in filters]
-    wanted = status.lower() if status is not None else None
+    passes = _test(env, type_, status, filters)
     out: list[dict[str, Any]] = []
     for i in range(start, len(names)):
         if limit is not None and len(out) >= limit:
             return out, out[-1]["agent_id"] if out else None
         a = agents[names[i]]
-        if env is not None and a.id.env != env:
-            continue
-        if type_ is not None and a.id.type != type_:
-            continue
-        if wanted is not None and a.status.value.lower() != wanted:
-            continue
-        if all(match(fact(a)) for fact, match in tests):
+        if passes(a):
             out.append(a.metadata())
     return out, None
+
+
+def cursor_before(agents: Mapping[str, Agent], env: str | None, type_: str | None,
+                  status: str | None, limit: int, after: str) -> str | None:
+    """The `after` of the page before the one that starts after `after`: the
+    `limit` agents that pass and sort up to `after` make that page. None when
+    that page is the first one (it needs no `after`). A walk back over the
+    agents' facts, with no metadata built (the dashboard's Previous link)."""
+    names = sorted(agents)
+    passes = _test(env, type_, status, ())
+    seen = 0
+    for i in range(bisect_right(names, after) - 1, -1, -1):
+        if passes(agents[names[i]]):
+            if seen == limit:
+                return names[i]
+            seen += 1
+    return None
+
+
+def _test(env: str | None, type_: str | None, status: str | None,
+          filters: Sequence[Filter]) -> Callable[[Agent], bool]:
+    """Whether an agent passes select's exact matches and filters."""
+    tests = [(FACTS.get(f.prop) or _env_var(f.prop[4:]), f.matches) for f in filters]
+    wanted = status.lower() if status is not None else None
+
+    def passes(a: Agent) -> bool:
+        if env is not None and a.id.env != env:
+            return False
+        if type_ is not None and a.id.type != type_:
+            return False
+        if wanted is not None and a.status.value.lower() != wanted:
+            return False
+        return all(match(fact(a)) for fact, match in tests)
+
+    return passes
 
 
 def _env_var(name: str) -> Callable[[Agent], Any]:

@@ -85,6 +85,8 @@ async def run_op(request: web.Request) -> web.Response:
     try:
         try:
             body = await read_json(request)
+        except web.HTTPRequestEntityTooLarge:
+            raise GolemError(Code.TOO_LARGE, f"the body is over {request.client_max_size} bytes") from None
         except (ValueError, TimeoutError) as exc:
             raise GolemError(Code.BAD_REQUEST, f"the body must be a JSON object: {exc}") from None
         if not isinstance(body, dict):

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from golemd.config import is_loopback, parse_http_address
 from golemd.http import api, live, pages
@@ -53,7 +54,8 @@ class HttpServer:
 
     # -- life ---------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def make_app(self) -> web.Application:
+        """Every route, behind the gate (the tests enumerate them from here)."""
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._gate])
         app["http"] = self
         app.router.add_get("/metrics", self._metrics)
@@ -63,7 +65,11 @@ class HttpServer:
         api.add_routes(app)
         live.add_routes(app)
         pages.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+        return app
+
+    async def start(self) -> None:
+        app = self.make_app()
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=REQUESTS,
                                      keepalive_timeout=KEEPALIVE, shutdown_timeout=1.0)
         await self._runner.setup()
         loop = asyncio.get_running_loop()
@@ -191,6 +197,25 @@ def _same_origin(request: web.Request) -> bool:
     if origin is None:
         return True  # not a browser's cross-site request (curl, scripts): the CSRF token decides
     return origin == f"{request.scheme}://{request.host}"
+
+
+class _ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot parse (a head over its limits, bad
+    bytes) at ERROR with a traceback: that is the client's doing, and any
+    local user could fill the log with it. It becomes one line at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        record.msg, record.args = "refused a malformed HTTP request: %s", (" ".join(str(exc).split()),)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return log.isEnabledFor(logging.DEBUG)
+
+
+REQUESTS = logging.getLogger("golemd.http.requests")
+REQUESTS.addFilter(_ClientFaults())
 
 
 class _Refuse(asyncio.Protocol):
