@@ -3,7 +3,7 @@ with its own socket, state directory and peer port, sharing a database and
 a cluster secret. Leases last LEASE seconds so that failover is quick.
 
 Without PostgreSQL's server these tests are skipped, saying how to install
-it; under CI (the CI variable set) that is a failure instead."""
+it; under CI (the CI variable set) that is a failure instead (tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -17,23 +17,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from golemd.testing_pg import PgCluster, PgUnavailable
+from golemd.testing_pg import PgCluster
 from tests.helpers import DURABLE_AGENTS, EXAMPLES, TEST_AGENTS, DaemonProc, RawConn
 
 LEASE = 2.0
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgCluster]:
-    try:
-        cluster = PgCluster()
-    except PgUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} (CI is set: PostgreSQL must be there)", pytrace=False)
-        pytest.skip(str(exc))
-    cluster.start()
-    yield cluster
-    cluster.remove()
+@pytest.fixture
+def pg(pg_cluster: PgCluster) -> PgCluster:
+    """The session's PostgreSQL (tests/conftest.py: skipped without one, failed under CI)."""
+    return pg_cluster
 
 
 def free_port() -> int:
