@@ -68,9 +68,12 @@ class Router:
 
     def _local(self, agent_id: str, req: dict[str, Any], listener: Listener, done: Done, forwarded: bool) -> None:
         def answered(reply: dict[str, Any] | None, err: GolemError | None) -> None:
-            if err is not None and err.to_wire()["code"] in RETRIABLE and not forwarded:
-                asyncio.ensure_future(self._route_invoke(agent_id, req, listener, done, forwarded))
-                return
+            if err is not None and err.to_wire()["code"] in RETRIABLE:
+                # a commit here was fenced off: this node was declared dead and must find out now
+                self.node.check_lease_now()
+                if not forwarded:
+                    asyncio.ensure_future(self._route_invoke(agent_id, req, listener, done, forwarded))
+                    return
             done(reply, err)
 
         self.node.supervisor.local_submit(req, listener, answered)
