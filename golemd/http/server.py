@@ -159,7 +159,7 @@ class HttpServer:
             status = exc.status
             raise
         finally:
-            self.metrics.http_requests.labels(route, str(status)).inc()
+            self.metrics.http_requests.inc(route, str(status))
             if not self.stopping.is_set() and proto.transport is not None:
                 self._expect_head(proto, served)
 
