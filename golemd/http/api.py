@@ -68,7 +68,17 @@ async def call_op(daemon: Any, op: str, fields: dict[str, Any]) -> Any:
     if op not in OPS:
         raise GolemError(Code.BAD_REQUEST, f"the dashboard does not offer op {op!r}")
     _rid, _op, req = validate_request({**fields, "v": 1, "id": 0, "op": op})
-    return await HANDLERS[op](OpContext(daemon), req, lambda _event: None)
+
+    def no_events(_event: dict[str, Any]) -> None:
+        pass
+
+    def local() -> Any:
+        return HANDLERS[op](OpContext(daemon), req, no_events)
+
+    router = daemon.supervisor.router
+    if router is not None:  # a cluster node: the agent's owner answers, as over the socket
+        return await router.run_op(op, req, no_events, local, False)
+    return await local()
 
 
 async def read_json(request: web.Request) -> Any:

@@ -37,7 +37,8 @@ def free_port() -> int:
 
 class Cluster:
     def __init__(self, pg: PgCluster, size: int, lease: float = LEASE,
-                 apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS, DURABLE_AGENTS)) -> None:
+                 apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS, DURABLE_AGENTS),
+                 extra: tuple[str, ...] = ()) -> None:
         self.base = tempfile.mkdtemp(prefix="gc", dir="/tmp")
         self.url = pg.create_database()
         self.secret = os.path.join(self.base, "secret")
@@ -49,7 +50,7 @@ class Cluster:
             port = free_port()
             d = DaemonProc(base=os.path.join(self.base, f"n{i}"), apps=apps, args=(
                 "--store", self.url, "--node", f"n{i}", "--node-listen", f"127.0.0.1:{port}",
-                "--cluster-secret-file", self.secret, "--lease-timeout", str(lease)))
+                "--cluster-secret-file", self.secret, "--lease-timeout", str(lease), *extra))
             os.makedirs(d.base, exist_ok=True)
             self.nodes.append(d)
 

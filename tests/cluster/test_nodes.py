@@ -160,3 +160,25 @@ def test_postgresql_restarting_under_idle_nodes(cluster: Cluster, pg) -> None:
         conn.close()
     assert all(d.proc is not None and d.proc.poll() is None for d in cluster.nodes), cluster.logs()
     assert "dropping" not in cluster.nodes[1].log()
+
+
+def test_the_dashboard_api_of_any_node_acts_on_the_owner(pg) -> None:
+    from tests.cluster.conftest import Cluster as Nodes
+    from tests.http_helpers import login
+
+    c = Nodes(pg, 2, extra=("--http", "127.0.0.1:0")).start()
+    try:
+        a = c.conn(0)
+        a.ok("invoke", agent=S, method="work", args=[30, "busy"], mode="trigger", idempotency_key="busy")
+        wait_for(lambda: a.meta(S).get("current_invocation"), what="busy to start")
+        a.ok("invoke", agent=S, method="work", args=[0.1, "q"], mode="trigger", idempotency_key="q")
+        web = login(c.nodes[1])  # the dashboard of the node that does not own it
+        assert web.op("get", agent=S)["agent"]["node"] == "n0"
+        assert [i["idempotency_key"] for i in web.op("invocations", agent=S)["invocations"]] == ["busy", "q"]
+        assert web.op("cancel", agent=S, idempotency_key="q")["canceled"] is True
+        assert a.meta(S)["pending_invocation_count"] == 0
+        assert [x["agent_id"] for x in web.op("list")["agents"]] == [S]  # gathered from every node
+        a.ok("interrupt", agent=S)
+        a.close()
+    finally:
+        c.close(passed=True)
