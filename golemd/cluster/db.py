@@ -148,14 +148,10 @@ class ClusterDB:
         row = self._one(
             "INSERT INTO cluster_leases AS l (agent_id, node, node_epoch, token, acquired_at) "
             "VALUES (%s, %s, %s, 1, clock_timestamp()) ON CONFLICT (agent_id) DO UPDATE "
-            f"SET node = EXCLUDED.node, node_epoch = EXCLUDED.node_epoch, token = l.token + 1, "
+            "SET node = EXCLUDED.node, node_epoch = EXCLUDED.node_epoch, token = l.token + 1, "
             f"acquired_at = clock_timestamp() WHERE l.node IS NULL OR NOT {_CURRENT} "
             "RETURNING token", (agent_id, node, epoch))
         return int(row[0]) if row is not None else None
-
-    def release(self, agent_id: str, node: str, epoch: int) -> None:
-        self.conn.execute("UPDATE cluster_leases SET node = NULL WHERE agent_id = %s AND node = %s "
-                          "AND node_epoch = %s", (agent_id, node, epoch))
 
     # -- failover ---------------------------------------------------------------------
 
@@ -174,11 +170,6 @@ class ClusterDB:
             "ORDER BY NOT EXISTS (SELECT 1 FROM invocations i WHERE i.agent_id = l.agent_id "
             "AND i.status IN ('pending', 'scheduled', 'running')) LIMIT %s", (limit,)).fetchall()
         return [r[0] for r in rows]
-
-    def owned(self, node: str, epoch: int) -> list[tuple[str, int]]:
-        rows = self.conn.execute("SELECT agent_id, token FROM cluster_leases WHERE node = %s AND node_epoch = %s",
-                                 (node, epoch)).fetchall()
-        return [(r[0], int(r[1])) for r in rows]
 
     def nodes(self) -> list[dict[str, Any]]:
         """Every node with its health and agent count (daemon status)."""

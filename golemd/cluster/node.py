@@ -198,7 +198,9 @@ class Node:
 
     async def resolve(self, agent_id: str, may_forward: bool = True, create: bool = True) -> Owner | None:
         """None: serve it here (taken and loaded now if nobody owned it); else its live owner.
-        Owners elsewhere are remembered until a request to one fails (forget_owner)."""
+        Owners elsewhere are remembered until a request to one fails (forget_owner).
+        Without `create`, an agent nobody owns that the store does not hold is
+        not taken: served here, its op answers AGENT_NOT_FOUND, and no lease is made."""
         assert self.db is not None
         known = self._owners.get(agent_id)
         if known is not None and may_forward:
@@ -220,6 +222,8 @@ class Node:
                 return None
             if owner is not None and owner.current and not owner.alive and owner.node != self.name:
                 await self.call(self.db.mark_dead, owner.node, owner.epoch)
+            if owner is None and not create and self.supervisor.store.load_one(agent_id).row is None:
+                return None
             if await self.take(agent_id):
                 return None
             await asyncio.sleep(0.01)

@@ -80,41 +80,51 @@ class Router:
 
     async def _route_invoke(self, agent_id: str, req: dict[str, Any], listener: Listener, done: Done,
                             forwarded: bool) -> None:
+        try:
+            reply = await self._at_owner(agent_id, "invoke", req, listener, forwarded, create=True)
+        except GolemError as err:
+            done(None, err)
+            return
+        if reply is None:
+            self._local(agent_id, req, listener, done, forwarded)
+        elif "error" in reply:
+            done(None, GolemError.from_wire(reply["error"]))
+        else:
+            done(reply, None)
+
+    async def _at_owner(self, agent_id: str, op: str, fields: dict[str, Any],
+                        events: Callable[[dict[str, Any]], None] | None, forwarded: bool,
+                        create: bool) -> dict[str, Any] | None:
+        """Send a request to the agent's owner and return its reply ({"error"}
+        included, "id" removed), sending it again when the owner dies with it
+        unanswered or answers NOT_OWNER; None when it is to be served here.
+        NODE_UNREACHABLE after retry_for."""
+        node = self.node
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_for
-        last: str = "no node could take it"
+        last = "no node could take it"
         while loop.time() < deadline:
-            try:
-                owner = await self.node.resolve(agent_id, may_forward=not forwarded)
-            except GolemError as err:
-                done(None, err)
-                return
+            owner = None if agent_id in node.owned else await node.resolve(
+                agent_id, may_forward=not forwarded, create=create)
             if owner is None:
-                self._local(agent_id, req, listener, done, forwarded)
-                return
+                return None
             try:
-                reply = await self.node.peer(owner.node, owner.address).request(
-                    {"op": "invoke", **req}, listener)
+                reply = await node.peer(owner.node, owner.address).request({"op": op, **fields}, events)
             except (PeerLost, OSError, TimeoutError) as exc:
-                self.node.forget_owner(agent_id)
+                node.forget_owner(agent_id)
                 last = f"node {owner.node} at {owner.address}: {exc}"
-                await asyncio.sleep(self.node.lease_timeout / 5)
+                await asyncio.sleep(node.lease_timeout / 5)
                 continue
+            reply.pop("id", None)
             err = reply.get("error")
             if err is not None and err.get("code") in RETRIABLE:
-                self.node.forget_owner(agent_id)
+                node.forget_owner(agent_id)
                 last = f"node {owner.node}: {err.get('message')}"
                 await asyncio.sleep(0.05)
                 continue
-            reply.pop("id", None)
-            if err is not None:
-                done(None, GolemError.from_wire(err))
-            else:
-                done(reply, None)
-            return
-        done(None, GolemError(Code.NODE_UNREACHABLE, f"{agent_id}'s owner could not be reached "
-                              f"within {self.retry_for:g}s ({last}); the invocation, if it was "
-                              "accepted, stays journaled"))
+            return reply
+        raise GolemError(Code.NODE_UNREACHABLE, f"{agent_id}'s owner could not be reached within "
+                         f"{self.retry_for:g}s ({last}); an invocation it accepted stays journaled")
 
     # -- the other ops that name an agent ------------------------------------------------------
 
@@ -142,34 +152,15 @@ class Router:
             agent_id = row["agent_id"]
         else:
             agent_id = node.supervisor.parse_id(req["agent"]).canonical
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        while True:
-            owner = None if agent_id in node.owned else await node.resolve(
-                agent_id, may_forward=not forwarded, create=op in ("new", "stream"))
-            if owner is None:
-                reply = dict(await local())
-                if op == "get" and "agent" in reply:
-                    reply["agent"] = {**reply["agent"], "node": node.name}
-                return reply
-            try:
-                reply = await node.peer(owner.node, owner.address).request({"op": op, **req}, emit)
-            except (PeerLost, OSError, TimeoutError) as exc:
-                node.forget_owner(agent_id)
-                if loop.time() > deadline:
-                    raise GolemError(Code.NODE_UNREACHABLE, f"{agent_id}'s owner, node {owner.node}, "
-                                     f"could not be reached: {exc}") from None
-                await asyncio.sleep(node.lease_timeout / 5)
-                continue
-            err = reply.pop("error", None)
-            reply.pop("id", None)
-            if err is None:
-                return reply
-            if err.get("code") in RETRIABLE and loop.time() < deadline:
-                node.forget_owner(agent_id)
-                await asyncio.sleep(0.05)
-                continue
-            raise GolemError.from_wire(err)
+        reply = await self._at_owner(agent_id, op, req, emit, forwarded, create=op == "new")
+        if reply is None:
+            reply = dict(await local())
+            if op == "get" and "agent" in reply:
+                reply["agent"] = {**reply["agent"], "node": node.name}
+            return reply
+        if "error" in reply:
+            raise GolemError.from_wire(reply["error"])
+        return reply
 
     async def list(self, req: dict[str, Any], local: Callable[[], Any], forwarded: bool) -> dict[str, Any]:
         """Every node's agents, merged in agent-ID order, one page."""

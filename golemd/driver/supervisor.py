@@ -40,7 +40,6 @@ log = logging.getLogger("golemd.supervisor")
 Done = Callable[[dict[str, Any] | None, GolemError | None], None]
 
 
-
 TRIM_DELAY = 0.02  # s: how long the live-worker budget may be exceeded before a trim
 
 

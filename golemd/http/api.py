@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from golemd.model.errors import Code, GolemError
-from golemd.server.context import OpContext
-from golemd.wire.ops.registry import HANDLERS, validate_request
+from golemd.server.context import OpContext, serve_op
+from golemd.wire.ops.registry import validate_request
 
 log = logging.getLogger("golemd.http")
 
@@ -72,13 +72,7 @@ async def call_op(daemon: Any, op: str, fields: dict[str, Any]) -> Any:
     def no_events(_event: dict[str, Any]) -> None:
         pass
 
-    def local() -> Any:
-        return HANDLERS[op](OpContext(daemon), req, no_events)
-
-    router = daemon.supervisor.router
-    if router is not None:  # a cluster node: the agent's owner answers, as over the socket
-        return await router.run_op(op, req, no_events, local, False)
-    return await local()
+    return await serve_op(daemon, OpContext(daemon), op, req, no_events)
 
 
 async def read_json(request: web.Request) -> Any:

@@ -49,8 +49,9 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         # connection (aiohttp's RequestHandler, which takes no weak reference) -> requests
-        # it has begun; an entry goes with the connection's last head check
+        # it has begun; an entry goes with its connection
         self._requests: dict[Any, int] = {}
+        self._live: set[Any] = set()  # connections accepted and not lost
 
     # -- life ---------------------------------------------------------------------
 
@@ -72,6 +73,18 @@ class HttpServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=REQUESTS,
                                      keepalive_timeout=KEEPALIVE, shutdown_timeout=1.0)
         await self._runner.setup()
+        manager = self._runner.server
+        assert manager is not None
+        lost = manager.connection_lost
+
+        def connection_lost(handler: Any, exc: BaseException | None) -> None:
+            self._live.discard(handler)
+            self._requests.pop(handler, None)
+            lost(handler, exc)
+
+        # Counted from the accept, not from aiohttp's own list: a burst of
+        # connections is accepted before any of them registers there.
+        manager.connection_lost = connection_lost  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._accept, self.host, self.port, backlog=128,
                                                 reuse_address=True)
@@ -106,8 +119,7 @@ class HttpServer:
                 "loopback": is_loopback(self.host)}
 
     def open_connections(self) -> int:
-        runner = self._runner
-        return len(runner.server.connections) if runner is not None and runner.server else 0
+        return len(self._live)
 
     # -- connections ----------------------------------------------------------------
 
@@ -117,6 +129,7 @@ class HttpServer:
             return _Refuse()
         self.metrics.http_connection()
         handler = self._runner.server()
+        self._live.add(handler)
         self._expect_head(handler, 0)
         return handler
 
@@ -125,9 +138,7 @@ class HttpServer:
         self._requests[handler] = served
 
         def check() -> None:
-            if handler.transport is None:
-                self._requests.pop(handler, None)  # closed
-            elif self._requests.get(handler) == served:
+            if self._requests.get(handler) == served and handler.transport is not None:
                 handler.transport.close()
 
         asyncio.get_running_loop().call_later(self.request_timeout, check)

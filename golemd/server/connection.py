@@ -22,9 +22,9 @@ import msgpack
 from golemd.model.errors import Code, GolemError
 from golemd.perf import cork
 from golemd.server.access import peer_credentials, refusal
-from golemd.server.context import OpContext
+from golemd.server.context import OpContext, serve_op
 from golemd.wire.codec import MAX_MESSAGE_BYTES, error_reply, make_unpacker, pack, small_reads
-from golemd.wire.ops.registry import HANDLERS, MUTATING, validate_request
+from golemd.wire.ops.registry import MUTATING, validate_request
 from golemd.wire.oversize import HeaderScan
 
 if TYPE_CHECKING:
@@ -233,12 +233,7 @@ class Connection(asyncio.Protocol):
             self.send({"id": rid, "event": event})
 
         try:
-            router = self.daemon.supervisor.router
-            if router is None:
-                reply = await HANDLERS[op](self.ops, req, emit)
-            else:  # a cluster node: served by the agent's owner
-                reply = await router.run_op(op, req, emit, lambda: HANDLERS[op](self.ops, req, emit),
-                                            self.forwarded)
+            reply = await serve_op(self.daemon, self.ops, op, req, emit, self.forwarded)
             self.send({"id": rid, **reply})
         except GolemError as err:
             self.send(error_reply(rid, err))

@@ -5,9 +5,11 @@ import the daemon, the driver or the host either (golemctl imports them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from golemd.host.worker_handle import Worker
+from golemd.wire.ops.registry import HANDLERS
 
 if TYPE_CHECKING:
     from golemd.config import Config
@@ -61,3 +63,17 @@ class OpContext:
 
     def dashboard_login(self) -> dict[str, Any]:
         return self._daemon.dashboard_login()
+
+
+async def serve_op(daemon: ServerContext, ops: OpContext, op: str, req: dict[str, Any],
+                   emit: Callable[[dict[str, Any]], None], forwarded: bool = False) -> dict[str, Any]:
+    """Run an op but invoke (validated already): its handler here, or, on a
+    cluster node, wherever the router says (the agent's owner). The socket's
+    connections and the dashboard's API both answer through this."""
+    def local() -> Coroutine[Any, Any, dict[str, Any]]:
+        return HANDLERS[op](ops, req, emit)
+
+    router = daemon.supervisor.router
+    if router is None:
+        return await local()
+    return await router.run_op(op, req, emit, local, forwarded)
