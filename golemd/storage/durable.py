@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from golemd.storage.base import AgentLoad
 from golemd.storage.rows import by_invocation
 
 _EFFECT_COLS = "agent_id, key, seq, kind, request, result, started_at, until, finished_at"
@@ -45,6 +46,15 @@ class DurableRows:
     def load_effects(self, agent_id: str, key: str) -> list[dict[str, Any]]:
         return self._rows(f"SELECT {_EFFECT_COLS} FROM effects WHERE agent_id = ? AND key = ? ORDER BY seq",
                           (agent_id, key))
+
+    def load_one(self, agent_id: str) -> AgentLoad:
+        """Store.load_one, in the SQL both stores read."""
+        rows = self._rows("SELECT * FROM agents WHERE agent_id = ?", (agent_id,))
+        top = self._rows("SELECT max(seq) AS top FROM invocations WHERE agent_id = ?", (agent_id,))[0]["top"]
+        active = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND status IN "
+                            "('pending', 'running', 'scheduled') ORDER BY seq", (agent_id,))
+        return AgentLoad(rows[0] if rows else None, 0 if top is None else top + 1, active,
+                         self._active_effects(agent_id))
 
     def load_active_effects(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
         return self._active_effects(None)

@@ -29,7 +29,7 @@ import psycopg
 from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
-from golemd.storage.base import AgentLoad, OplogEntry, Store
+from golemd.storage.base import OplogEntry, Store
 from golemd.storage.columns import ColumnWrites
 from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
@@ -269,14 +269,6 @@ class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
             # a cluster: the nodes where someone waits on it hear of it when this commits
             self._exec("SELECT pg_notify('golemd_promise', ?)", (promise_id,))
         return done
-
-    def load_one(self, agent_id: str) -> AgentLoad:
-        rows = self._rows("SELECT * FROM agents WHERE agent_id = %s", (agent_id,))
-        top = self._rows("SELECT max(seq) AS top FROM invocations WHERE agent_id = %s", (agent_id,))[0]["top"]
-        active = self._rows(f"SELECT * FROM invocations WHERE agent_id = %s AND {_ACTIVE} ORDER BY seq",
-                            (agent_id,))
-        return AgentLoad(rows[0] if rows else None, 0 if top is None else top + 1, active,
-                         self._active_effects(agent_id))
 
     def load_active(self) -> dict[str, list[dict[str, Any]]]:
         return by_agent(self._rows(f"SELECT * FROM invocations WHERE {_ACTIVE} ORDER BY id"))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
-from golemd.storage.base import AgentLoad, OplogEntry
+from golemd.storage.base import OplogEntry
 from golemd.storage.base import Store as Store  # the protocol, importable from here too
 from golemd.storage.columns import ColumnWrites
 from golemd.storage.commits import GroupCommit
@@ -275,14 +275,6 @@ class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
         (`id` is the row id). One scan of the table, at recovery."""
         return by_agent(self._rows("SELECT * FROM invocations WHERE status IN ('pending', 'running', "
                                    "'scheduled') ORDER BY id"))
-
-    def load_one(self, agent_id: str) -> AgentLoad:
-        rows = self._rows("SELECT * FROM agents WHERE agent_id = ?", (agent_id,))
-        top = self.db.execute("SELECT MAX(seq) FROM invocations WHERE agent_id = ?", (agent_id,)).fetchone()[0]
-        active = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND status IN "
-                            "('pending', 'running', 'scheduled') ORDER BY seq", (agent_id,))
-        return AgentLoad(rows[0] if rows else None, 0 if top is None else top + 1, active,
-                         self._active_effects(agent_id))
 
     def oplog(self, agent_id: str, last: int | None) -> list[OplogEntry]:
         return oplog.build(
