@@ -34,6 +34,7 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
             procs = [root, *root.children(recursive=True)]
             me = psutil.Process()
             before = {p.pid: cpu_seconds(p.pid) for p in procs}
+            runs_before = {p.pid: _runs(p.pid) for p in procs}
             mine = cpu_seconds(me.pid)
             if sequential:
                 wall = sum(c.timed_invokes(names[0], calls))
@@ -41,16 +42,29 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
                 wall = c.pipeline([names[i % agents] for i in range(calls)], window=window)
             mine = cpu_seconds(me.pid) - mine
             spent: dict[int, float] = {}
+            runs: dict[int, int] = {}
             for p in procs:
                 try:
                     spent[p.pid] = cpu_seconds(p.pid) - before[p.pid]
+                    runs[p.pid] = _runs(p.pid) - runs_before[p.pid]
                 except psutil.NoSuchProcess:
                     pass
     finally:
         server.stop()
     us = 1e6 / calls
+    server_runs = runs.pop(server.pid, 0)
     return {"calls_s": calls / wall, "server_us": spent.pop(server.pid, 0.0) * us,
-            "workers_us": sum(spent.values()) * us, "client_us": mine * us}
+            "workers_us": sum(spent.values()) * us, "client_us": mine * us,
+            "server_runs": server_runs / calls, "workers_runs": sum(runs.values()) / calls}
+
+
+def _runs(pid: int) -> int:
+    """How many times the scheduler ran it: its wake-ups, and its preemptions."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[2])
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(pid) from None
 
 
 def main() -> None:
@@ -61,7 +75,8 @@ def main() -> None:
     args = p.parse_args()
     r = measure(args.system, args.calls, sequential=args.sequential)
     print(f"{args.system}: {r['calls_s']:,.0f} calls/s; CPU per call: server {r['server_us']:.1f} us, "
-          f"its workers {r['workers_us']:.1f} us, this client {r['client_us']:.1f} us")
+          f"its workers {r['workers_us']:.1f} us, this client {r['client_us']:.1f} us; "
+          f"runs per call: server {r['server_runs']:.2f}, workers {r['workers_runs']:.2f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ _left = int(_count or 1) if _label else 0
 
 
 def crash_point(label: str) -> None:
+    """Kill the daemon here if GOLEMD_CRASH_AT names this pass of `label`
+    (the hot paths test ARMED first and skip the call)."""
     global _left
     if _left and label == _label:
         _left -= 1
@@ -46,6 +48,9 @@ def kill_worker_point(label: str) -> bool:
         return _kleft == 0
     return False
 
+
+# Whether any crash or kill point is set: the per-invocation paths skip the call without.
+ARMED = bool(_left or _kleft)
 
 _fail_flag = os.environ.get("GOLEMD_FAIL_COMMIT", "")
 

@@ -351,9 +351,10 @@ class Agent:
                 store.release()
 
         inv.live_seq = None
-        faults.crash_point("start")
-        if faults.kill_worker_point("start"):
-            worker.kill()  # before it reads the call: a pending SIGKILL lets it run no more code
+        if faults.ARMED:
+            faults.crash_point("start")
+            if faults.kill_worker_point("start"):
+                worker.kill()  # before it reads the call: a pending SIGKILL lets it run no more code
         inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer, journal=inv.journal)
 
     def _internal_error(self, inv: Invocation, exc: Exception) -> None:

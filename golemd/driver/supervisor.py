@@ -54,7 +54,7 @@ class Supervisor:
                           retention_count=config.retention_count,
                           retention_seconds=config.retention_seconds,
                           revert_snapshot_bytes=config.revert_snapshot_bytes),
-            clock=time.time, crash_point=faults.crash_point, batch=config.batch_calls)
+            clock=time.time, crash_point=faults.crash_point if faults.ARMED else None, batch=config.batch_calls)
         self._template = template
         self.agents: dict[str, Agent] = {}
         self.live: OrderedDict[str, Agent] = OrderedDict()  # agents with a worker, least recent first
@@ -152,18 +152,17 @@ class Supervisor:
             done(None, err)  # _submit raises only before anything was answered or attached
 
     def _submit(self, req: dict[str, Any], listener: Listener | None, done: Done) -> None:
-        if self.draining:
+        if self.ctx.draining:
             raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and accepts no new invocations")
-        aid = self.parse_id(req["agent"])
-        info = self.type_info_of(aid)
+        aid = self._ids.get(req["agent"]) or self.parse_id(req["agent"])
+        info = self._template.types.get(aid.type) or self.type_info_of(aid)
         method, args = req["method"], req.get("args") or []
-        methods = self.methods_of(info)
+        methods = info.get("_index") or self.methods_of(info)
         if method not in methods:
             raise GolemError(Code.UNKNOWN_METHOD, f"{aid.type} has no method {method!r} "
                              f"(methods: {', '.join(methods) or 'none'})")
-        problem = check_args(f"{aid.type}.{method}", methods[method], args)
-        if problem:
-            raise GolemError(Code.INVALID_ARGUMENTS, problem)
+        if check_args("", methods[method], args) is not None:  # the message, with its name, only when wrong
+            raise GolemError(Code.INVALID_ARGUMENTS, str(check_args(f"{aid.type}.{method}", methods[method], args)))
         agent = self.agents.get(aid.canonical)
         if agent is None:
             problem = check_args(aid.type, info["constructor"], list(aid.args))
@@ -181,7 +180,8 @@ class Supervisor:
             eng = agent.engine
             if eng.failed_error is not None:
                 raise GolemError.from_wire(eng.failed_error)
-            if eng.pending_count >= self.config.max_pending:
+            q = eng.queue
+            if len(q.fifo) + len(q.ahead) + len(q.scheduled) >= self.config.max_pending:  # pending_count
                 raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {eng.pending_count} "
                                  f"pending invocations (max_pending = {self.config.max_pending})")
         if agent is None:
@@ -194,8 +194,11 @@ class Supervisor:
                  done: Done, timeout: float | None) -> None:
         now = time.time()
         schedule_at = req.get("schedule_at")
+        eng = agent.engine
+        seq = eng.next_seq
+        eng.next_seq = seq + 1
         inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
-                         seq=agent.engine.take_seq(), created_at=now,
+                         seq=seq, created_at=now,
                          status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
                          schedule_at=schedule_at,
                          timeout=timeout,
@@ -207,14 +210,14 @@ class Supervisor:
         # critical path, and the commit is shared with its outcome's when the
         # reply comes soon (on_commit_idle below), never after it. If the
         # enqueue fails, the call is stopped with its worker (withdraw).
-        early = (mode == "await" and listener is None and inv.status == S.PENDING and agent.engine.ready_warm()
-                 and self._early)
+        early = (mode == "await" and listener is None and inv.status is S.PENDING and self._early
+                 and eng.ready_warm())
         if early:
             self._attach(agent, inv, key, mode, listener, done)
             agent.start_early(inv)
         try:
             inv.rowid = self.store.enqueue_invocation(agent.name, key, inv.seq, method, args_packed,
-                                                      inv.status.value, now, schedule_at, inv.timeout)
+                                                      inv.status._value_, now, schedule_at, inv.timeout)
         except Exception as exc:
             if early:
                 err = exc if isinstance(exc, GolemError) else GolemError(
@@ -223,8 +226,10 @@ class Supervisor:
                 return
             self._forget_if_new(agent)
             raise
-        faults.crash_point("enqueued")
-        ahead = len(agent.engine.queue.fifo) + (1 if agent.current else 0)
+        if faults.ARMED:
+            faults.crash_point("enqueued")
+        # Where it stands, for a streaming caller's `queued` event.
+        ahead = len(eng.queue.fifo) + (1 if eng.current else 0) if listener is not None else 0
         if not early:
             self._attach(agent, inv, key, mode, listener, done)
             agent.enqueue(inv)  # in the queue now, to start once the commit below is done
@@ -238,14 +243,15 @@ class Supervisor:
                 if mode != "await":
                     done(None, err)
                 return
-            faults.crash_point("acked")
+            if faults.ARMED:
+                faults.crash_point("acked")
             agent.creation_unsaved = False
             if mode != "await":
                 done({"idempotency_key": key, "status": "pending"}, None)
             elif listener is not None and inv.status == S.PENDING:
                 if ahead:
                     listener({"type": "queued", "ahead": ahead})
-                if agent.engine.interrupted:
+                if eng.interrupted:
                     listener(HELD)
             agent.journaled(inv)
 

@@ -12,10 +12,6 @@ if TYPE_CHECKING:
     from golemd.engine.observer import Observer
 
 
-def _no_crash(_where: str) -> None:
-    pass
-
-
 @dataclass(slots=True)
 class Policy:
     retry_attempts: int = 3
@@ -39,7 +35,7 @@ class EngineContext:
     # Wall-clock seconds: what is journaled and shown (created_at, finished_at).
     clock: Callable[[], float] = time.time
     # A test hook at named points of the journal's life (golemd.faults); none by default.
-    crash_point: Callable[[str], None] = _no_crash
+    crash_point: Callable[[str], None] | None = None
     draining: bool = False  # no invocation starts any more
     # Bumped by a reload: a worker started on an older generation runs no new call.
     generation: int = 0

@@ -11,15 +11,16 @@ engine and reports back with events (golemd.driver.agent).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from golemd.model.invocation import Invocation
 
 
-class WorkerState(Enum):
-    """The engine's view of its agent's worker process."""
+class WorkerState(StrEnum):
+    """The engine's view of its agent's worker process. Str enums hash in C
+    (Enum.__hash__ is Python code), and these are looked up on every call."""
 
     ABSENT = "absent"  # none: the agent lives in its snapshot (Suspended)
     STARTING = "starting"  # asked for (Spawn), not yet built
@@ -46,7 +47,7 @@ class Discard(StrEnum):
     UNSAVED = "unsaved"  # an earlier outcome's commit failed: run again from the saved state
 
 
-class Timer(Enum):
+class Timer(StrEnum):
     RETRY = "retry"  # the backoff after a crash
     SCHEDULE = "schedule"  # the first scheduled invocation is due
     IDLE = "idle"  # idle_timeout: suspend
@@ -62,7 +63,9 @@ class Spawn:
     snapshot: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+# Send and Arm are made on every call: not frozen, whose __init__ sets each
+# field through object.__setattr__ (three times the cost). Nobody changes one.
+@dataclass(slots=True)
 class Send:
     """Send the call to the worker; report replied(inv, reply), or dropped(inv).
     `ahead`: it goes behind the one running (golemd.engine.running.top_up),
@@ -80,7 +83,7 @@ class Stop:
     now: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arm:
     """Fire timer_fired(timer) after `delay` seconds, replacing any such timer
     armed before; a delay of None cancels it."""

@@ -146,9 +146,12 @@ class AgentState:
         return self.worker is W.READY and self.worker_generation == self.ctx.generation
 
     def _may_run(self) -> bool:
-        head = self.queue.head()
-        return (head is not None and head.journaled and not self.interrupted and not self.deleted
-                and self.failed_error is None and not self.ctx.draining)
+        fifo = self.queue.fifo
+        return bool(fifo) and fifo[0].journaled and self._may_start()
+
+    def _may_start(self) -> bool:
+        """Whether anything may start now, whatever the queue holds."""
+        return not self.interrupted and not self.deleted and self.failed_error is None and not self.ctx.draining
 
     def ready_warm(self) -> bool:
         """Whether a call enqueued now would be sent to the worker at once."""

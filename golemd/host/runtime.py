@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
+import select
 import socket
 import sys
 import traceback
@@ -30,6 +31,12 @@ from golemd.wire.worker import CALL, DROP, DROPPED, EFFECT, EFFECT_RESULT, INIT,
 if TYPE_CHECKING:
     import asyncio
 
+
+# Results that are never awaitable: inspect.isawaitable asks an ABC, which
+# costs more than the rest of a small call's bookkeeping.
+_PLAIN = frozenset({int, float, str, bool, bytes, list, dict, tuple, type(None)})
+_pickle = pickle.dumps
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 # What a MemoryError without a message says: the limit it hit and where that
 # is set (init's `oom`, golemd.driver.limits). RLIMIT_AS raises it bare.
@@ -105,7 +112,7 @@ class AgentHost:
             try:
                 with effects:
                     result = getattr(self.instance, method)(*args)
-                    if inspect.isawaitable(result):
+                    if result.__class__ not in _PLAIN and inspect.isawaitable(result):
                         result = self._await(result)
             finally:
                 if cpu is not None:
@@ -116,10 +123,9 @@ class AgentHost:
             return _imposed(effects, cpu, info) or {"ok": False, "code": "INVOCATION_FAILED", "error": info}
         # The agent may have caught what nondeterminism or the CPU limit raised
         # into it: the call fails all the same.
-        imposed = _imposed(effects, cpu, {"type": "golemd.CpuLimitExceeded", "traceback": ""})
-        if imposed is not None:
+        if effects.failure is not None or (cpu is not None and cpu.hit):
             self._rollback()
-            return imposed
+            return _imposed(effects, cpu, {"type": "golemd.CpuLimitExceeded", "traceback": ""})  # type: ignore[return-value]
         try:
             packed_result = pack(result)
         except Exception as exc:
@@ -130,7 +136,7 @@ class AgentHost:
         snapshot = None
         if self.durable:
             try:
-                snapshot = self._take_snapshot()
+                snapshot = self._take_snapshot() if self.custom else _pickle(self.instance, _PROTOCOL)
             except Exception as exc:
                 self._rollback()
                 return {"ok": False, "code": "SNAPSHOT_FAILED",
@@ -238,6 +244,11 @@ class _Session:
 
     def serve(self) -> NoReturn:
         ctl, calls = self.ctl, self.calls
+        # Whether anything came meanwhile, asked between calls without a read
+        # (a recv that finds nothing raises, which costs three times as much).
+        waiting = select.poll()
+        waiting.register(ctl, select.POLLIN)
+        stdout, stderr = sys.stdout, sys.stderr
         while True:
             host = self.host
             if not calls or host is None:
@@ -247,15 +258,23 @@ class _Session:
                 self.take(data)
                 continue
             msg = calls.popleft()
-            out = host.call(msg["method"], msg["args"], EffectContext(self, msg["id"], msg.get("journal")))
-            _flush_output()
+            call_id = msg["id"]
+            out = host.call(msg["method"], msg["args"], EffectContext(self, call_id, msg.get("journal")))
+            if stdout is sys.stdout and stderr is sys.stderr:
+                try:
+                    stdout.flush()
+                    stderr.flush()
+                except Exception:
+                    _flush_output()
+            else:
+                _flush_output()
             packed = out.pop("packed_result", None)
             if packed is not None:
                 # The result is already packed: splice it in rather than pack it twice.
-                ctl.sendall(_reply_with_packed(msg["id"], out["snapshot"], packed))
+                ctl.sendall(_reply_with_packed(call_id, out["snapshot"], packed))
             else:
-                ctl.sendall(pack({"op": "result", "id": msg["id"], **out}))
-            if calls:
+                ctl.sendall(pack({"op": "result", "id": call_id, **out}))
+            if calls and waiting.poll(0):
                 # Between a reply and the next call, read what came meanwhile: the
                 # daemon takes a call for dropped when its drop is written before
                 # this reply could be read (golemd.driver.agent.Agent.cancel).
@@ -286,12 +305,17 @@ def _drop(ctl: socket.socket, calls: deque[dict[str, Any]], call_id: object) -> 
             return
 
 
-def _reply_with_packed(call_id: int, snapshot: bytes | None, packed_result: bytes) -> bytes:
-    head = pack({"op": "result", "id": call_id, "ok": True, "snapshot": snapshot})
-    # A fixmap header is 0x80 | n with n < 16: add one entry, then the key and value.
-    n = head[0] & 0x0F
-    return bytes([0x80 | (n + 1)]) + head[1:] + pack("result") + packed_result
+# A successful call's reply, {"op": "result", "id": ID, "ok": true,
+# "snapshot": S, "result": R}, put together from its packed parts.
+_REPLY_HEAD = b"\x85" + pack("op") + pack("result") + pack("id")
+_REPLY_OK = pack("ok") + pack(True) + pack("snapshot")
+_REPLY_RESULT = pack("result")
+_NIL = pack(None)
 
+
+def _reply_with_packed(call_id: int, snapshot: bytes | None, packed_result: bytes) -> bytes:
+    return b"".join((_REPLY_HEAD, pack(call_id), _REPLY_OK, _NIL if snapshot is None else pack(snapshot),
+                     _REPLY_RESULT, packed_result))
 
 def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):

@@ -41,6 +41,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
+        self._max_buffer = daemon.config.max_client_buffer
+        self._debug = log.isEnabledFor(logging.DEBUG)  # asked once: invoke logs at debug
         self.ops = OpContext(daemon)  # what the handlers are given
         self.transport: asyncio.Transport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -191,7 +193,7 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(self.tasks.discard)
 
     def invoke(self, rid: int | None, req: dict[str, Any]) -> None:
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug("invoke %s by %s", req.get("agent", ""), self.who)
         listener = None
         if req.get("stream") and req.get("mode", "await") == "await":
@@ -215,7 +217,9 @@ class Connection(asyncio.Protocol):
         self.invoking += 1
         try:
             sup = self.daemon.supervisor
-            if self.forwarded and sup.router is not None:
+            if sup.router is None:
+                sup.local_submit(req, listener, done)
+            elif self.forwarded:
                 sup.router.submit(req, listener, done, forwarded=True)  # served here, not sent on
             else:
                 sup.submit(req, listener, done)
@@ -255,20 +259,29 @@ class Connection(asyncio.Protocol):
         except (TypeError, ValueError, OverflowError) as exc:
             data = pack(error_reply(obj.get("id"), GolemError(Code.INTERNAL, f"reply cannot be encoded: {exc}")))
         if cork.held():
+            # Written, and its buffer checked, by flush() at the end of the burst.
             self._out.append(data)
             self._out_bytes += len(data)
             if not self._corked:
                 self._corked = True
                 cork.later(self)
-        else:
-            transport.write(data)
-        if self._out_bytes + transport.get_write_buffer_size() > self.daemon.config.max_client_buffer:
-            # A client that does not read its replies must not grow our memory.
-            log.warning("dropping a client that does not read its replies (%s)", self.who)
-            self._out.clear()
-            self._out_bytes = 0
-            transport.abort()
-            self.closed = True
+            if self._out_bytes > self._max_buffer:
+                self._drop_slow_reader(transport)
+            return
+        transport.write(data)
+        self._check_buffer(transport)
+
+    def _check_buffer(self, transport: asyncio.Transport) -> None:
+        if transport.get_write_buffer_size() > self._max_buffer:
+            self._drop_slow_reader(transport)
+
+    def _drop_slow_reader(self, transport: asyncio.Transport) -> None:
+        # A client that does not read its replies must not grow our memory.
+        log.warning("dropping a client that does not read its replies (%s)", self.who)
+        self._out.clear()
+        self._out_bytes = 0
+        transport.abort()
+        self.closed = True
 
     def flush(self) -> None:
         self._corked = False
@@ -276,3 +289,4 @@ class Connection(asyncio.Protocol):
         out, self._out, self._out_bytes = self._out, [], 0
         if out and transport is not None and not transport.is_closing():
             transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self._check_buffer(transport)
