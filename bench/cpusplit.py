@@ -12,6 +12,7 @@ distortion.
 from __future__ import annotations
 
 import argparse
+import os
 
 import psutil
 
@@ -21,13 +22,22 @@ from bench.systems import Server
 
 
 def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
-            sequential: bool = False) -> dict[str, float]:
-    """W2's shape, or with `sequential` W1's: one warm agent, one call at a time."""
+            sequential: bool = False, pin: bool = False) -> dict[str, float]:
+    """W2's shape, or with `sequential` W1's: one warm agent, one call at a time.
+    `pin`: the server and this client on the first CPU, the workers on the
+    second, so that the scheduler's placement does not change the work per
+    call from one run to the next (for comparing two versions, not a figure)."""
     server = Server(name, spin_us=0.0 if name == "golemd-nopoll" else None,
                     batch_calls=0 if name == "golemd-nobatch" else None)
     server.start()
     try:
         names = [counter_id(f"w2-{i}") for i in range(agents)]
+        cpus = sorted(os.sched_getaffinity(0))
+        if pin and len(cpus) >= 2:
+            os.sched_setaffinity(0, {cpus[0]})
+            os.sched_setaffinity(server.pid, {cpus[0]})
+            for child in psutil.Process(server.pid).children():  # the template: the workers it forks inherit it
+                os.sched_setaffinity(child.pid, {cpus[1]})
         with RawClient(server.socket) as c:
             c.pipeline(names, window=agents)  # every agent warm
             root = psutil.Process(server.pid)
@@ -72,8 +82,10 @@ def main() -> None:
     p.add_argument("system", nargs="?", default="golemd", choices=["golemd", "golemd-nopoll", "golemd-nobatch", "floor"])
     p.add_argument("--calls", type=int, default=40_000)
     p.add_argument("--sequential", action="store_true", help="W1's shape: one agent, one call at a time")
+    p.add_argument("--pin", action="store_true",
+                   help="server and client on one CPU, workers on another: steadier, for comparisons")
     args = p.parse_args()
-    r = measure(args.system, args.calls, sequential=args.sequential)
+    r = measure(args.system, args.calls, sequential=args.sequential, pin=args.pin)
     print(f"{args.system}: {r['calls_s']:,.0f} calls/s; CPU per call: server {r['server_us']:.1f} us, "
           f"its workers {r['workers_us']:.1f} us, this client {r['client_us']:.1f} us; "
           f"runs per call: server {r['server_runs']:.2f}, workers {r['workers_runs']:.2f}")

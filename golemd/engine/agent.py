@@ -36,6 +36,8 @@ W = WorkerState
 
 
 class AgentEngine(AgentRun):
+    __slots__ = ()
+
     # -- the worker's life -------------------------------------------------
 
     def worker_spawned(self) -> None:

@@ -23,6 +23,8 @@ W = WorkerState
 
 
 class AgentRun(AgentState):
+    __slots__ = ()
+
     # -- the queue ---------------------------------------------------------
 
     def enqueue(self, inv: Invocation) -> None:
@@ -165,7 +167,7 @@ class AgentRun(AgentState):
         if ahead:
             # The worker starts the next one it was sent as soon as it has
             # replied (even if it is dying: a death now is that one's).
-            nxt = ahead.popleft()
+            nxt = ahead.pop(0)
             self._begin(nxt)
             self._current_sent = True
             if nxt.timeout is not None:

@@ -31,6 +31,15 @@ HELD = {"type": "held", "reason": "interrupted"}
 
 
 class AgentState:
+    # Slots: one engine per agent, 10,000 and more in a daemon, and an
+    # instance dict of this many attributes costs three times as much.
+    __slots__ = ("ctx", "store", "name", "type_name", "durable", "created_at", "last_active_at",
+                 "completed_count", "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
+                 "snapshot", "_snapshot_dirty", "_write_row_now", "next_seq", "queue", "current", "deleted",
+                 "retrying", "stop_reason", "worker", "worker_generation", "_worker_lost", "_worker_stopped",
+                 "_worker_built", "_current_sent", "drops_pending", "polling", "start_failures", "listened",
+                 "_armed", "out", "on_effects")
+
     def __init__(self, ctx: EngineContext, store: Journal, name: str, type_name: str,
                  durable: bool, row: dict[str, Any] | None = None) -> None:
         self.ctx = ctx

@@ -99,7 +99,9 @@ class AgentOutput:
     """The recent lines (bounded in count and bytes), the file, and who follows."""
 
     def __init__(self, path: str, max_lines: int, max_bytes: int, file_bytes: int) -> None:
-        self.lines: deque[dict[str, Any]] = deque()
+        # Made at the first line: most agents print nothing, and an empty deque
+        # is 600 bytes (10,000 agents, 6 MB).
+        self.lines: deque[dict[str, Any]] | None = None
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self.bytes = 0
@@ -108,17 +110,20 @@ class AgentOutput:
         self.followers: set[Follower] = set()
 
     def add(self, entry: dict[str, Any]) -> None:
-        self.lines.append(entry)
+        lines = self.lines
+        if lines is None:
+            lines = self.lines = deque()
+        lines.append(entry)
         self.bytes += len(entry["line"])
-        while len(self.lines) > 1 and (len(self.lines) > self.max_lines or self.bytes > self.max_bytes):
-            self.bytes -= len(self.lines.popleft()["line"])
+        while len(lines) > 1 and (len(lines) > self.max_lines or self.bytes > self.max_bytes):
+            self.bytes -= len(lines.popleft()["line"])
         self.file.write(entry["stream"], entry["line"], entry["ts"])
         for follower in list(self.followers):
             follower(entry, "")
 
     def recent(self, last: int | None) -> list[dict[str, Any]]:
         """The newest `last` lines (all of them when fewer are buffered, or `last` is None)."""
-        lines = list(self.lines)
+        lines = list(self.lines or ())
         return lines if last is None else lines[max(0, len(lines) - last):]
 
     def end(self, reason: str) -> None:

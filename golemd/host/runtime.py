@@ -38,6 +38,28 @@ _PLAIN = frozenset({int, float, str, bool, bytes, list, dict, tuple, type(None)}
 _pickle = pickle.dumps
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
+_object_setstate = getattr(object, "__setstate__", None)
+
+
+def plain_state(cls: type) -> bool:
+    """Whether pickling an instance of `cls` is pickling its __dict__ and the
+    class's name, as it is for a class that leaves pickling to object: then
+    its snapshot is the pickled __dict__ alone, restored onto cls.__new__(cls)
+    (the same object pickle would rebuild, at a seventh of the cost: no
+    __reduce_ex__ and no check that the class is importable by name)."""
+    import copyreg
+
+    if cls in copyreg.dispatch_table:
+        return False
+    for name in ("__reduce_ex__", "__reduce__", "__getstate__", "__setstate__", "__getnewargs_ex__",
+                 "__getnewargs__", "__new__"):
+        if getattr(cls, name, None) is not getattr(object, name, None):
+            return False
+    # Every class it derives from is a plain Python class with a __dict__ and no slots.
+    return all(base is object or ("__slots__" not in vars(base) and base.__module__ != "builtins")
+               for base in cls.__mro__) and cls.__dictoffset__ != 0
+
+
 # What a MemoryError without a message says: the limit it hit and where that
 # is set (init's `oom`, golemd.driver.limits). RLIMIT_AS raises it bare.
 out_of_memory = "out of memory"
@@ -72,6 +94,7 @@ class AgentHost:
         self.cpu = CpuLimit(spec.cpu_limit) if spec.cpu_limit else None
         self.custom = callable(getattr(cls, "save_snapshot", None)) and callable(
             getattr(cls, "load_snapshot", None))
+        self.plain = not self.custom and plain_state(cls)
         self.snapshot: bytes | None = None
         self.instance: Any = None
         self.fresh = False
@@ -89,9 +112,19 @@ class AgentHost:
             instance = self.cls(*self.args)
             instance.load_snapshot(snapshot)
             return instance
-        return pickle.loads(snapshot)
+        state = pickle.loads(snapshot)
+        if type(state) is not dict:
+            return state  # the instance itself (a class that pickles its own way, or an older golemd's)
+        instance = self.cls.__new__(self.cls)
+        if hasattr(instance, "__setstate__") and type(instance).__setstate__ is not _object_setstate:
+            instance.__setstate__(state)  # the class took its own way since it was saved
+        else:
+            instance.__dict__.update(state)
+        return instance
 
     def _take_snapshot(self) -> bytes:
+        if self.plain:
+            return _pickle(self.instance.__dict__, _PROTOCOL)
         if self.custom:
             data = self.instance.save_snapshot()
             if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -136,7 +169,7 @@ class AgentHost:
         snapshot = None
         if self.durable:
             try:
-                snapshot = self._take_snapshot() if self.custom else _pickle(self.instance, _PROTOCOL)
+                snapshot = _pickle(self.instance.__dict__, _PROTOCOL) if self.plain else self._take_snapshot()
             except Exception as exc:
                 self._rollback()
                 return {"ok": False, "code": "SNAPSHOT_FAILED",
