@@ -19,14 +19,40 @@ moving the environment to make room for longer titles.
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 PR_SET_NAME = 15
 COMM_BYTES = 15
 MAX_TITLE = 4095
 
 
+_prctl: Any = None
+_area: tuple[int, int] | None | bool = False  # False: not read yet
+
+
+def libc_prctl() -> Any:
+    """libc's prctl (no stdlib wrapper exists), looked up once: the template
+    does it before it forks, and a worker's dlopen and symbol lookup would
+    cost it a few hundred page faults of the template's memory."""
+    global _prctl
+    if _prctl is None:
+        try:
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except Exception:
+            _prctl = False
+    return _prctl or None
+
+
 def argv_area() -> tuple[int, int] | None:
-    """(address, length) of this process's argv area, or None if unknown."""
+    """(address, length) of this process's argv area, or None if unknown;
+    read once (a fork has its parent's)."""
+    global _area
+    if _area is False:
+        _area = _read_argv_area()
+    return _area  # type: ignore[return-value]
+
+
+def _read_argv_area() -> tuple[int, int] | None:
     try:
         with open("/proc/self/stat", "rb") as f:
             stat = f.read()
@@ -57,8 +83,9 @@ def set_title(title: str, comm: str | None = None) -> bool:
 
 
 def _set_comm(name: bytes) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
-    except Exception:
-        pass
+    prctl = libc_prctl()
+    if prctl is not None:
+        try:
+            prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+        except Exception:
+            pass

@@ -11,7 +11,6 @@ The template reaps its children and reports each exit.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import resource
@@ -26,7 +25,7 @@ import msgpack
 
 from golemd.host import apps as apps_mod
 from golemd.host import runtime as worker  # imported here once, so a forked worker starts with it
-from golemd.host.proctitle import set_title
+from golemd.host.proctitle import argv_area, libc_prctl, set_title
 from golemd.wire.codec import pack
 
 PR_SET_PDEATHSIG = 1
@@ -34,12 +33,12 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def _prctl(option: int, arg: int) -> None:
-    # No stdlib wrapper exists for prctl.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(option, arg, 0, 0, 0)
-    except Exception:
-        pass
+    prctl = libc_prctl()
+    if prctl is not None:
+        try:
+            prctl(option, arg, 0, 0, 0)
+        except Exception:
+            pass
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
@@ -184,6 +183,8 @@ def _reap(sock: socket.socket, workers: set[int], spare: int | None) -> None:
 
 
 def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
+    libc_prctl()  # looked up here, once, for every worker forked from now on
+    argv_area()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
