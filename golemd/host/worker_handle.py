@@ -15,13 +15,13 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 
 from golemd.perf import cork
-from golemd.wire.codec import make_unpacker, pack, small_reads
+from golemd.wire.codec import READ_BYTES, make_unpacker, pack, small_reads
 from golemd.wire.worker import DROP, EFFECT, EFFECT_RESULT
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class WorkerDied(Exception):
     """The worker's control channel closed: the process died or was killed."""
 
 
-class _Lines(asyncio.Protocol):
+class _Lines:
     """Splits a worker's output pipe into lines, bounding each line's size."""
 
     def __init__(self, name: str, on_line: LineCallback, done: asyncio.Future[None]) -> None:
@@ -52,9 +52,6 @@ class _Lines(asyncio.Protocol):
         self.on_line = on_line
         self.buf = b""
         self.done = done
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        small_reads(transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -71,6 +68,45 @@ class _Lines(asyncio.Protocol):
             self.buf = b""
         if not self.done.done():
             self.done.set_result(None)
+
+
+class _Pipe:
+    """A worker's stdout or stderr, read through the loop's add_reader and
+    split into lines by _Lines. No transport: connect_read_pipe costs a
+    coroutine, a transport, a waiter and three loop callbacks per pipe, two
+    pipes per worker, and W4 starts 10,000 workers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, lines: _Lines) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.lines = lines
+        self.open = True
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self.read)
+
+    def read(self, drain: bool = False) -> None:
+        """Read what is there (once, from the loop; `drain`: until none is left)."""
+        while self.open:
+            try:
+                data = os.read(self.fd, READ_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            self.lines.data_received(data)
+            if not drain:
+                return
+
+    def close(self) -> None:
+        """At its end of file: every writer (the worker, its descendants) is gone."""
+        if self.open:
+            self.open = False
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.lines.connection_lost(None)
 
 
 class _Control(asyncio.Protocol):
@@ -133,7 +169,7 @@ class Worker:
         # none: an effect is a protocol error.
         self.on_effect: Callable[[dict[str, Any]], None] | None = None
         self.initialized: asyncio.Future[dict[str, Any]] | None = None  # see Template.spawn(init=)
-        self._pipes: list[tuple[asyncio.ReadTransport, _Lines]] = []
+        self._pipes: list[_Pipe] = []
         self._psutil: psutil.Process | None = None
 
     # _pending changes only through these three (and their copies inlined in
@@ -158,22 +194,16 @@ class Worker:
 
     async def attach(self, out_r: int, err_r: int, on_line: LineCallback) -> None:
         loop = asyncio.get_running_loop()
-        # Side by side: each takes a loop round or two, and a new agent's
-        # first call waits for all three.
-        (self._transport, _), out, err = await asyncio.gather(
-            loop.connect_accepted_socket(functools.partial(_Control, self), sock=self.ctl),
-            self._read_pipe(loop, "stdout", out_r, on_line), self._read_pipe(loop, "stderr", err_r, on_line))
-        self._pipes = [out, err]
+        self._pipes = [self._read_pipe(loop, "stdout", out_r, on_line), self._read_pipe(loop, "stderr", err_r, on_line)]
+        self._transport, _ = await loop.connect_accepted_socket(functools.partial(_Control, self), sock=self.ctl)
         # Its death is certain once the template reaped it, even if a descendant
         # still holds the control socket open: close our end then.
         self.exit_fut.add_done_callback(self._close_control)
 
-    def _read_pipe(self, loop: asyncio.AbstractEventLoop, name: str, fd: int, on_line: LineCallback,
-                   ) -> Coroutine[Any, Any, tuple[asyncio.ReadTransport, _Lines]]:
+    def _read_pipe(self, loop: asyncio.AbstractEventLoop, name: str, fd: int, on_line: LineCallback) -> _Pipe:
         done: asyncio.Future[None] = loop.create_future()
         self._outputs.append(done)
-        pipe = os.fdopen(fd, "rb", buffering=0)
-        return loop.connect_read_pipe(functools.partial(_Lines, name, on_line, done), pipe)
+        return _Pipe(loop, fd, _Lines(name, on_line, done))
 
     def _close_control(self, _exit: asyncio.Future[int]) -> None:
         if self._transport is not None:
@@ -326,18 +356,8 @@ class Worker:
         """Read now what the worker wrote before its reply. It flushes its
         output before it answers, but the event loop may see the reply first,
         and a streaming caller must get an invocation's lines before its result."""
-        for transport, protocol in self._pipes:
-            if transport.is_closing():
-                continue  # its fd may be closed, even reused
-            fd = transport.get_extra_info("pipe").fileno()
-            while True:
-                try:
-                    data = os.read(fd, 1 << 16)
-                except OSError:  # EAGAIN: nothing more; anything else is the transport's to see
-                    break
-                if not data:
-                    break  # end of file: left for the transport, which closes on it
-                protocol.data_received(data)
+        for pipe in self._pipes:
+            pipe.read(drain=True)  # a closed one reads nothing: its fd may be reused
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the worker and its process group.

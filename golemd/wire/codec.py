@@ -77,6 +77,9 @@ def make_unpacker(max_buffer_size: int = MAX_MESSAGE_BYTES, strict_map_key: bool
     """An Unpacker whose limits bound what one message can make us allocate."""
     return msgpack.Unpacker(
         raw=False,
+        # Its first buffer: 64 KiB, grown as a message needs, where the default
+        # of 1 MiB is an mmap and munmap per unpacker (one per worker, twice).
+        read_size=min(READ_BYTES, max_buffer_size),
         max_buffer_size=max_buffer_size,
         strict_map_key=strict_map_key,
         max_str_len=max_buffer_size,
