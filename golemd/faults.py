@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 _spec = os.environ.get("GOLEMD_CRASH_AT", "")
 _label, _, _count = _spec.partition(":")
@@ -47,6 +48,15 @@ def kill_worker_point(label: str) -> bool:
         _kleft -= 1
         return _kleft == 0
     return False
+
+
+def start_point(kill_worker: Callable[[], None]) -> None:
+    """The `start` point: an invocation about to be sent to its worker. A
+    kill lands before the worker reads the call (a pending SIGKILL lets it
+    run no more code)."""
+    crash_point("start")
+    if kill_worker_point("start"):
+        kill_worker()
 
 
 # Whether any crash or kill point is set: the per-invocation paths skip the call without.

@@ -352,9 +352,7 @@ class Agent:
 
         inv.live_seq = None
         if faults.ARMED:
-            faults.crash_point("start")
-            if faults.kill_worker_point("start"):
-                worker.kill()  # before it reads the call: a pending SIGKILL lets it run no more code
+            faults.start_point(worker.kill)
         inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer, journal=inv.journal)
 
     def _internal_error(self, inv: Invocation, exc: Exception) -> None:
