@@ -39,6 +39,19 @@ _pickle = pickle.dumps
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _object_setstate = getattr(object, "__setstate__", None)
+_FACTS: dict[type, tuple[bool, float | None, bool, bool]] = {}
+
+
+def class_facts(cls: type) -> tuple[bool, float | None, bool, bool]:
+    """(durable, CPU limit, its own snapshots, plain_state) of an agent class:
+    worked out once, in the template before it forks (golemd.host.zygote), so
+    that a new worker only reads them (each page it touches it copies)."""
+    facts = _FACTS.get(cls)
+    if facts is None:
+        spec = spec_of(cls)
+        custom = callable(getattr(cls, "save_snapshot", None)) and callable(getattr(cls, "load_snapshot", None))
+        facts = _FACTS[cls] = (spec.durable, spec.cpu_limit, custom, not custom and plain_state(cls))
+    return facts
 
 
 def plain_state(cls: type) -> bool:
@@ -89,12 +102,8 @@ class AgentHost:
     def __init__(self, cls: type, args: list[Any]) -> None:
         self.cls = cls
         self.args = args
-        spec = spec_of(cls)
-        self.durable = spec.durable
-        self.cpu = CpuLimit(spec.cpu_limit) if spec.cpu_limit else None
-        self.custom = callable(getattr(cls, "save_snapshot", None)) and callable(
-            getattr(cls, "load_snapshot", None))
-        self.plain = not self.custom and plain_state(cls)
+        self.durable, cpu_limit, self.custom, self.plain = class_facts(cls)
+        self.cpu = CpuLimit(cpu_limit) if cpu_limit else None
         self.snapshot: bytes | None = None
         self.instance: Any = None
         self.fresh = False

@@ -11,6 +11,7 @@ The template reaps its children and reports each exit.
 
 from __future__ import annotations
 
+import _signal
 import gc
 import os
 import resource
@@ -67,13 +68,19 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     sock.send(pack(msg))
 
 
+_RESET_SIGNALS = tuple(int(s) for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+_SIG_DFL = int(signal.SIG_DFL)
+
+
 def _prepare(parent: int) -> None:
     """What every worker does first, whatever it will run: leave the
     template's signal set-up, get its own process group, die with the
     template, adopt its orphans, never dump core."""
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
+    for sig in _RESET_SIGNALS:
+        # The C function: signal.signal's wrapper makes enums of both handlers,
+        # which costs a new worker some 60 pages copied from the template.
+        _signal.signal(sig, _SIG_DFL)
     os.setsid()  # its own process group, so stopping it stops its children too
     set_parent_death_signal()
     if os.getppid() != parent:
@@ -250,6 +257,8 @@ def main(argv: list[str]) -> NoReturn:
     from golemd.sdk import registered_types
 
     _send(sock, {"op": "ready", "types": catalog})
+    for cls in registered_types().values():
+        worker.class_facts(cls)  # here, once, rather than in each worker
     # Everything imported so far is left out of garbage collection from now
     # on: a collection in a worker would otherwise write to every inherited
     # object's header and un-share the pages fork gave it for free.
