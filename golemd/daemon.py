@@ -157,7 +157,7 @@ class Daemon:
             from golemd.http.metrics import Metrics
 
             self.metrics = Metrics()
-        store.attach(LoopHooks.for_loop(loop, busy=busy, idle_hook=hook_loop(loop, store.idle, busy, store.sleep_left),
+        store.attach(LoopHooks.for_loop(loop, busy=busy, idle_hook=hook_loop(loop, store.idle, busy),
                                         commit_timer=self.metrics.commit_timer if self.metrics else None))
         template = Template(list(self.config.apps), owner)
         try:

@@ -294,7 +294,7 @@ class _Session:
         while True:
             host = self.host
             if not calls or host is None:
-                data = polled_recv(ctl, self.window)
+                data = polled_recv(ctl, self.window, readable=waiting)
                 if not data:
                     os._exit(0)
                 self.take(data)

@@ -68,20 +68,11 @@ class SpinningSelector(selectors.EpollSelector):
         # never goes idle, so the kernel never moves a waiting worker onto it)
         # would only slow them down. The reply comes soon enough anyway.
         self.busy: Callable[[], bool] | None = None
-        # How long it may sleep before a commit that waits for it is due
-        # (Store.sleep_left); None: as long as asyncio asks.
-        self.sleep_left: Callable[[], float | None] | None = None
         self.polled = 0  # waits that polling ended (for the tests)
         self.slept = 0  # waits that ended in epoll_wait
 
     def _idle(self, sleeping: bool) -> bool:
         return self.on_idle is not None and self.on_idle(sleeping)
-
-    def _capped(self, timeout: float | None) -> float | None:
-        left = self.sleep_left() if self.sleep_left is not None else None
-        if left is None:
-            return timeout
-        return left if timeout is None or timeout < 0 else min(timeout, left)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if self._idle(False):
@@ -89,7 +80,7 @@ class SpinningSelector(selectors.EpollSelector):
         if timeout is not None and timeout <= 0:
             return super().select(timeout)  # work is ready: only look
         if self.window.limit_ns <= 0:
-            return [] if self._idle(True) else super().select(self._capped(timeout))
+            return [] if self._idle(True) else super().select(timeout)
         start = _clock()
         window = self.window.ns
         if window and self.busy is not None and self.busy():
@@ -113,22 +104,20 @@ class SpinningSelector(selectors.EpollSelector):
                 timeout = max(0.0, timeout - (_clock() - start) / 1e9)
         if self._idle(True):
             return []
-        ready = super().select(self._capped(timeout))
+        ready = super().select(timeout)
         self.slept += 1
         self.window.adapt(_clock() - start)
         return ready
 
 
-def hook_loop(loop: Any, on_idle: Callable[[bool], bool], busy: Callable[[], bool],
-              sleep_left: Callable[[], float | None] | None = None) -> bool:
-    """Give `loop`'s selector its hooks (SpinningSelector.on_idle, .busy,
-    .sleep_left). False when its selector is not ours."""
+def hook_loop(loop: Any, on_idle: Callable[[bool], bool], busy: Callable[[], bool]) -> bool:
+    """Give `loop`'s selector its hooks (SpinningSelector.on_idle, .busy).
+    False when its selector is not ours."""
     selector = getattr(loop, "_selector", None)
     if not isinstance(selector, SpinningSelector):
         return False
     selector.on_idle = on_idle
     selector.busy = busy
-    selector.sleep_left = sleep_left
     return True
 
 
@@ -139,8 +128,13 @@ def new_event_loop(spin_us: float) -> Any:
     return asyncio.SelectorEventLoop(SpinningSelector(int(spin_us * 1000)))
 
 
-def recv(sock: socket.socket, window: Window, size: int = 1 << 16) -> bytes:
-    """A blocking socket's recv, polled for `window` first (a worker awaiting its next call)."""
+def recv(sock: socket.socket, window: Window, size: int = 1 << 16, readable: Any = None) -> bytes:
+    """A blocking socket's recv, polled for `window` first (a worker awaiting its next call).
+    `readable`: a select.poll registered for the socket's POLLIN, waited on
+    before the read. A blocking recv on a Unix stream socket is woken as well
+    whenever the peer reads what this side wrote (the kernel's write-space
+    wake-up ignores what the sleeper waits for), so a worker blocked in recv
+    wakes once more per call for nothing; poll filters that one out."""
     start = _clock()
     if window.ns > 0:
         end = start + window.ns
@@ -152,6 +146,15 @@ def recv(sock: socket.socket, window: Window, size: int = 1 << 16) -> bytes:
             if _clock() >= end:
                 break
             os.sched_yield()
-    data = sock.recv(size)
+    if readable is None:
+        data = sock.recv(size)
+    else:
+        while True:
+            readable.poll()
+            try:
+                data = sock.recv(size, socket.MSG_DONTWAIT)
+                break
+            except BlockingIOError:
+                pass
     window.adapt(_clock() - start)
     return data

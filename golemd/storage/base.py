@@ -366,16 +366,9 @@ class Store(Protocol):
         """Called by the event loop at every turn (LoopHooks.idle_hook), with
         `sleeping` True when it is about to sleep: schedule (call_soon) the
         commit of what was written when the loop is about to sleep or an idle
-        commit has waited long enough (LAZY_NS while the loop runs,
-        LAZY_SLEEP_NS while it would sleep: see sleep_left). True when it scheduled one, which the
+        commit has waited long enough. True when it scheduled one, which the
         loop must run before it sleeps; False when there is nothing to
         commit or a commit is already scheduled."""
-        ...
-
-    def sleep_left(self) -> float | None:
-        """How long the loop may sleep before an idle commit is due, in
-        seconds (idle() does not commit it when the loop is about to sleep
-        unless it has waited LAZY_SLEEP_NS); None when none waits."""
         ...
 
     def attach(self, hooks: LoopHooks) -> None:

@@ -48,11 +48,7 @@ def tell(callbacks: list[CommitCallback], error: GolemError | None) -> None:
 class GroupCommit:
     """The committing half of a Store (golemd.storage.base): its docstrings there."""
 
-    LAZY_NS = 50_000  # an on_commit_idle commit waits at most this long while the loop runs (idle())
-    # ... and this long while it sleeps: a warm call's reply comes back within
-    # it, and the enqueue and the outcome share one commit, where a commit
-    # before sleeping would write the agent's pages twice per call.
-    LAZY_SLEEP_NS = 1_000_000
+    LAZY_NS = 50_000  # an on_commit_idle commit waits at most this long (idle())
     GROUP_DELAY = 0.001  # under load (busy()), a group commit waits this long to take in more
 
     def __init__(self) -> None:
@@ -210,22 +206,13 @@ class GroupCommit:
         run before it sleeps."""
         if not self._in_txn or self._flush_scheduled:
             return False
-        if self._lazy_since and not self._urgent:
-            age = self._clock_ns() - self._lazy_since
-            if age < (self.LAZY_SLEEP_NS if sleeping else self.LAZY_NS):
-                return False  # sleeping: at most sleep_left() (golemd.perf.spin)
+        if not sleeping and self._clock_ns() - self._lazy_since < self.LAZY_NS:
+            return False
         if self._following:
             self._follow_running_loop()
         self._flush_scheduled = True
         self._call_soon(self._flush)
         return True
-
-    def sleep_left(self) -> float | None:
-        """How long the loop may sleep before an idle commit is due (seconds);
-        None when none waits."""
-        if not self._in_txn or self._flush_scheduled or not self._lazy_since or self._urgent:
-            return None
-        return max(0.0, (self.LAZY_SLEEP_NS - (self._clock_ns() - self._lazy_since)) / 1e9)
 
     def _flush(self) -> None:
         if self._flush_timer is not None:

@@ -385,8 +385,7 @@ def test_commit_now_commits_while_held(store, backend):
 
 def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(store, backend, loop: FakeLoop):
     """A warm call's enqueue (on_commit_idle) shares its outcome's commit when
-    the reply comes first; else the loop's idle hook commits it alone, once it
-    has waited LAZY_NS of a running loop or LAZY_SLEEP_NS of a sleeping one."""
+    the reply comes first; else the loop's idle hook commits it alone."""
     store.attach(loop.hooks(idle_hook=True))
     commits = backend.count_commits(store)
     told = Told()
@@ -414,14 +413,7 @@ def test_an_idle_commit_waits_for_the_next_commit_or_for_the_loop_to_idle(store,
 
     store.insert_invocation(inv_row("k3", seq=3))
     store.on_commit_idle(told("asleep"))
-    # The loop would sleep: for at most sleep_left(), so that a reply coming
-    # meanwhile shares the commit; once that has passed, at once.
-    assert store.idle(True) is False
-    left = store.sleep_left()
-    assert left is not None and 0 < left <= store.LAZY_SLEEP_NS / 1e9
-    loop.advance(left)
-    assert store.idle(True) is True
-    assert store.sleep_left() is None  # scheduled: nothing waits for the sleep
+    assert store.idle(True) is True  # the loop would sleep: at once
     loop.run_round()
     assert told.names[-1] == "asleep" and commits() == 3
     crashed = backend.after_crash()

@@ -161,27 +161,3 @@ def test_the_daemons_loop_runs_on_the_polling_selector():
     finally:
         loop.close()
 
-
-@pytest.mark.parametrize("spin_ns", [200_000, 0])
-def test_selector_sleeps_no_longer_than_a_waiting_commit_allows(pair, spin_ns):
-    """sleep_left (Store.sleep_left): a commit that waits for the loop to
-    sleep is due in that long, so the sleep ends then even with nothing to
-    read; with nothing waiting, the sleep lasts as long as asked."""
-    a, b = pair
-    sel = SpinningSelector(spin_ns)
-    left: list[float | None] = [0.02]
-    sel.sleep_left = lambda: left[0]
-    try:
-        sel.register(a, selectors.EVENT_READ)
-        t0 = time.monotonic()
-        assert sel.select(30.0) == []
-        assert 0.015 <= time.monotonic() - t0 < 5.0  # woke for the commit, not after 30 s
-        left[0] = None
-        timer = threading.Timer(0.05, lambda: b.send(b"x"))
-        timer.start()
-        t0 = time.monotonic()
-        assert len(sel.select(30.0)) == 1  # nothing due: slept until the event
-        assert time.monotonic() - t0 >= 0.04
-        timer.join(5)
-    finally:
-        sel.close()
