@@ -13,26 +13,29 @@ from golemd.host.runtime import AgentHost, plain_state
 from golemd.sdk import AgentSpec
 
 
-class Plain:
-    def __init__(self, name: str) -> None:
+class Counting:
+    name: str
+    items: list[int]
+
+    def start(self, name: str) -> None:
         self.name = name
-        self.items: list[int] = []
+        self.items = []
 
     def add(self, n: int) -> int:
         self.items.append(n)
         return len(self.items)
 
 
-class Slotted:
-    __slots__ = ("name", "items")
+class Plain(Counting):
+    def __init__(self, name: str) -> None:
+        self.start(name)
+
+
+class Slotted(Counting):
+    __slots__ = ("name", "items")  # type: ignore[misc]  # slots of its own, besides the base's __dict__
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.items: list[int] = []
-
-    def add(self, n: int) -> int:
-        self.items.append(n)
-        return len(self.items)
+        self.start(name)
 
 
 class OwnState(Plain):
