@@ -124,7 +124,8 @@ class AgentHost:
         state = pickle.loads(snapshot)
         if type(state) is not dict:
             return state  # the instance itself (a class that pickles its own way, or an older golemd's)
-        instance = self.cls.__new__(self.cls)
+        cls: Any = self.cls
+        instance = cls.__new__(cls)  # as pickle rebuilds one (copyreg.__newobj__)
         if hasattr(instance, "__setstate__") and type(instance).__setstate__ is not _object_setstate:
             instance.__setstate__(state)  # the class took its own way since it was saved
         else:
@@ -230,7 +231,7 @@ class _Session:
         self.cls = cls
         # The daemon's own limit on what it takes from a worker: a snapshot saved
         # from one must fit the init message that restores it.
-        self.unpacker = make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
+        self.unpacker = _premade_unpacker() or make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)
         self.host: AgentHost | None = None
         self.window = Window(0)  # until init says how long to poll for the next call
         # Calls read and not started yet: the daemon may send several at once
@@ -321,6 +322,17 @@ class _Session:
                 # daemon takes a call for dropped when its drop is written before
                 # this reply could be read (golemd.driver.agent.Agent.cancel).
                 _read_waiting(ctl, self.take)
+
+
+# One unpacker made at import, in the template before it forks, for the first
+# session of each worker: one made in the worker costs it some 20 pages more
+# (an Unpacker carries its 40 KB parsing stack inline), which fork gave it
+# ready-made.
+_PREMADE: list[Any] = [make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)]
+
+
+def _premade_unpacker() -> Any:
+    return _PREMADE.pop() if _PREMADE else None
 
 
 def serve(ctl: socket.socket, cls: type) -> NoReturn:
