@@ -35,42 +35,20 @@ if TYPE_CHECKING:
 # Results that are never awaitable: inspect.isawaitable asks an ABC, which
 # costs more than the rest of a small call's bookkeeping.
 _PLAIN = frozenset({int, float, str, bool, bytes, list, dict, tuple, type(None)})
-_pickle = pickle.dumps
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
-_object_setstate = getattr(object, "__setstate__", None)
-_FACTS: dict[type, tuple[bool, float | None, bool, bool]] = {}
+_FACTS: dict[type, tuple[bool, float | None, bool]] = {}
 
 
-def class_facts(cls: type) -> tuple[bool, float | None, bool, bool]:
-    """(durable, CPU limit, its own snapshots, plain_state) of an agent class:
-    worked out once, in the template before it forks (golemd.host.zygote), so
-    that a new worker only reads them (each page it touches it copies)."""
+def class_facts(cls: type) -> tuple[bool, float | None, bool]:
+    """(durable, CPU limit, its own snapshots) of an agent class: worked out
+    once, in the template before it forks (golemd.host.zygote), so that a new
+    worker only reads them (each page it touches it copies)."""
     facts = _FACTS.get(cls)
     if facts is None:
         spec = spec_of(cls)
         custom = callable(getattr(cls, "save_snapshot", None)) and callable(getattr(cls, "load_snapshot", None))
-        facts = _FACTS[cls] = (spec.durable, spec.cpu_limit, custom, not custom and plain_state(cls))
+        facts = _FACTS[cls] = (spec.durable, spec.cpu_limit, custom)
     return facts
-
-
-def plain_state(cls: type) -> bool:
-    """Whether pickling an instance of `cls` is pickling its __dict__ and the
-    class's name, as it is for a class that leaves pickling to object: then
-    its snapshot is the pickled __dict__ alone, restored onto cls.__new__(cls)
-    (the same object pickle would rebuild, at a seventh of the cost: no
-    __reduce_ex__ and no check that the class is importable by name)."""
-    import copyreg
-
-    if cls in copyreg.dispatch_table:
-        return False
-    for name in ("__reduce_ex__", "__reduce__", "__getstate__", "__setstate__", "__getnewargs_ex__",
-                 "__getnewargs__", "__new__"):
-        if getattr(cls, name, None) is not getattr(object, name, None):
-            return False
-    # Every class it derives from is a plain Python class with a __dict__ and no slots.
-    return all(base is object or ("__slots__" not in vars(base) and base.__module__ != "builtins")
-               for base in cls.__mro__) and cls.__dictoffset__ != 0
 
 
 # What a MemoryError without a message says: the limit it hit and where that
@@ -102,7 +80,7 @@ class AgentHost:
     def __init__(self, cls: type, args: list[Any]) -> None:
         self.cls = cls
         self.args = args
-        self.durable, cpu_limit, self.custom, self.plain = class_facts(cls)
+        self.durable, cpu_limit, self.custom = class_facts(cls)
         self.cpu = CpuLimit(cpu_limit) if cpu_limit else None
         self.snapshot: bytes | None = None
         self.instance: Any = None
@@ -121,20 +99,9 @@ class AgentHost:
             instance = self.cls(*self.args)
             instance.load_snapshot(snapshot)
             return instance
-        state = pickle.loads(snapshot)
-        if type(state) is not dict:
-            return state  # the instance itself (a class that pickles its own way, or an older golemd's)
-        cls: Any = self.cls
-        instance = cls.__new__(cls)  # as pickle rebuilds one (copyreg.__newobj__)
-        if hasattr(instance, "__setstate__") and type(instance).__setstate__ is not _object_setstate:
-            instance.__setstate__(state)  # the class took its own way since it was saved
-        else:
-            instance.__dict__.update(state)
-        return instance
+        return pickle.loads(snapshot)
 
     def _take_snapshot(self) -> bytes:
-        if self.plain:
-            return _pickle(self.instance.__dict__, _PROTOCOL)
         if self.custom:
             data = self.instance.save_snapshot()
             if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -179,7 +146,7 @@ class AgentHost:
         snapshot = None
         if self.durable:
             try:
-                snapshot = _pickle(self.instance.__dict__, _PROTOCOL) if self.plain else self._take_snapshot()
+                snapshot = self._take_snapshot()
             except Exception as exc:
                 self._rollback()
                 return {"ok": False, "code": "SNAPSHOT_FAILED",
