@@ -142,7 +142,9 @@ class DaemonProc:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 30.0) -> DaemonProc:
+    def start(self, timeout: float = 30.0, new_session: bool = False) -> DaemonProc:
+        """Start golemd and wait for READY=1. `new_session`: in a process group
+        of its own, as a shell starts a job (for signals sent to the group)."""
         notify_path = os.path.join(self.base, "notify")
         if os.path.exists(notify_path):
             os.unlink(notify_path)
@@ -154,7 +156,8 @@ class DaemonProc:
         env = self.env()
         env["NOTIFY_SOCKET"] = notify_path
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                     start_new_session=new_session)
         log.close()
         try:
             self.wait_note("READY=1", timeout)

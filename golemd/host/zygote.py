@@ -244,6 +244,11 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
 
 
 def main(argv: list[str]) -> NoReturn:
+    # Ctrl-C in golemd's terminal reaches the template too (it shares the
+    # daemon's process group): the daemon stops, and the template goes when
+    # its channel closes, not with a KeyboardInterrupt traceback. Its workers
+    # put SIGINT back to the default (_prepare) in process groups of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[0]))
     set_parent_death_signal()
     if os.getppid() == 1:
