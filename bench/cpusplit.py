@@ -17,7 +17,7 @@ import os
 import psutil
 
 from bench.client import RawClient, counter_id
-from bench.schedcpu import cpu_seconds
+from bench.schedcpu import cpu_seconds, schedstat
 from bench.systems import Server
 
 
@@ -43,8 +43,7 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
             root = psutil.Process(server.pid)
             procs = [root, *root.children(recursive=True)]
             me = psutil.Process()
-            before = {p.pid: cpu_seconds(p.pid) for p in procs}
-            runs_before = {p.pid: _runs(p.pid) for p in procs}
+            before = {p.pid: schedstat(p.pid) for p in procs}
             mine = cpu_seconds(me.pid)
             if sequential:
                 wall = sum(c.timed_invokes(names[0], calls))
@@ -55,8 +54,9 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
             runs: dict[int, int] = {}
             for p in procs:
                 try:
-                    spent[p.pid] = cpu_seconds(p.pid) - before[p.pid]
-                    runs[p.pid] = _runs(p.pid) - runs_before[p.pid]
+                    cpu, ran = schedstat(p.pid)
+                    spent[p.pid] = cpu - before[p.pid][0]
+                    runs[p.pid] = ran - before[p.pid][1]
                 except psutil.NoSuchProcess:
                     pass
     finally:
@@ -67,14 +67,6 @@ def measure(name: str, calls: int, agents: int = 100, window: int = 1000,
             "workers_us": sum(spent.values()) * us, "client_us": mine * us,
             "server_runs": server_runs / calls, "workers_runs": sum(runs.values()) / calls}
 
-
-def _runs(pid: int) -> int:
-    """How many times the scheduler ran it: its wake-ups, and its preemptions."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[2])
-    except FileNotFoundError:
-        raise psutil.NoSuchProcess(pid) from None
 
 
 def main() -> None:

@@ -9,12 +9,19 @@ from typing import overload
 import psutil
 
 
-def cpu_seconds(pid: int) -> float:
+def schedstat(pid: int) -> tuple[float, int]:
+    """(CPU seconds, runs): how long it was on a CPU, and how many times the
+    scheduler put it there (its wake-ups and its preemptions)."""
     try:
         with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
+            fields = f.read().split()
     except FileNotFoundError:
         raise psutil.NoSuchProcess(pid) from None
+    return int(fields[0]) / 1e9, int(fields[2])
+
+
+def cpu_seconds(pid: int) -> float:
+    return schedstat(pid)[0]
 
 
 @overload

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 
 _spec = os.environ.get("GOLEMD_CRASH_AT", "")
 _label, _, _count = _spec.partition(":")
@@ -27,8 +26,7 @@ _left = int(_count or 1) if _label else 0
 
 
 def crash_point(label: str) -> None:
-    """Kill the daemon here if GOLEMD_CRASH_AT names this pass of `label`
-    (the hot paths test ARMED first and skip the call)."""
+    """Kill the daemon here if GOLEMD_CRASH_AT names this pass of `label`."""
     global _left
     if _left and label == _label:
         _left -= 1
@@ -50,16 +48,7 @@ def kill_worker_point(label: str) -> bool:
     return False
 
 
-def start_point(kill_worker: Callable[[], None]) -> None:
-    """The `start` point: an invocation about to be sent to its worker. A
-    kill lands before the worker reads the call (a pending SIGKILL lets it
-    run no more code)."""
-    crash_point("start")
-    if kill_worker_point("start"):
-        kill_worker()
-
-
-# Whether any crash or kill point is set: the per-invocation paths skip the call without.
+# Whether any crash or kill point is set: without, the engine is given no crash hook.
 ARMED = bool(_left or _kleft)
 
 _fail_flag = os.environ.get("GOLEMD_FAIL_COMMIT", "")

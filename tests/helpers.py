@@ -278,9 +278,10 @@ def _trim(path: str, keep: int) -> None:
 def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
             before_start: Callable[[DaemonProc], Any] | None = None,
             apps: tuple[str, ...] = (EXAMPLES, TEST_AGENTS),
-            env: dict[str, str] | None = None) -> Iterator[DaemonProc]:
+            env: dict[str, str] | None = None, new_session: bool = False) -> Iterator[DaemonProc]:
     """A golemd with these apps and options, stopped with SIGTERM (exit 0 expected) and
-    checked for strays afterwards; its temp dir is removed when the test passed."""
+    checked for strays afterwards; its temp dir is removed when the test passed.
+    `new_session`: in a process group of its own (DaemonProc.start)."""
     d = DaemonProc(apps=apps, args=args, env=env)
     if config is not None:
         path = os.path.join(d.base, "golemd.toml")
@@ -289,7 +290,7 @@ def running(config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
         d.args = (*args, "--config", path)
     if before_start is not None:
         before_start(d)
-    d.start()
+    d.start(new_session=new_session)
     passed = False
     try:
         yield d

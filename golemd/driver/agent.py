@@ -351,8 +351,9 @@ class Agent:
                 store.release()
 
         inv.live_seq = None
-        if faults.ARMED:
-            faults.start_point(worker.kill)
+        faults.crash_point("start")
+        if faults.kill_worker_point("start"):
+            worker.kill()  # before it reads the call: a pending SIGKILL lets it run no more code
         inv.call_id = worker.call_then(inv.method, inv.args, then, defer=defer, journal=inv.journal)
 
     def _internal_error(self, inv: Invocation, exc: Exception) -> None:

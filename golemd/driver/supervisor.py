@@ -152,17 +152,18 @@ class Supervisor:
             done(None, err)  # _submit raises only before anything was answered or attached
 
     def _submit(self, req: dict[str, Any], listener: Listener | None, done: Done) -> None:
-        if self.ctx.draining:
+        if self.draining:
             raise GolemError(Code.SHUTTING_DOWN, "the daemon is stopping and accepts no new invocations")
-        aid = self._ids.get(req["agent"]) or self.parse_id(req["agent"])
-        info = self._template.types.get(aid.type) or self.type_info_of(aid)
+        aid = self.parse_id(req["agent"])
+        info = self.type_info_of(aid)
         method, args = req["method"], req.get("args") or []
-        methods = info.get("_index") or self.methods_of(info)
+        methods = self.methods_of(info)
         if method not in methods:
             raise GolemError(Code.UNKNOWN_METHOD, f"{aid.type} has no method {method!r} "
                              f"(methods: {', '.join(methods) or 'none'})")
-        if check_args("", methods[method], args) is not None:  # the message, with its name, only when wrong
-            raise GolemError(Code.INVALID_ARGUMENTS, str(check_args(f"{aid.type}.{method}", methods[method], args)))
+        problem = check_args(f"{aid.type}.{method}", methods[method], args)
+        if problem:
+            raise GolemError(Code.INVALID_ARGUMENTS, problem)
         agent = self.agents.get(aid.canonical)
         if agent is None:
             problem = check_args(aid.type, info["constructor"], list(aid.args))
@@ -180,8 +181,7 @@ class Supervisor:
             eng = agent.engine
             if eng.failed_error is not None:
                 raise GolemError.from_wire(eng.failed_error)
-            q = eng.queue
-            if len(q.fifo) + len(q.ahead) + len(q.scheduled) >= self.config.max_pending:  # pending_count
+            if eng.pending_count >= self.config.max_pending:
                 raise GolemError(Code.QUEUE_FULL, f"{agent.name} already has {eng.pending_count} "
                                  f"pending invocations (max_pending = {self.config.max_pending})")
         if agent is None:
@@ -195,10 +195,8 @@ class Supervisor:
         now = time.time()
         schedule_at = req.get("schedule_at")
         eng = agent.engine
-        seq = eng.next_seq
-        eng.next_seq = seq + 1
         inv = Invocation(key=key, method=method, args=args, args_packed=args_packed,
-                         seq=seq, created_at=now,
+                         seq=eng.take_seq(), created_at=now,
                          status=S.SCHEDULED if schedule_at and schedule_at > now else S.PENDING,
                          schedule_at=schedule_at,
                          timeout=timeout,
@@ -226,8 +224,7 @@ class Supervisor:
                 return
             self._forget_if_new(agent)
             raise
-        if faults.ARMED:
-            faults.crash_point("enqueued")
+        faults.crash_point("enqueued")
         # Where it stands, for a streaming caller's `queued` event.
         ahead = len(eng.queue.fifo) + (1 if eng.current else 0) if listener is not None else 0
         if not early:
@@ -243,8 +240,7 @@ class Supervisor:
                 if mode != "await":
                     done(None, err)
                 return
-            if faults.ARMED:
-                faults.crash_point("acked")
+            faults.crash_point("acked")
             agent.creation_unsaved = False
             if mode != "await":
                 done({"idempotency_key": key, "status": "pending"}, None)

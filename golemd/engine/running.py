@@ -154,14 +154,12 @@ class AgentRun(AgentState):
         """The worker's reply to `inv`."""
         if inv is not self.current:
             return
-        if Timer.TIMEOUT in self._armed:
-            self._arm(Timer.TIMEOUT, None)
+        self._arm(Timer.TIMEOUT, None)
         if inv.discard is not None:
             self.stop_worker(now=True)  # its death decides (worker_exited)
             return
         self.stop_reason = None  # it ended before a stop could: the stop is no one's now
-        if self.drops_pending:
-            self.drops_pending.discard(inv)  # if it was asked: it had started, the drop is ignored
+        self.drops_pending.discard(inv)  # if it was asked: it had started, the drop is ignored
         self._complete(inv, reply)
         ahead = self.queue.ahead
         if ahead:

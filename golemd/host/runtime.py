@@ -133,9 +133,10 @@ class AgentHost:
             return _imposed(effects, cpu, info) or {"ok": False, "code": "INVOCATION_FAILED", "error": info}
         # The agent may have caught what nondeterminism or the CPU limit raised
         # into it: the call fails all the same.
-        if effects.failure is not None or (cpu is not None and cpu.hit):
+        imposed = _imposed(effects, cpu, {"type": "golemd.CpuLimitExceeded", "traceback": ""})
+        if imposed is not None:
             self._rollback()
-            return _imposed(effects, cpu, {"type": "golemd.CpuLimitExceeded", "traceback": ""})  # type: ignore[return-value]
+            return imposed
         try:
             packed_result = pack(result)
         except Exception as exc:
@@ -258,7 +259,6 @@ class _Session:
         # (a recv that finds nothing raises, which costs three times as much).
         waiting = select.poll()
         waiting.register(ctl, select.POLLIN)
-        stdout, stderr = sys.stdout, sys.stderr
         while True:
             host = self.host
             if not calls or host is None:
@@ -270,14 +270,7 @@ class _Session:
             msg = calls.popleft()
             call_id = msg["id"]
             out = host.call(msg["method"], msg["args"], EffectContext(self, call_id, msg.get("journal")))
-            if stdout is sys.stdout and stderr is sys.stderr:
-                try:
-                    stdout.flush()
-                    stderr.flush()
-                except Exception:
-                    _flush_output()
-            else:
-                _flush_output()
+            _flush_output()
             packed = out.pop("packed_result", None)
             if packed is not None:
                 # The result is already packed: splice it in rather than pack it twice.
@@ -291,11 +284,15 @@ class _Session:
                 _read_waiting(ctl, self.take)
 
 
-# One unpacker made at import, in the template before it forks, for the first
-# session of each worker: one made in the worker costs it some 20 pages more
-# (an Unpacker carries its 40 KB parsing stack inline), which fork gave it
-# ready-made.
-_PREMADE: list[Any] = [make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)]
+# An unpacker the template makes before it forks (premake_unpacker), for the
+# first session of each worker: one made in the worker costs it some 20 pages
+# more (an Unpacker carries its 40 KB parsing stack inline), which fork gives
+# it ready-made.
+_PREMADE: list[Any] = []
+
+
+def premake_unpacker() -> None:
+    _PREMADE[:] = [make_unpacker(MAX_WORKER_MESSAGE, strict_map_key=False)]
 
 
 def _premade_unpacker() -> Any:

@@ -172,8 +172,7 @@ class Worker:
         self._pipes: list[_Pipe] = []
         self._psutil: psutil.Process | None = None
 
-    # _pending changes only through these three (and their copies inlined in
-    # call_then and _on_message), which keep in_flight its sum.
+    # _pending changes only through these three, which keep in_flight its sum.
 
     def _await_reply(self, key: ReplyKey, waiter: Waiter) -> None:
         if key not in self._pending:
@@ -213,11 +212,9 @@ class Worker:
         if isinstance(msg, dict) and msg.get("op") == EFFECT and self.on_effect is not None:
             self.on_effect(msg)  # raises ValueError for a malformed one: the channel is broken
             return
-        # _take_reply, inlined: every reply of every call comes through here.
-        pending = self._pending.pop(msg.get("id", "init"), None) if isinstance(msg, dict) else None
+        pending = self._take_reply(msg.get("id", "init")) if isinstance(msg, dict) else None
         if pending is None:
             raise ValueError(f"unexpected control message {str(msg)[:100]}")
-        Worker.in_flight -= 1
         if isinstance(pending, asyncio.Future):
             if not pending.done():
                 pending.set_result(msg)
@@ -285,8 +282,7 @@ class Worker:
             then(None, WorkerDied(self.death_reason or "it is not running"))
             return 0
         call_id = next(self._calls)
-        self._pending[call_id] = then  # _await_reply, inlined: the id is new
-        Worker.in_flight += 1
+        self._await_reply(call_id, then)
         msg: dict[str, Any] = {"op": "call", "id": call_id, "method": method, "args": args}
         if journal:
             msg["journal"] = journal  # a re-run: these effects are replayed, not run again

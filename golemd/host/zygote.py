@@ -262,8 +262,10 @@ def main(argv: list[str]) -> NoReturn:
     from golemd.sdk import registered_types
 
     _send(sock, {"op": "ready", "types": catalog})
+    # Worked out here, once, rather than in each worker.
     for cls in registered_types().values():
-        worker.class_facts(cls)  # here, once, rather than in each worker
+        worker.class_facts(cls)
+    worker.premake_unpacker()
     # Everything imported so far is left out of garbage collection from now
     # on: a collection in a worker would otherwise write to every inherited
     # object's header and un-share the pages fork gave it for free.

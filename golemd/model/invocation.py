@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from golemd.model.errors import GolemError
-from golemd.model.states import TRANSITIONS, InvocationStatus, check_transition
+from golemd.model.states import InvocationStatus, check_transition
 
 Listener = Callable[[dict[str, Any]], None]
 # Told the outcome: (result, None) or (None, error). A plain callback rather
@@ -61,9 +61,7 @@ class Invocation:
     error: GolemError | None = None
 
     def move(self, new: InvocationStatus) -> None:
-        if new not in TRANSITIONS[self.status]:
-            check_transition(self.status, new)  # raises
-        self.status = new
+        self.status = check_transition(self.status, new)
 
     def public(self) -> dict[str, Any]:
         return {"idempotency_key": self.key, "method": self.method, "args": self.args,

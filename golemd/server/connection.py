@@ -217,9 +217,7 @@ class Connection(asyncio.Protocol):
         self.invoking += 1
         try:
             sup = self.daemon.supervisor
-            if sup.router is None:
-                sup.local_submit(req, listener, done)
-            elif self.forwarded:
+            if self.forwarded and sup.router is not None:
                 sup.router.submit(req, listener, done, forwarded=True)  # served here, not sent on
             else:
                 sup.submit(req, listener, done)

@@ -157,15 +157,12 @@ def test_ctrl_c_stops_golemd_and_its_template_quietly():
     own). golemd stops cleanly, the template goes with it, and nobody prints
     a KeyboardInterrupt traceback (`make run`)."""
     import os
-    import shutil
     import signal
 
     import psutil
 
-    d = DaemonProc()
-    d.start(new_session=True)
-    assert d.proc is not None
-    try:
+    with running(new_session=True) as d:
+        assert d.proc is not None
         c = d.conn()
         c.ok("invoke", agent='CounterAgent("ctrl-c")', method="increment")  # a worker too
         c.close()
@@ -173,16 +170,7 @@ def test_ctrl_c_stops_golemd_and_its_template_quietly():
         assert any("golemd.host.zygote" in " ".join(p.cmdline()) for p in tree)
         os.killpg(d.proc.pid, signal.SIGINT)
         assert d.proc.wait(timeout=30) == 0, d.log()
-        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree),
-                 timeout=10, what="golemd's template and workers to exit")
+        wait_for(lambda: not any(psutil_alive(p.pid) for p in tree), timeout=10,
+                 what="golemd's template and workers to exit")
         log = d.log()
         assert "KeyboardInterrupt" not in log and "Traceback" not in log, log
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-    shutil.rmtree(d.base, ignore_errors=True)
-    if d.store_url is not None:
-        from tests import pg
-
-        pg.drop(d.store_url)

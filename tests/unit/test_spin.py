@@ -160,4 +160,3 @@ def test_the_daemons_loop_runs_on_the_polling_selector():
         assert loop.run_until_complete(asyncio.sleep(0.01, "done")) == "done"
     finally:
         loop.close()
-
