@@ -11,9 +11,11 @@ GOLEMD_KILL_WORKER_AT=LABEL[:N]: at the Nth pass of LABEL (start, effect,
 effect_done), SIGKILL the worker of that agent instead of the daemon
 (golemd.testing's crash matrix uses both).
 
-GOLEMD_FAIL_COMMIT=PATH: while PATH exists, the next commit fails as on a
-full disk, and PATH is removed (one failure per file), so a test can fail
-exactly the commit it means to."""
+GOLEMD_FAIL_COMMIT=PATH: while PATH exists, the next commit that someone
+waits on fails as on a full disk, and PATH is removed (one failure per
+file), so a test can fail exactly the commit it means to. A commit nobody
+waits on (agents' rows written a second after their calls, Store.write_later)
+is not that commit."""
 
 from __future__ import annotations
 

@@ -180,9 +180,10 @@ def revert(eng: AgentEngine, plan: RevertPlan) -> None:
     if eng.durable:
         eng.snapshot = plan.snapshot
         eng.store.update_agent(eng.name, snapshot=plan.snapshot, completed_count=eng.completed_count,
-                               failed_count=eng.failed_count)
+                               failed_count=eng.failed_count, fin_upto=eng.fin)
     else:
-        eng.store.update_agent(eng.name, completed_count=eng.completed_count, failed_count=eng.failed_count)
+        eng.store.update_agent(eng.name, completed_count=eng.completed_count, failed_count=eng.failed_count,
+                               fin_upto=eng.fin)
     n = len(plan.keys)
     eng.event("reverted", detail=f"{n} invocation{'' if n == 1 else 's'} forgotten: {', '.join(plan.keys)}"[:2000])
     # Its worker holds the newer state: the next call starts one from the reverted state.

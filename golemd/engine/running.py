@@ -219,14 +219,23 @@ class AgentRun(AgentState):
             if not self.deleted:
                 keep = snapshot_changed and self.durable
                 small = keep and len(self.snapshot or b"") <= self.ctx.policy.revert_snapshot_bytes
+                # Keep stored outcomes bounded: prune now and then, not on every call.
+                prune = self.completed_count % 1000 == 0
+                # A completion whose row holds all it changed leaves the agent's
+                # row to be written later: its readers roll it forward over this
+                # one (golemd.storage.rollforward). A prune may drop such rows,
+                # so it writes the agent's row in its own transaction.
+                self.fin += 1
+                later = status is S.COMPLETED and (small or not keep) and not prune
                 # _value_, not .value: Enum's property costs two Python calls per read.
                 store.finish_invocation(inv.rowid, status._value_, pack(outcome), now, inv.started_at,
-                                        self.snapshot if small else None, snapshot_kept=small or not keep)
-                if snapshot_changed and self.durable:
-                    self._snapshot_dirty = True
-                store.write_before_commit(self.name, self._write_row_now)
-                # Keep stored outcomes bounded: prune now and then, not on every call.
-                if self.completed_count % 1000 == 0:
+                                        self.snapshot if small else None, snapshot_kept=small or not keep,
+                                        fin=self.fin if later else None)
+                if later:
+                    store.write_later(self.name, self._write_row_now)
+                else:
+                    store.write_before_commit(self.name, self._write_row_now)
+                if prune:
                     policy = self.ctx.policy
                     store.prune(self.name, policy.retention_count, now - policy.retention_seconds)
         except GolemError as err:
@@ -265,7 +274,6 @@ class AgentRun(AgentState):
         if self.deleted or not self.durable:
             return
         self.snapshot = self.store.saved_snapshot(self.name)
-        self._snapshot_dirty = False
         worker = self.worker
         if worker is W.READY or worker is W.STARTING:
             if self.current is not None and self.current.discard is None:

@@ -35,7 +35,7 @@ class AgentState:
     # instance dict of this many attributes costs three times as much.
     __slots__ = ("ctx", "store", "name", "type_name", "durable", "created_at", "last_active_at",
                  "completed_count", "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
-                 "snapshot", "_snapshot_dirty", "_write_row_now", "next_seq", "queue", "current", "deleted",
+                 "snapshot", "fin", "_write_row_now", "next_seq", "queue", "current", "deleted",
                  "retrying", "stop_reason", "worker", "worker_generation", "_worker_lost", "_worker_stopped",
                  "_worker_built", "_current_sent", "drops_pending", "polling", "start_failures", "listened",
                  "_armed", "out", "on_effects")
@@ -58,7 +58,9 @@ class AgentState:
         self.interrupted: bool = bool(row.get("interrupted", 0))
         self.failed_error: dict[str, Any] | None = None
         self.snapshot: bytes | None = row.get("snapshot")
-        self._snapshot_dirty = False  # changed since the row was last written
+        # The newest finish number given out (Journal.finish_invocation's
+        # `fin`); the row, rolled forward, holds the newest it took in.
+        self.fin: int = row.get("fin_upto", 0)
         self._write_row_now = self._write_row  # bound once: asked for after every invocation
         self.next_seq = 0  # recovery sets it from the journal
         self.queue = PendingQueue()
@@ -90,14 +92,18 @@ class AgentState:
         self.on_effects: Callable[[], None] | None = None
 
     def _write_row(self) -> None:
-        """The agent's row as of now: written once per group commit, before it."""
+        """The agent's row as of now: written once per group commit, before it,
+        or a little later (golemd.storage.rollforward)."""
         if self.deleted:
             return
         cols: dict[str, Any] = {"last_active_at": self.last_active_at, "completed_count": self.completed_count,
-                                "failed_count": self.failed_count, "last_error": self.last_error}
-        if self._snapshot_dirty:
+                                "failed_count": self.failed_count, "last_error": self.last_error,
+                                "fin_upto": self.fin}
+        if self.durable:
+            # Whole, every time: the rows its fin_upto takes in may be the only
+            # ones that hold this state, and a write may yet be rolled back.
+            # (Written a second after a run of completions, not per call.)
             cols["snapshot"] = self.snapshot
-            self._snapshot_dirty = False
         self.store.update_agent(self.name, **cols)
 
     def take(self) -> list[Effect]:

@@ -51,6 +51,7 @@ class AgentRow(TypedDict):
     failed_error: bytes | None  # msgpack of the error that makes the agent Failed
     snapshot: bytes | None  # the saved state
     env_vars: bytes | None  # msgpack of its environment variables {name: value} (agent new); None: none
+    fin_upto: int  # the newest finish number (InvocationRow.fin) this row takes in; 0 by default
 
 
 class InvocationRow(TypedDict):
@@ -68,6 +69,7 @@ class InvocationRow(TypedDict):
     schedule_at: float | None
     timeout: float | None
     snapshot: bytes | None  # the agent's state after it, when it completed and changed it (agent revert)
+    fin: int | None  # its agent's finish number, when the agent's row was left to be written later
 
 
 class EffectRow(TypedDict):
@@ -220,11 +222,15 @@ class Store(Protocol):
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
                           started_at: float | None, snapshot: bytes | None = None,
-                          snapshot_kept: bool = True) -> None:
+                          snapshot_kept: bool = True, fin: int | None = None) -> None:
         """Record an invocation's outcome by its row id: on every invocation's
         path; `snapshot`, the state it left when it changed it (agent revert);
         `snapshot_kept` False when it changed the state but `snapshot` does
-        not hold it (too large to keep per invocation).
+        not hold it (too large to keep per invocation). `fin`: a completed
+        invocation whose agent's row is written later (write_later), with
+        its finish number, greater than the row's fin_upto and than every
+        fin before it; the agent's row reads rolled forward over it
+        (golemd.storage.rollforward).
         An unknown row id (its agent was deleted): nothing happens."""
         ...
 
@@ -248,6 +254,13 @@ class Store(Protocol):
         the one called): a row that changes with every invocation is written
         once per group commit. A write that raises GolemError fails the
         commit: everything in it is rolled back and every caller told."""
+        ...
+
+    def write_later(self, name: str, write: Callable[[], None]) -> None:
+        """write_before_commit, for a commit of its own a second or so from
+        now, or an earlier commit that writes this name anyway: a row whose
+        readers do without it meanwhile (an agent's row, rolled forward).
+        commit_now() and close() take every such write."""
         ...
 
     def event(self, agent_id: str, ts: float, kind: str, key: str | None = None,
@@ -384,13 +397,19 @@ class Store(Protocol):
         to one agent), an InvocationRow, or None."""
         ...
 
+    def agent_row(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's row (AgentRow) rolled forward over its invocations
+        whose fin is above its fin_upto, oldest first: each adds one to
+        completed_count, its finished_at to last_active_at when later, its
+        snapshot when it has one, and its fin as fin_upto. None: unknown."""
+        ...
+
     def saved_snapshot(self, agent_id: str) -> bytes | None:
-        """The snapshot last written to the agent's row; None for an agent
-        without one, or unknown."""
+        """agent_row's snapshot; None for an agent without one, or unknown."""
         ...
 
     def load_agents(self) -> list[dict[str, Any]]:
-        """Every agent's row (AgentRow), in no particular order (at recovery)."""
+        """Every agent's row as agent_row reads it, in no particular order (at recovery)."""
         ...
 
     def next_seqs(self) -> dict[str, int]:

@@ -50,6 +50,7 @@ class GroupCommit:
 
     LAZY_NS = 50_000  # an on_commit_idle commit waits at most this long (idle())
     GROUP_DELAY = 0.001  # under load (busy()), a group commit waits this long to take in more
+    LATER_DELAY = 1.0  # a write_later() write waits this long, or for a commit that writes its name
 
     def __init__(self) -> None:
         self._in_txn = False  # the subclass's transaction holds writes
@@ -60,6 +61,9 @@ class GroupCommit:
         self._lazy_since = 0  # clock_ns of the oldest on_commit_idle not yet committed
         self._flush_timer: Cancellable | None = None
         self._deferred: dict[str, Callable[[], None]] = {}
+        self._telling = False  # the commit being made has callers to tell (golemd.faults)
+        self._later: dict[str, Callable[[], None]] = {}
+        self._later_timer: Cancellable | None = None
         # The hooks, kept as plain attributes: they are read on every
         # invocation's path. Until attach(), they follow the running loop.
         self._following = True
@@ -118,7 +122,41 @@ class GroupCommit:
         """Call write() just before the next commit, once however often asked:
         a row that changes with every invocation (an agent's counters and
         snapshot) is written once per group commit, in the same transaction."""
+        self._later.pop(name, None)
         self._deferred[name] = write
+
+    def write_later(self, name: str, write: Callable[[], None]) -> None:
+        """write_before_commit, for a commit of its own LATER_DELAY from now
+        (or an earlier one that writes this name anyway): a row whose
+        readers can do without it meanwhile (golemd.storage.rollforward)."""
+        if name in self._deferred:
+            self._deferred[name] = write
+            return
+        self._later[name] = write
+        if self._later_timer is None:
+            if self._following:
+                try:
+                    self._follow_running_loop()
+                except RuntimeError:  # no loop to wait on: the next commit takes it
+                    self._deferred[name] = self._later.pop(name)
+                    return
+            self._later_timer = self._call_later(self.LATER_DELAY, self._write_later_now)
+
+    def _write_later_now(self) -> None:
+        self._later_timer = None
+        self._take_later()
+        if not self._deferred or self._flush_scheduled:
+            return  # a commit is on its way: it takes them
+        if self._holds:
+            self._urgent = True  # release() commits
+            return
+        self._flush()
+
+    def _take_later(self) -> None:
+        """The write_later writes go into the next commit."""
+        later, self._later = self._later, {}
+        for name, write in later.items():
+            self._deferred.setdefault(name, write)
 
     def commit(self) -> asyncio.Future[None]:
         """A future resolved once everything written so far is committed."""
@@ -230,6 +268,7 @@ class GroupCommit:
             except GolemError as err:
                 error = err
         callbacks, self._callbacks = self._callbacks, []
+        self._telling = bool(callbacks)
         if self._in_txn:
             timer = self._commit_timer
             if timer is None:
@@ -241,5 +280,10 @@ class GroupCommit:
         tell(callbacks, error)
 
     def commit_now(self) -> None:
-        """Commit synchronously (start-up and shutdown, outside the group commit)."""
+        """Commit synchronously (start-up and shutdown, outside the group commit),
+        with every write_later write."""
+        if self._later_timer is not None:
+            self._later_timer.cancel()
+            self._later_timer = None
+        self._take_later()
         self._flush()

@@ -34,6 +34,10 @@ class DurableRows:
     def _rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def agent_row(self, agent_id: str) -> dict[str, Any] | None:
+        """The agent's row as it reads (golemd.storage.rollforward), or None."""
+        raise NotImplementedError
+
     def put_effect(self, agent_id: str, key: str, seq: int, kind: str, request: bytes,
                    started_at: float, until: float | None = None, result: bytes | None = None,
                    finished_at: float | None = None) -> None:
@@ -49,11 +53,11 @@ class DurableRows:
 
     def load_one(self, agent_id: str) -> AgentLoad:
         """Store.load_one, in the SQL both stores read."""
-        rows = self._rows("SELECT * FROM agents WHERE agent_id = ?", (agent_id,))
+        row = self.agent_row(agent_id)
         top = self._rows("SELECT max(seq) AS top FROM invocations WHERE agent_id = ?", (agent_id,))[0]["top"]
         active = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND status IN "
                             "('pending', 'running', 'scheduled') ORDER BY seq", (agent_id,))
-        return AgentLoad(rows[0] if rows else None, 0 if top is None else top + 1, active,
+        return AgentLoad(row, 0 if top is None else top + 1, active,
                          self._active_effects(agent_id))
 
     def load_active_effects(self) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -50,16 +50,21 @@ _PROMISES_AGENT = "CREATE INDEX promises_agent ON promises(agent_id)"
 
 # MIGRATIONS[n] takes a store from schema n to n + 1; a released step is
 # never edited, a change appends one. PostgreSQL's DDL is transactional:
-# a start-up's steps and the version bump commit together, or none does. CURRENT makes a new store at the newest version in one step (the same
-# as the path while there is one step; tests/storage/test_postgres.py checks
-# that both read the same).
+# a start-up's steps and the version bump commit together, or none does.
+# CURRENT makes a new store at the newest version in one step
+# (tests/storage/test_postgres.py checks that it reads as the path does).
+_AGENTS_FIN_UPTO = "ALTER TABLE agents ADD COLUMN fin_upto bigint NOT NULL DEFAULT 0"
+_INVOCATIONS_FIN = "ALTER TABLE invocations ADD COLUMN fin bigint"
 MIGRATIONS: list[list[str]] = [
     # 0 -> 1: the first schema, SQLite's schema 6.
     [_AGENTS, _INVOCATIONS, _EVENTS, _EVENTS_AGENT, _EFFECTS, _PROMISES, _PROMISES_AGENT],
+    # 1 -> 2: SQLite's 7, an agent's row written after its outcomes (golemd.storage.rollforward).
+    [_AGENTS_FIN_UPTO, _INVOCATIONS_FIN],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-CURRENT_VERSION = 1
-CURRENT: list[str] = [_AGENTS, _INVOCATIONS, _EVENTS, _EVENTS_AGENT, _EFFECTS, _PROMISES, _PROMISES_AGENT]
+CURRENT_VERSION = 2
+CURRENT: list[str] = [_AGENTS, _INVOCATIONS, _EVENTS, _EVENTS_AGENT, _EFFECTS, _PROMISES, _PROMISES_AGENT,
+                      _AGENTS_FIN_UPTO, _INVOCATIONS_FIN]
 
 # Taken for the length of a migration's transaction: two daemons starting
 # on one new database must not both create it.

@@ -35,6 +35,7 @@ from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
 from golemd.storage.pgconn import FENCED, Link, Lost, fenced, storage_error
 from golemd.storage.pgschema import migrate
+from golemd.storage.rollforward import RollForward
 from golemd.storage.rows import by_agent, history_rows, prune_choice
 from golemd.storage.schema import AGENT_COLS, INV_COLS
 
@@ -83,11 +84,11 @@ def _upsert(table: str, cols: tuple[str, ...]) -> str:
 _ENQUEUE_SQL = _upsert("invocations", ("id", "agent_id", "key", "seq", "method", "args", "status", "created_at",
                                        "schedule_at", "timeout"))
 _FINISH_SQL = ("UPDATE invocations SET status = %s, outcome = %s, finished_at = %s, started_at = %s, snapshot = %s, "
-               "snapshot_kept = %s WHERE id = %s")
+               "snapshot_kept = %s, fin = %s WHERE id = %s")
 _ACTIVE = "status IN ('pending', 'running', 'scheduled')"
 
 
-class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
+class PostgresStore(ColumnWrites, RollForward, DurableRows, GroupCommit):
     """The Store (golemd.storage.base) in a PostgreSQL database.
 
     `exclusive`: hold the database's daemon lock (a second daemon on it is
@@ -178,8 +179,10 @@ class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
         return rowid
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None, snapshot: bytes | None = None, snapshot_kept: bool = True) -> None:
-        self._exec(_FINISH_SQL, (status, outcome, finished_at, started_at, snapshot, 1 if snapshot_kept else 0, rowid))
+                          started_at: float | None, snapshot: bytes | None = None, snapshot_kept: bool = True,
+                          fin: int | None = None) -> None:
+        self._exec(_FINISH_SQL, (status, outcome, finished_at, started_at, snapshot, 1 if snapshot_kept else 0, fin,
+                                 rowid))
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
         return history_rows(self._rows(
@@ -226,7 +229,7 @@ class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
     # -- committing (the scheduling is GroupCommit's) --------------------------
 
     def _end_transaction(self, error: GolemError | None) -> GolemError | None:
-        if error is None and commit_fails():
+        if error is None and self._telling and commit_fails():
             error = GolemError(Code.STORAGE_FULL, "the journal cannot be written: disk full (GOLEMD_FAIL_COMMIT)")
         if error is None:
             try:
@@ -252,13 +255,6 @@ class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
         rows = self._rows("SELECT * FROM invocations WHERE agent_id = %s AND key = %s", (agent_id, key))
         return rows[0] if rows else None
 
-    def saved_snapshot(self, agent_id: str) -> bytes | None:
-        rows = self._rows("SELECT snapshot FROM agents WHERE agent_id = %s", (agent_id,))
-        return rows[0]["snapshot"] if rows else None
-
-    def load_agents(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM agents")
-
     def next_seqs(self) -> dict[str, int]:
         return {r["agent_id"]: r["top"] + 1
                 for r in self._rows("SELECT agent_id, max(seq) AS top FROM invocations GROUP BY agent_id")}
@@ -281,8 +277,8 @@ class PostgresStore(ColumnWrites, DurableRows, GroupCommit):
             self.agent_effects(agent_id), last)
 
     def close(self) -> None:
-        if self._in_txn:
-            self._flush()
+        if self._in_txn or self._later:
+            self.commit_now()
         self.link.close()
 
 

@@ -45,6 +45,8 @@ _PROMISES_AGENT = "CREATE INDEX promises_agent ON promises(agent_id)"
 _AGENTS_ENV_VARS = "ALTER TABLE agents ADD COLUMN env_vars BLOB"
 _INVOCATIONS_SNAPSHOT = "ALTER TABLE invocations ADD COLUMN snapshot BLOB"
 _INVOCATIONS_SNAPSHOT_KEPT = "ALTER TABLE invocations ADD COLUMN snapshot_kept INTEGER"
+_AGENTS_FIN_UPTO = "ALTER TABLE agents ADD COLUMN fin_upto INTEGER NOT NULL DEFAULT 0"
+_INVOCATIONS_FIN = "ALTER TABLE invocations ADD COLUMN fin INTEGER"
 
 # The migration path: MIGRATIONS[n] takes a store from schema n to n + 1, in
 # one transaction with the version bump. A new schema change appends a step
@@ -91,6 +93,12 @@ MIGRATIONS: list[list[str]] = [
     # snapshot column tells (NULL there: the state did not change), NULL or 0
     # when it does not (rows from before, states over revert_snapshot_bytes).
     [_INVOCATIONS_SNAPSHOT, _INVOCATIONS_SNAPSHOT_KEPT],
+    # 6 -> 7: an agent's row is no longer rewritten with every outcome. A
+    # completed invocation whose row holds all it changed carries the
+    # agent's finish number `fin`; the agent's row is written later, with
+    # fin_upto the newest number it takes in, and is read rolled forward
+    # over the rows numbered above it (golemd.storage.rollforward).
+    [_AGENTS_FIN_UPTO, _INVOCATIONS_FIN],
 ]
 
 def _with_columns(create: str, *alters: str) -> str:
@@ -106,10 +114,10 @@ def _with_columns(create: str, *alters: str) -> str:
 # migration path leaves, without building indexes that later steps drop.
 # tests/storage/test_sqlite.py checks that the two read the same in
 # sqlite_master, and that CURRENT is for the newest version.
-CURRENT_VERSION = 6
+CURRENT_VERSION = 7
 CURRENT: list[str] = [
-    _META, _with_columns(_AGENTS, _AGENTS_ENV_VARS),
-    _with_columns(_INVOCATIONS, _INVOCATIONS_SNAPSHOT, _INVOCATIONS_SNAPSHOT_KEPT),
+    _META, _with_columns(_AGENTS, _AGENTS_ENV_VARS, _AGENTS_FIN_UPTO),
+    _with_columns(_INVOCATIONS, _INVOCATIONS_SNAPSHOT, _INVOCATIONS_SNAPSHOT_KEPT, _INVOCATIONS_FIN),
     _EVENTS, _EVENTS_AGENT, _INVOCATIONS_KEY, _AGENT_ROWS, _FILED_UPTO, _EFFECTS, _PROMISES,
     _PROMISES_AGENT]
 
@@ -117,9 +125,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 AGENT_COLS = ("agent_id", "env", "type", "args", "created_at", "last_active_at", "completed_count",
               "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
-              "snapshot", "env_vars")
+              "snapshot", "env_vars", "fin_upto")
 INV_COLS = ("agent_id", "key", "seq", "method", "args", "status", "outcome", "created_at",
-            "started_at", "finished_at", "schedule_at", "timeout", "snapshot", "snapshot_kept")
+            "started_at", "finished_at", "schedule_at", "timeout", "snapshot", "snapshot_kept", "fin")
 
 # An agent's rows: those filed in agent_rows, and the unfiled tail (row ids
 # above the watermark `filed_upto`, at most FILE_BATCH of them, scanned by

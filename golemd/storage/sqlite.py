@@ -22,6 +22,7 @@ from golemd.storage.base import Store as Store  # the protocol, importable from 
 from golemd.storage.columns import ColumnWrites
 from golemd.storage.commits import GroupCommit
 from golemd.storage.durable import DurableRows
+from golemd.storage.rollforward import RollForward
 from golemd.storage.rows import by_agent, history_rows, prune_choice
 from golemd.storage.schema import AGENT_ROW_IDS, INV_COLS, migrate
 
@@ -38,7 +39,7 @@ def _storage_error(exc: sqlite3.Error) -> GolemError:
     return GolemError(Code.INTERNAL, f"the journal failed: {text}")
 
 
-class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
+class SqliteStore(ColumnWrites, RollForward, DurableRows, GroupCommit):
     """The embedded store (golemd.storage.base.Store), in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL"):
@@ -151,13 +152,14 @@ class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
         self._filed_upto = upto
 
     _FINISH_SQL = ("UPDATE invocations SET status = ?, outcome = ?, finished_at = ?, started_at = ?, snapshot = ?, "
-                   "snapshot_kept = ? WHERE id = ?")
+                   "snapshot_kept = ?, fin = ? WHERE id = ?")
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
-                          started_at: float | None, snapshot: bytes | None = None, snapshot_kept: bool = True) -> None:
+                          started_at: float | None, snapshot: bytes | None = None, snapshot_kept: bool = True,
+                          fin: int | None = None) -> None:
         """An outcome's write, by row id: on every invocation's path."""
         self._exec(self._FINISH_SQL, (status, outcome, finished_at, started_at, snapshot, 1 if snapshot_kept else 0,
-                                      rowid))
+                                      fin, rowid))
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
         return history_rows(self._rows(
@@ -233,7 +235,7 @@ class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
         try:
             if error is not None:
                 raise sqlite3.OperationalError(str(error))
-            if commit_fails():
+            if self._telling and commit_fails():
                 raise sqlite3.OperationalError("database or disk is full (GOLEMD_FAIL_COMMIT)")
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -258,13 +260,6 @@ class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
         rows = self._rows("SELECT * FROM invocations WHERE agent_id = ? AND key = ?", (agent_id, key))
         return rows[0] if rows else None
 
-    def saved_snapshot(self, agent_id: str) -> bytes | None:
-        row = self.db.execute("SELECT snapshot FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
-        return row[0] if row else None
-
-    def load_agents(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM agents")
-
     def next_seqs(self) -> dict[str, int]:
         """Per agent, the seq its next invocation takes (one scan, at recovery)."""
         rows = self.db.execute("SELECT agent_id, MAX(seq) FROM invocations GROUP BY agent_id")
@@ -284,8 +279,8 @@ class SqliteStore(ColumnWrites, DurableRows, GroupCommit):
             self.agent_effects(agent_id), last)
 
     def close(self) -> None:
-        if self._in_txn:
-            self._flush()
+        if self._in_txn or self._later:
+            self.commit_now()
         self.db.close()
 
 

@@ -5,7 +5,9 @@
   applies it and calls the on_commit callbacks with None, and
   `fail_next_commit()` that makes the next commit roll back and call them
   with STORAGE_FULL. write_before_commit callbacks run just before a commit,
-  once per name, as the SQLite store does.
+  once per name, as the SQLite store does; write_later ones wait for
+  `flush_later()` (the store's timer) or a commit that writes their name.
+  An agent's row reads rolled forward (`agent_row`), as the stores read it.
 - `FakeClock` is a float that a test advances.
 - `World` plays the driver (golemd.driver.agent) and the supervisor's
   admission (golemd.driver.supervisor): it turns each engine's effects into
@@ -46,6 +48,7 @@ from golemd.model.errors import Code, GolemError
 from golemd.model.invocation import Invocation
 from golemd.model.states import AgentStatus
 from golemd.model.states import InvocationStatus as S
+from golemd.storage.rollforward import roll_forward
 from golemd.wire.codec import pack
 
 AGENT = 'Counter("c1")'
@@ -120,6 +123,7 @@ class FakeStore:
         self._txn: Tables | None = None  # the open transaction: what reads see
         self._callbacks: list[Callable[[GolemError | None], None]] = []
         self._deferred: dict[str, Callable[[], None]] = {}
+        self._later: dict[str, Callable[[], None]] = {}
         self._fail_next = False
         self._fail_next_write = False
         self.commits = 0
@@ -203,12 +207,12 @@ class FakeStore:
 
     def finish_invocation(self, rowid: int, status: str, outcome: bytes, finished_at: float,
                           started_at: float | None, snapshot: bytes | None = None,
-                          snapshot_kept: bool = True) -> None:
+                          snapshot_kept: bool = True, fin: int | None = None) -> None:
         t = self._write("finish_invocation", rowid, status)
         row = t.invocations.get(rowid)
         if row is not None:
             row.update(status=status, outcome=outcome, finished_at=finished_at, started_at=started_at,
-                       snapshot=snapshot, snapshot_recorded=snapshot_kept)
+                       snapshot=snapshot, snapshot_recorded=snapshot_kept, fin=fin)
 
     def history(self, agent_id: str) -> list[dict[str, Any]]:
         t = self.view
@@ -222,7 +226,21 @@ class FakeStore:
             del t.invocations[rowid]
 
     def write_before_commit(self, name: str, write: Callable[[], None]) -> None:
+        self._later.pop(name, None)
         self._deferred[name] = write
+
+    def write_later(self, name: str, write: Callable[[], None]) -> None:
+        if name in self._deferred:
+            self._deferred[name] = write
+        else:
+            self._later[name] = write
+
+    def flush_later(self) -> GolemError | None:
+        """The store's timer for write_later: those writes, in a commit."""
+        later, self._later = self._later, {}
+        for name, write in later.items():
+            self._deferred.setdefault(name, write)
+        return self.commit()
 
     def on_commit(self, fn: Callable[[GolemError | None], None]) -> None:
         if self._txn is None:
@@ -238,8 +256,20 @@ class FakeStore:
         return dict(row) if row is not None else None
 
     def saved_snapshot(self, agent_id: str) -> bytes | None:
-        row = self.view.agents.get(agent_id)
+        row = self.agent_row(agent_id, committed=False)
         return row.get("snapshot") if row else None
+
+    def agent_row(self, agent_id: str, committed: bool = True) -> dict[str, Any] | None:
+        """The agent's row rolled forward over its later-written completions
+        (golemd.storage.rollforward): what recovery would read."""
+        tables = self.committed if committed else self.view
+        row = tables.agents.get(agent_id)
+        if row is None:
+            return None
+        row = {"completed_count": 0, "fin_upto": 0, "snapshot": None, **row}
+        lazy = sorted((r for r in tables.invocations.values() if r["agent_id"] == agent_id
+                       and r.get("fin") is not None and r["fin"] > row["fin_upto"]), key=lambda r: r["fin"])
+        return roll_forward(row, lazy)
 
     def prune(self, agent_id: str, keep: int, older_than: float) -> int:
         t = self._write("prune", agent_id)
@@ -290,7 +320,7 @@ class FakeStore:
         return unpack(row["outcome"]) if row else None
 
     def committed_snapshot(self, agent_id: str) -> bytes | None:
-        row = self.committed.agents.get(agent_id)
+        row = self.agent_row(agent_id)
         return row.get("snapshot") if row else None
 
     def events_of(self, agent_id: str, committed: bool = True) -> list[str]:

@@ -52,22 +52,88 @@ def test_the_state_is_saved_with_the_outcome(world: World) -> None:
     assert world.saved_state() == []
     world.commit()
     assert world.saved_state() == ["a"]
-    row = world.store.committed.agents[world.default]
+    row = world.store.agent_row(world.default)
     assert row["completed_count"] == 1
 
 
-def test_the_agent_row_is_written_once_per_commit(world: World) -> None:
+def agent_row_writes(world: World) -> int:
+    return sum(w[0] == "update_agent" for w in world.store.writes)
+
+
+def test_a_completion_leaves_the_agent_row_to_be_written_later_once(world: World) -> None:
     world.invoke("a")
     world.invoke("b")
     world.commit()
     world.ready()
     world.reply()
     world.reply()
-    before = sum(w[0] == "update_agent" for w in world.store.writes)
+    before = agent_row_writes(world)
     world.commit()
-    after = sum(w[0] == "update_agent" for w in world.store.writes)
-    assert after - before == 1
-    assert world.saved_state() == ["a", "b"]
+    assert agent_row_writes(world) == before  # the outcomes' commit has no agent row in it
+    assert world.saved_state() == ["a", "b"]  # rolled forward over the invocations' rows
+    stale = world.store.committed.agents[world.default]
+    assert "completed_count" not in stale and "snapshot" not in stale
+    world.store.flush_later()
+    assert agent_row_writes(world) == before + 1
+    written = world.store.committed.agents[world.default]
+    assert (written["completed_count"], written["fin_upto"]) == (2, 2)
+    assert written["snapshot"] == encode_state(["a", "b"])
+    assert world.store.agent_row(world.default) == written  # nothing left to roll forward
+
+
+def test_a_failure_writes_the_agent_row_with_its_outcome(world: World) -> None:
+    run_one(world, "a")
+    world.commit()
+    world.invoke("b")
+    world.commit()
+    before = agent_row_writes(world)
+    world.raise_("KeyError", "'x'")
+    world.commit()
+    assert agent_row_writes(world) == before + 1
+    row = world.store.committed.agents[world.default]
+    assert (row["completed_count"], row["failed_count"], row["fin_upto"]) == (1, 1, 2)
+    assert row["last_error"] == "INVOCATION_FAILED: KeyError: 'x'"
+    assert row["snapshot"] == encode_state(["a"])  # the completion's, taken in with it
+
+
+def test_a_state_too_large_to_keep_per_invocation_is_written_to_the_agent_row_at_once(make_world) -> None:
+    world = make_world(revert_snapshot_bytes=0)
+    run_one(world, "a")
+    before = agent_row_writes(world)
+    world.commit()
+    assert agent_row_writes(world) == before + 1
+    assert world.store.committed.agents[world.default]["snapshot"] == encode_state(["a"])
+    assert world.store.row(world.default, "a")["fin"] is None
+
+
+def test_after_a_failed_commit_the_state_goes_back_to_the_one_rolled_forward(world: World) -> None:
+    run_one(world, "a")
+    world.commit()  # a's state is in its invocation's row only
+    world.invoke("b")
+    world.commit()
+    world.reply()
+    world.store.fail_next_commit()
+    world.commit()
+    assert world.eng.snapshot == encode_state(["a"])
+    world.store.flush_later()
+    # The agent's row takes that state with the finish numbers it covers.
+    assert world.store.committed.agents[world.default]["snapshot"] == encode_state(["a"])
+    assert world.saved_state() == ["a"]
+
+
+def test_a_rolled_back_agent_row_is_written_whole_the_next_time(world: World) -> None:
+    run_one(world, "a")
+    world.commit()
+    world.store.fail_next_commit()
+    assert world.store.flush_later() is not None  # the agent's row is lost with that commit
+    world.invoke("b")
+    world.commit()
+    world.raise_()
+    world.commit()  # a failure writes the row at once, taking in a's finish number
+    row = world.store.committed.agents[world.default]
+    assert (row["completed_count"], row["failed_count"], row["fin_upto"]) == (1, 1, 2)
+    assert row["snapshot"] == encode_state(["a"])  # a's state, not only in a's row now
+    assert world.saved_state() == ["a"]
 
 
 def test_a_raised_call_leaves_the_saved_state_as_it_was(world: World) -> None:

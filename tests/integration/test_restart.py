@@ -34,6 +34,36 @@ def test_state_and_stored_outcomes_survive_kill_9(daemon: DaemonProc):
     c.close()
 
 
+def test_kill_9_before_the_agent_row_is_written_again_and_again(daemon: DaemonProc):
+    """A completion's commit leaves the agent's row to be written a second
+    later (golemd.storage.rollforward): killed at once, and killed again
+    right after the restart, the agent still reads every call, failed ones
+    apart, and its newest state."""
+    c = daemon.conn()
+    a = 'CounterAgent("stale")'
+    c.ok("invoke", agent=a, method="add", args=[10])
+    c.err("invoke", agent=a, method="fail_after_add", args=[5])
+    for _ in range(3):
+        c.ok("invoke", agent=a, method="increment")
+    c.close()
+    for _ in range(2):
+        _restart(daemon, hard=True)
+        c = daemon.conn()
+        meta = c.ok("get", agent=a)["agent"]
+        assert (meta["completed_count"], meta["failed_count"]) == (4, 1)
+        assert meta["last_error"].startswith("INVOCATION_FAILED")
+        c.close()
+    c = daemon.conn()
+    assert c.ok("invoke", agent=a, method="get")["result"] == 13
+    c.close()
+    assert daemon.stop(signal.SIGTERM) == 0
+    daemon.start()
+    c = daemon.conn()
+    assert c.ok("get", agent=a)["agent"]["completed_count"] == 5
+    assert c.ok("invoke", agent=a, method="increment")["result"] == 14
+    c.close()
+
+
 def test_pending_queue_survives_and_runs_in_order(daemon: DaemonProc):
     c = daemon.conn()
     a = 'Journal("q")'

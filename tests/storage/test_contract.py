@@ -498,6 +498,73 @@ def test_write_before_commit_runs_once_per_commit_in_the_same_transaction(store,
     asyncio.run(main())
 
 
+def test_write_later_waits_for_its_timer_or_for_a_commit_that_writes_its_name(store, backend, loop: FakeLoop):
+    store.attach(loop.hooks())
+    store.insert_agent(agent_row())
+    store.commit_now()
+    writes: list[str] = []
+
+    def write(what: str) -> None:
+        writes.append(what)
+        store.update_agent(A, last_error=what)
+
+    store.write_later(A, lambda: write("first"))
+    store.write_later(A, lambda: write("later"))  # asked again: the last one given is written
+    store.insert_invocation(inv_row("k1"))
+    store.commit_now()  # start-up and shutdown take them, as close() does
+    assert writes == ["later"]
+    store.write_later(A, lambda: write("timed"))
+    store.insert_invocation(inv_row("k2", seq=1))
+    told = Told()
+    store.on_commit(told("k2"))
+    loop.run_round()
+    assert told.heard == [("k2", None)] and writes == ["later"]  # another commit does not take it
+    assert backend.after_crash().agent_row(A)["last_error"] == "later"
+    loop.advance(store.LATER_DELAY)  # its own commit
+    assert writes == ["later", "timed"]
+    assert backend.after_crash().agent_row(A)["last_error"] == "timed"
+    store.write_later(A, lambda: write("then"))
+    store.write_before_commit(A, lambda: write("now"))  # one write under this name, in this commit
+    store.insert_invocation(inv_row("k3", seq=2))
+    store.on_commit(told("k3"))
+    loop.run_round()
+    loop.advance(store.LATER_DELAY)
+    assert writes == ["later", "timed", "now"]
+    assert loop.pending_timers() == []
+
+
+def test_an_agent_row_reads_rolled_forward_over_its_completions_above_fin_upto(store, backend):
+    store.insert_agent(agent_row(A, completed_count=2, failed_count=1, fin_upto=2, snapshot=b"s2",
+                                 last_error="E", last_active_at=100.0))
+    store.insert_agent(agent_row(B))
+    finished = [("k1", 2, b"old", 110.0, "completed"), ("k2", 3, b"s3", 120.0, "completed"),
+                ("k3", None, None, 125.0, "failed"), ("k4", 4, None, 130.0, "completed")]
+    for seq, (key, fin, snapshot, at, status) in enumerate(finished):
+        rowid = store.enqueue_invocation(A, key, seq, "increment", b"\x90", "running", 100.0, None, None)
+        store.finish_invocation(rowid, status, b"\x80", at, 101.0, snapshot, fin=fin)
+    rowid = store.enqueue_invocation(B, "b1", 0, "increment", b"\x90", "running", 100.0, None, None)
+    store.finish_invocation(rowid, "completed", b"\x80", 140.0, 101.0, b"b", fin=1)
+    store.commit_now()
+    for s in (store, backend.after_crash()):
+        row = s.agent_row(A)
+        assert row is not None
+        # k1 is in fin_upto already; k3 (no fin) is in the row's counts by other writes
+        assert (row["completed_count"], row["failed_count"], row["fin_upto"]) == (4, 1, 4)
+        assert (row["snapshot"], row["last_active_at"], row["last_error"]) == (b"s3", 130.0, "E")
+        assert s.saved_snapshot(A) == b"s3"
+        assert next(r for r in s.load_agents() if r["agent_id"] == A) == row
+        assert s.load_one(A).row == row
+        other = s.agent_row(B)
+        assert (other["completed_count"], other["snapshot"], other["fin_upto"], other["last_active_at"]) == (
+            1, b"b", 1, 140.0)
+        assert s.agent_row('CounterAgent("nobody")') is None
+    # Written with fin_upto 4, the row has nothing left to roll forward.
+    store.update_agent(A, completed_count=4, fin_upto=4, snapshot=b"s3", last_active_at=130.0)
+    store.commit_now()
+    assert backend.after_crash().agent_row(A) == store.agent_row(A)
+    assert store.agent_row(A)["completed_count"] == 4
+
+
 def _broken() -> None:
     raise GolemError(Code.STORAGE_FULL, "no space")
 

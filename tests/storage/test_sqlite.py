@@ -52,7 +52,7 @@ def _keys(store: SqliteStore, agent_id: str = A) -> set[str]:
 # -- the file ----------------------------------------------------------------
 
 def test_schema_is_created(store, path):
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     assert raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"agents", "invocations", "events"} <= tables
