@@ -45,6 +45,10 @@ METRICS = [
            ratio=False),
     Metric("foreign_cpu_w4_pct", "noise: other processes' CPU during W4, IDLE (% of a core)", "{:.0f}",
            ratio=False),
+    Metric("steal_pct", "noise: the VM's steal time during W1-W3, CLI (% of a core)", "{:.0f}",
+           ratio=False),
+    Metric("steal_w4_pct", "noise: the VM's steal time during W4, IDLE (% of a core)", "{:.0f}",
+           ratio=False),
 ]
 
 

@@ -125,9 +125,10 @@ def run_local(names: list[str], only: list[str], args: argparse.Namespace) -> di
         finally:
             for server in servers.values():
                 stop_server(server)
-        pct = noise.percent()
+        pct, steal = noise.percent(), noise.steal_percent()
         for n in names:
             res[n]["foreign_cpu_pct"] = pct
+            res[n]["steal_pct"] = steal
     alone = [w for w in only if w in ONE_AT_A_TIME]
     for n in [n for n in names if n not in CALLS_ONLY] if alone else []:
         server = new_server(n, args, "w4")
@@ -155,6 +156,7 @@ def run_local(names: list[str], only: list[str], args: argparse.Namespace) -> di
         finally:
             stop_server(server)
         res[n]["foreign_cpu_w4_pct"] = noise.percent()
+        res[n]["steal_w4_pct"] = noise.steal_percent()
     for n in names:
         if not res[n]["notes"]:
             del res[n]["notes"]
@@ -357,6 +359,11 @@ def main(argv: list[str] | None = None) -> None:
             if res.get(key, 0) > 10:
                 res.setdefault("notes", []).append(
                     f"{name}: other processes used {res[key]:.0f}% of a core during {what}: "
+                    "those figures are disturbed")
+        for key, what in (("steal_pct", "W1-W3"), ("steal_w4_pct", "W4")):
+            if res.get(key, 0) > 10:
+                res.setdefault("notes", []).append(
+                    f"{name}: the host took {res[key]:.0f}% of a core from this VM (steal) during {what}: "
                     "those figures are disturbed")
         for note in res.get("notes", []):
             say(f"[{name}] note: {note}")
