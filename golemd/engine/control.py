@@ -40,10 +40,13 @@ def cancel(eng: AgentEngine, key: str) -> None:
     # Out of the queue now, so that it cannot start; canceled, forgotten and
     # its callers told once that write commits (the caller of cancel awaits
     # the same commit). If the commit fails, it was never canceled.
-    eng.queue.remove(inv)
     if inv.status == S.SCHEDULED:
+        eng.queue.remove(inv)
         eng.arm_schedule()
-    eng.kick()  # those sent after it go again
+    else:
+        eng.queue.remove(inv)
+        eng.cancels_pending.add(inv)  # nothing after it goes first meanwhile
+    eng.kick()  # those sent after it go again (once the cancel commits)
     eng.store.on_commit(lambda err: _canceled(eng, inv, err))
 
 
@@ -56,7 +59,9 @@ def _waiting(eng: AgentEngine, inv: Invocation) -> bool:
 def _canceled(eng: AgentEngine, inv: Invocation, err: GolemError | None) -> None:
     """The commit of a cancel of `inv`."""
     q = eng.queue
+    eng.cancels_pending.discard(inv)  # what waited behind it may go now
     if q.active.get(inv.key) is not inv:
+        eng.kick()
         return  # withdrawn: its enqueue was lost in the same commit
     if err is not None and not eng.deleted:
         # The journal has it pending still: back to its place, by seq (behind
@@ -79,6 +84,7 @@ def _canceled(eng: AgentEngine, inv: Invocation, err: GolemError | None) -> None
         now = eng.ctx.clock()
         eng.ctx.observer.ended(eng.name, eng.type_name, inv, S.CANCELED.value, now, now)
     resolve(inv.waiters, error=GolemError(Code.CANCELED, f"invocation {inv.key!r} was canceled"))
+    eng.kick()
 
 
 def withdraw(eng: AgentEngine, inv: Invocation, err: GolemError) -> None:

@@ -83,7 +83,8 @@ class AgentRun(AgentState):
         the one before it replies (golemd.engine.control.cancel). Not while a
         caller streams: output is attributed to the call known to be running."""
         limit = self.ctx.batch
-        if not limit or self.listened or self.drops_pending or self.polling or not self._warm():
+        if (not limit or self.listened or self.drops_pending or self.cancels_pending or self.polling
+                or not self._warm()):
             return
         q = self.queue
         ahead, fifo = q.ahead, q.fifo
@@ -121,11 +122,11 @@ class AgentRun(AgentState):
     def dropped(self, inv: Invocation) -> None:
         """The worker dropped `inv`, unstarted, and every call sent after it,
         as a cancel asked. If `inv` was taken for started (the call before it
-        replied meanwhile) it runs first again; else it and those after it
-        are sent again in order."""
+        replied meanwhile) it runs first again; if it is still sent ahead, it
+        and those after it are sent again in order."""
         q = self.queue
-        self.drops_pending.discard(inv)
         if inv is self.current:
+            self.drops_pending.discard(inv)
             self._arm(Timer.TIMEOUT, None)
             inv.move(S.PENDING)
             self.current = None
@@ -133,8 +134,12 @@ class AgentRun(AgentState):
             q.fifo.appendleft(inv)
             self.kick()
         elif inv in q.ahead:
+            self.drops_pending.discard(inv)
             q.unsend_from(inv)
             self.kick()
+        # Else a cancel took it out of the queue: its drop is settled when that
+        # cancel commits (drop_settled), so that nothing after it goes ahead
+        # meanwhile and, if the commit fails, it goes again in its place.
 
     def _next(self) -> None:
         self.kick()
@@ -162,9 +167,12 @@ class AgentRun(AgentState):
         self.drops_pending.discard(inv)  # if it was asked: it had started, the drop is ignored
         self._complete(inv, reply)
         ahead = self.queue.ahead
-        if ahead:
+        if ahead and self._may_start():
             # The worker starts the next one it was sent as soon as it has
-            # replied (even if it is dying: a death now is that one's).
+            # replied (even if it is dying: a death now is that one's). Not
+            # if the agent was held meanwhile (interrupted, draining): what
+            # was sent ahead was pending then and stays so; the worker is
+            # being stopped, and gives it back when it dies (worker_exited).
             nxt = ahead.pop(0)
             self._begin(nxt)
             self._current_sent = True
@@ -240,6 +248,7 @@ class AgentRun(AgentState):
                     store.prune(self.name, policy.retention_count, now - policy.retention_seconds)
         except GolemError as err:
             # The outcome could not be journaled: say so rather than report it.
+            self._uncount(status)
             self.drop_unsaved_state()
             resolve(waiters, error=err)
             return
@@ -250,6 +259,7 @@ class AgentRun(AgentState):
             if crash_point is not None:
                 crash_point("finished")
             if failed is not None:
+                self._uncount(status)
                 self.drop_unsaved_state()
                 resolve(waiters, error=failed)
                 if self.out and self.on_effects is not None:
@@ -263,6 +273,15 @@ class AgentRun(AgentState):
                 resolve(waiters, value=result)
 
         store.on_commit(deliver)
+
+    def _uncount(self, status: InvocationStatus) -> None:
+        """An outcome the journal lost is no outcome (it is pending there, and
+        runs again after a restart): it leaves the counts the agent's row is
+        written with as they were."""
+        if status == S.COMPLETED:
+            self.completed_count -= 1
+        else:
+            self.failed_count -= 1
 
     def drop_unsaved_state(self) -> None:
         """An outcome could not be committed, so the worker holds a state the

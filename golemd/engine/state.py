@@ -37,7 +37,7 @@ class AgentState:
                  "completed_count", "failed_count", "retry_count", "last_error", "interrupted", "failed_error",
                  "snapshot", "fin", "_write_row_now", "next_seq", "queue", "current", "deleted",
                  "retrying", "stop_reason", "worker", "worker_generation", "_worker_lost", "_worker_stopped",
-                 "_worker_built", "_current_sent", "drops_pending", "polling", "start_failures", "listened",
+                 "_worker_built", "_current_sent", "drops_pending", "cancels_pending", "polling", "start_failures", "listened",
                  "_armed", "out", "on_effects")
 
     def __init__(self, ctx: EngineContext, store: Journal, name: str, type_name: str,
@@ -81,6 +81,10 @@ class AgentState:
         # is sent ahead meanwhile, so that every call sent ahead is one the
         # worker drops with them, or none is (golemd.engine.running).
         self.drops_pending: set[Invocation] = set()
+        # Queued invocations whose cancel is not committed yet: nothing queued
+        # starts or is sent ahead meanwhile, so that if the commit fails the
+        # invocation goes again in its place, before those enqueued after it.
+        self.cancels_pending: set[Invocation] = set()
         self.polling = False  # the driver reads the worker's socket after a drop: send nothing ahead
         self.start_failures = 0  # consecutive worker deaths before the agent was built
         self.listened = 0  # how many queued invocations have streaming callers
@@ -162,7 +166,7 @@ class AgentState:
 
     def _may_run(self) -> bool:
         fifo = self.queue.fifo
-        return bool(fifo) and fifo[0].journaled and self._may_start()
+        return bool(fifo) and fifo[0].journaled and not self.cancels_pending and self._may_start()
 
     def _may_start(self) -> bool:
         """Whether anything may start now, whatever the queue holds."""

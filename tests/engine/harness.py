@@ -15,7 +15,11 @@
   stopped worker about to die, timers with due times) which a test then
   steps explicitly: `world.ready()`, `world.reply(42)`, `world.raise_()`,
   `world.crash()`, `world.die()`, `world.fire(Timer.RETRY)`,
-  `world.advance(5)`, `world.commit()`.
+  `world.advance(5)`, `world.commit()`. With ctx.batch > 0 (World(batch=))
+  the worker holds the calls sent ahead behind the one it runs, and
+  `world.cancel` drops one of them as golemd.driver.agent does (Sim.cancel).
+  `world.restart()` is a kill -9 of the daemon and its recovery from what
+  the store committed.
 
 While it carries effects out the world checks the rules every effect must
 keep (no second Spawn while a worker exists, a Send only to a worker that is
@@ -160,6 +164,17 @@ class FakeStore:
 
     def fail_next_commit(self) -> None:
         self._fail_next = True
+
+    def crash(self) -> None:
+        """The daemon is killed (kill -9): the open transaction is lost, with
+        the writes waiting for a commit (before it or later) and whoever
+        waited on it (never called). What was committed stays."""
+        self._txn = None
+        self._callbacks = []
+        self._deferred = {}
+        self._later = {}
+        self._fail_next = self._fail_next_write = False
+        self.commit_wanted = False
 
     def fail_next_write(self) -> None:
         self._fail_next_write = True
@@ -397,7 +412,16 @@ class Caller:
 @dataclass(eq=False)
 class Worker:
     """A worker as the world sees it: spawning (Spawn taken, worker_spawned
-    not yet told), building (told, agent not built yet), ready."""
+    not yet told), building (told, agent not built yet), ready.
+
+    `calls` are the calls sent to it and not answered, as (call id, inv), in
+    the order it runs them: the first is the one it runs (`call`), the others
+    were sent ahead (batch_calls) and have not started. A drop of one of
+    those (golemd.host.runtime._drop) takes it and every later one out; the
+    worker answers each `dropped`, after the reply of the call it runs
+    (`dropped_after_reply`), or at once when it saw the drop between a reply
+    and the next call (`written`: read by `Sim.read_worker`, or before any
+    later reply)."""
 
     snapshot: bytes | None
     generation: int
@@ -405,9 +429,30 @@ class Worker:
     phase: str = "spawning"
     stopped: Stop | None = None  # the Stop asked, if any (a now-Stop wins over a polite one)
     lost: bool = False  # worker_lost told; reap() tells worker_exited
-    call: Invocation | None = None  # sent, not replied
+    calls: list[tuple[int, Invocation]] = field(default_factory=list)  # sent, not answered
+    dropped_after_reply: list[tuple[int, Invocation]] = field(default_factory=list)
+    written: list[tuple[int, Invocation]] = field(default_factory=list)  # `dropped` answers not read yet
     crashed: bool = False  # it died by itself (crash()), not after a Stop (die())
     protocol_error: bool = False  # it broke the control protocol
+
+    @property
+    def call(self) -> Invocation | None:
+        """The call it runs (sent, not replied), if any."""
+        return self.calls[0][1] if self.calls else None
+
+    @property
+    def ahead(self) -> list[Invocation]:
+        """The calls sent behind the one it runs, not started."""
+        return [inv for _cid, inv in self.calls[1:]]
+
+    def drop(self, cid: int) -> list[tuple[int, Invocation]]:
+        """Drop call `cid` and those after it if it has not started (it is
+        not the first): what it dropped, in order."""
+        for i, (other, _inv) in enumerate(self.calls):
+            if other == cid and i > 0:
+                dropped, self.calls = self.calls[i:], self.calls[:i]
+                return dropped
+        return []
 
 
 class EffectError(AssertionError):
@@ -431,6 +476,7 @@ class Sim:
         self.stops: list[Stop] = []
         self.stopped_starts = 0  # workers stopped before they were built, since the last built one
         self.idles = 0
+        self._call_ids = 0
 
     def __repr__(self) -> str:
         return f"Sim({self.name}, {self.eng.status}, worker={self.worker})"
@@ -453,9 +499,18 @@ class Sim:
                     w = self.worker
                     if w is None or w.phase != "ready" or w.stopped is not None or w.lost:
                         raise EffectError(f"Send({eff.inv.key}) to a worker that cannot take it: {w}")
-                    if w.call is not None:
+                    if eff.ahead and w.call is None:
+                        # With nothing to run before it, the worker would start it at once.
+                        raise EffectError(f"Send({eff.inv.key}, ahead) with nothing running")
+                    if not eff.ahead and w.call is not None:
                         raise EffectError(f"Send({eff.inv.key}) while {w.call.key} is running")
-                    w.call = eff.inv
+                    if eff.ahead and len(w.calls) > self.world.ctx.batch:
+                        raise EffectError(f"Send({eff.inv.key}, ahead) beyond the batch: {w.ahead}")
+                    if any(inv is eff.inv for _cid, inv in w.calls):
+                        raise EffectError(f"Send({eff.inv.key}) while it is out already")
+                    self._call_ids += 1
+                    eff.inv.call_id = self._call_ids
+                    w.calls.append((self._call_ids, eff.inv))
                     self.sent.append(eff.inv.key)
                 elif isinstance(eff, Stop):
                     if self.worker is None:
@@ -514,10 +569,30 @@ class Sim:
 
     def _take_call(self) -> Invocation:
         w = self._worker("ready")
-        inv = w.call
-        assert inv is not None, "no call is out to the worker"
-        w.call = None
-        return inv
+        assert w.calls, "no call is out to the worker"
+        self.read_worker()  # what it wrote before this reply is read first
+        return w.calls.pop(0)[1]
+
+    def _replied(self, inv: Invocation, reply: dict[str, Any]) -> None:
+        """The engine reads the reply, then the `dropped` answers the worker
+        wrote after it (drops it read once it had replied)."""
+        w = self.worker
+        assert w is not None
+        self.eng.replied(inv, reply)
+        self.apply()
+        w.written += w.dropped_after_reply
+        w.dropped_after_reply = []
+        self.read_worker()
+
+    def read_worker(self) -> None:
+        """The engine reads the `dropped` answers the worker wrote: each is
+        told, unless that invocation was sent again since (another call id)."""
+        w = self.worker
+        while w is not None and w.written:
+            cid, inv = w.written.pop(0)
+            if inv.call_id == cid:
+                self.eng.dropped(inv)
+                self.apply()
 
     def reply(self, value: Any = None, snapshot: Any = ...) -> Invocation:
         """The call out returns `value`; the worker's state takes its key."""
@@ -527,18 +602,77 @@ class Sim:
         if snapshot is ...:
             w.state = [*w.state, inv.key]
             snapshot = encode_state(w.state) if self.durable else None
-        self.eng.replied(inv, {"ok": True, "result": value, "snapshot": snapshot})
-        self.apply()
+        self._replied(inv, {"ok": True, "result": value, "snapshot": snapshot})
         return inv
 
     def raise_(self, type_: str = "ValueError", message: str = "boom",
                code: str = Code.INVOCATION_FAILED.value) -> Invocation:
         """The method raised (its state rolled back in the worker)."""
         inv = self._take_call()
-        self.eng.replied(inv, {"ok": False, "code": code,
-                               "error": {"type": type_, "message": message, "traceback": "Traceback..."}})
-        self.apply()
+        self._replied(inv, {"ok": False, "code": code,
+                            "error": {"type": type_, "message": message, "traceback": "Traceback..."}})
         return inv
+
+    def cancel(self, key: str, reply_first: Any = None, worker_saw_drop: bool = False) -> None:
+        """golemd.driver.agent.Agent.cancel: one sent ahead is dropped in the
+        worker first (`drop`), then canceled; the drop is settled once the
+        cancel commits. `reply_first` (a value, or an Exception for a raise):
+        the worker had replied to the call it ran before the drop came, and
+        that reply is read while the driver polls; `worker_saw_drop`: it
+        read the drop before it started the next (else that one started)."""
+        eng = self.eng
+        inv = eng.queue.active.get(key)
+        dropped = inv is not None and inv in eng.queue.ahead and self.drop(inv, reply_first, worker_saw_drop)
+        try:
+            control.cancel(eng, key)
+        finally:
+            self.apply()
+
+        def committed(_err: GolemError | None) -> None:
+            if dropped and inv is not None:
+                eng.drop_settled(inv)
+            self.apply()
+
+        self.world.store.on_commit(committed)
+
+    def drop(self, inv: Invocation, reply_first: Any = None, worker_saw_drop: bool = False) -> bool:
+        """golemd.driver.agent.Agent._drop: ask the worker to drop `inv` (sent
+        ahead) and those after it, and read what it wrote before. True if
+        the drop is sure to win."""
+        w = self.worker
+        if w is None or w.lost:
+            return False
+        eng = self.eng
+        eng.dropping(inv)
+        try:
+            if reply_first is not None and w.phase == "ready" and w.calls:
+                if isinstance(reply_first, Exception):
+                    self.raise_()
+                else:
+                    self.reply(reply_first)
+                if worker_saw_drop:
+                    # Between that reply and the next call it read the drop.
+                    for i, (_cid, other) in enumerate(w.calls):
+                        if other is inv:
+                            w.written += w.calls[i:]
+                            w.calls = w.calls[:i]
+                            break
+            # It reads the drop once it has replied to the call it runs.
+            w.dropped_after_reply += w.drop(inv.call_id)
+        finally:
+            eng.polled()
+        self.apply()
+        return inv in eng.queue.ahead
+
+    def unsend(self) -> None:
+        """golemd.driver.agent.Agent.unsend (a drain, a reload): what was sent
+        ahead is dropped in the worker, then taken back."""
+        eng = self.eng
+        first = eng.queue.ahead[0] if eng.queue.ahead else None
+        if first is not None and self.drop(first):
+            eng.unsend()
+            eng.drop_settled(first)
+        self.apply()
 
     def crash(self, why: str = "killed by SIGSEGV", protocol_error: bool = False,
               reap: bool = True) -> None:
@@ -559,7 +693,7 @@ class Sim:
         if w.phase == "spawning":
             self.spawned()  # the driver tells worker_spawned before its death
         w.lost = True
-        w.call = None
+        w.calls, w.dropped_after_reply, w.written = [], [], []
         self.eng.worker_lost()
         self.apply()
         if reap:
@@ -611,9 +745,10 @@ class World:
     or pass `agent=`.
     """
 
-    def __init__(self, policy: Policy | None = None, durable: bool = True, name: str = AGENT) -> None:
+    def __init__(self, policy: Policy | None = None, durable: bool = True, name: str = AGENT,
+                 batch: int = 0) -> None:
         self.clock = FakeClock()
-        self.ctx = EngineContext(policy=policy or Policy(), clock=self.clock)
+        self.ctx = EngineContext(policy=policy or Policy(), clock=self.clock, batch=batch)
         self.store = FakeStore()
         self.durable = durable
         self.default = name
@@ -837,18 +972,65 @@ class World:
             sim.fire(timer)
         self.clock.t = max(self.clock.t, end)
 
+    def restart(self) -> list[Sim]:
+        """The daemon is killed (kill -9) and starts again. Every engine,
+        worker, timer and caller's connection is gone, and so is the open
+        transaction (FakeStore.crash); each agent is rebuilt from what is
+        committed (`recover`), then recovery commits. Returns the new Sims."""
+        self.store.crash()
+        self.ctx = EngineContext(policy=self.ctx.policy, clock=self.clock, batch=self.ctx.batch)
+        self.agents, self.sims = {}, []
+        for name in sorted(self.store.committed.agents):
+            self.recover(name)
+        self.commit()  # golemd.driver.recovery.recover: commit_now
+        return list(self.sims)
+
+    def recover(self, name: str) -> Sim:
+        """One agent as golemd.driver.recovery rebuilds it: its row rolled
+        forward (FakeStore.agent_row), its next seq after the journal's, its
+        failure, then its unfinished invocations queued again in the order
+        the store reads them (by row id), a running one as pending; a failed
+        agent's fail at once."""
+        row = self.store.agent_row(name)
+        assert row is not None, f"{name} has no committed row"
+        sim = Sim(self, name, self.durable, row)
+        self.agents[name] = sim
+        self.sims.append(sim)
+        eng = sim.eng
+        mine = [r for r in self.store.committed.invocations.values() if r["agent_id"] == name]
+        eng.next_seq = max((r["seq"] for r in mine), default=-1) + 1
+        if row.get("failed_error"):
+            eng.failed_error = unpack(row["failed_error"])
+        active = sorted((r for r in mine if r["status"] in (S.PENDING.value, S.RUNNING.value, S.SCHEDULED.value)),
+                        key=lambda r: r["id"])
+        for r in active:
+            status = S(r["status"])
+            if status == S.RUNNING:
+                status = S.PENDING
+            method, args = unpack(r["args"])
+            inv = Invocation(key=r["key"], method=method, args=args, args_packed=bytes(r["args"]), seq=r["seq"],
+                             created_at=r["created_at"], status=status, schedule_at=r["schedule_at"],
+                             timeout=r["timeout"], rowid=r["id"])
+            eng.enqueue(inv)
+            sim.apply()
+        if eng.failed_error is not None and eng.pending_count:
+            eng.fail_all_pending(GolemError.from_wire(eng.failed_error))
+            sim.apply()
+        return sim
+
     def reload(self) -> None:
-        """New code is loaded (the supervisor's template setter does only this)."""
+        """New code is loaded: the generation moves on, and what was sent ahead
+        is taken back (golemd.driver.supervisor's reload)."""
         self.ctx.generation += 1
+        for sim in list(self.agents.values()):
+            sim.unsend()
 
     # -- control operations, as the handlers call them --
 
-    def cancel(self, key: str, agent: str | None = None) -> None:
-        sim = self.sim_of(agent)
-        try:
-            control.cancel(sim.eng, key)
-        finally:
-            sim.apply()
+    def cancel(self, key: str, agent: str | None = None, reply_first: Any = None,
+               worker_saw_drop: bool = False) -> None:
+        """As the driver cancels (Sim.cancel: a call sent ahead is dropped first)."""
+        self.sim_of(agent).cancel(key, reply_first, worker_saw_drop)
 
     def interrupt(self, recover: bool = False, agent: str | None = None) -> None:
         sim = self.sim_of(agent)

@@ -132,11 +132,13 @@ def test_a_cancel_the_drop_wins_cancels_it_and_sends_those_after_it_again(b: Bat
     control.cancel(b.eng, "c")
     b.eng.drop_settled(c)
     b.take()
-    assert b.ahead() == ["b", "d"] and b.sent[-1] == ("d", True)  # d again, behind b
+    assert b.ahead() == ["b"] and b.fifo() == ["d"]  # not again before the cancel commits
     assert b.store.row(AGENT, "c", committed=False)["status"] == "canceled"
     assert b.answers["c"] == []  # told once the cancel commits
     b.store.commit()
+    b.take()
     assert b.answers["c"][0][1] is not None and b.answers["c"][0][1].code == Code.CANCELED
+    assert b.ahead() == ["b", "d"] and b.sent[-1] == ("d", True)  # d again, behind b
 
 
 def test_a_cancel_the_drop_wins_whose_commit_fails_goes_again_in_its_place(b: Batch) -> None:
@@ -215,6 +217,9 @@ def test_a_dropped_answer_read_while_polling_is_not_sent_again_then(b: Batch) ->
     assert c not in b.eng.queue.ahead  # the driver then cancels it from the queue
     control.cancel(b.eng, "c")
     b.take()
+    assert b.fifo() == ["d"] and b.ahead() == ["b"]  # d waits for the cancel's commit (cancels_pending)
+    b.store.commit()
+    b.take()
     assert b.fifo() == [] and b.ahead() == ["b", "d"] and b.sent[-1] == ("d", True)
 
 
@@ -259,3 +264,88 @@ def test_unsend_takes_everything_back(b: Batch) -> None:
     b.take()
     assert b.ahead() == [] and b.fifo() == ["b", "c", "d"]
     assert b.sent[-1] == ("d", True)  # nothing sent since: draining
+
+
+def test_a_reply_racing_an_interrupt_starts_nothing_sent_ahead(b: Batch) -> None:
+    """Found by the model test (RacyBatchedEngineMachine). The interrupted
+    call's reply comes before its worker dies: the calls sent ahead were
+    pending when the agent was held, and stay so (as with batch 0): the
+    next one is not taken for started, so its callers are not told
+    INTERRUPTED, a cancel of it is no TOO_LATE, and it runs on resume."""
+    a = b.start("a")
+    for key in "bc":
+        b.invoke(key)
+    b.take()
+    control.interrupt(b.eng, recover=False)
+    b.take()
+    b.reply(a)  # written before the SIGTERM landed
+    assert b.current() is None and b.eng.status == AgentStatus.INTERRUPTED
+    assert b.eng.pending_count == 2
+    bb = b.eng.queue.active["b"]
+    assert bb.status == S.PENDING
+    b.eng.replied(bb, {"ok": True, "result": "b", "snapshot": pack(["b"])})  # it went on: ignored
+    b.take()
+    b.eng.worker_lost()
+    b.eng.worker_exited("killed by SIGTERM")
+    b.take()
+    assert b.fifo() == ["b", "c"] and b.answers["b"] == []
+    control.cancel(b.eng, "b")  # pending: canceled, not TOO_LATE
+    b.store.commit()
+    assert b.answers["b"][0][1] is not None and b.answers["b"][0][1].code == Code.CANCELED
+    assert b.answers["a"] == [("a", None)]
+    control.resume(b.eng)
+    assert any(isinstance(e, Spawn) for e in b.take()) and b.current() == "c"
+
+
+def test_a_failed_cancel_goes_again_in_its_place_when_the_worker_answered_the_drop_first(b: Batch) -> None:
+    """Found by the model test (BatchedEngineMachine). The worker's
+    `dropped` answers come before the cancel's commit: nothing may be sent
+    ahead before that commit, or a cancel that fails puts `c` behind calls
+    enqueued after it (here e and f went ahead while d ran, and c came after them)."""
+    a = b.start("a")
+    for key in "bcdef":
+        b.invoke(key)
+    b.take()
+    b.store.commit()
+    c, d = b.eng.queue.active["c"], b.eng.queue.active["d"]
+    b.eng.dropping(c)
+    b.eng.polled()
+    control.cancel(b.eng, "c")
+    b.take()
+    assert b.ahead() == ["b"] and b.fifo() == ["d", "e", "f"]
+    b.reply(a)  # then the worker answers the drop: c and d dropped
+    b.eng.dropped(c)
+    b.eng.dropped(d)
+    b.take()
+    b.reply(b.eng.queue.active["b"])
+    assert b.current() is None and b.ahead() == []  # nothing starts: the cancel is not committed yet
+    b.store.fail_next_commit()
+    b.store.commit()
+    b.eng.drop_settled(c)
+    b.take()
+    assert b.answers["c"] == [] and b.store.row(AGENT, "c")["status"] == "pending"
+    assert [b.current(), *b.ahead(), *b.fifo()] == ["c", "d", "e", "f"]  # c first again
+
+
+def test_a_failed_cancel_of_a_queued_call_goes_again_before_those_enqueued_after_it(b: Batch) -> None:
+    """Found by the model test (RacyBatchedEngineMachine, random runs). b is
+    queued (not sent ahead: a built worker is sent only its first call);
+    its cancel takes it out of the queue. Nothing queued goes to the worker
+    until that cancel commits (cancels_pending): c, enqueued after it, was
+    sent ahead at once before, and when the commit failed b went back
+    behind it."""
+    for key in "abc":
+        b.invoke(key)
+    b.take()
+    b.eng.worker_spawned()
+    b.eng.worker_ready()
+    b.take()
+    b.store.commit()
+    assert b.current() == "a" and b.ahead() == [] and b.fifo() == ["b", "c"]
+    control.cancel(b.eng, "b")
+    b.take()
+    b.store.fail_next_commit()
+    b.store.commit()
+    b.take()
+    assert b.answers["b"] == [] and b.store.row(AGENT, "b")["status"] == "pending"
+    assert b.ahead() + b.fifo() == ["b", "c"]

@@ -50,6 +50,8 @@ def test_a_canceled_invocation_never_runs(world: World) -> None:
     world.cancel("b")
     world.ready()
     world.reply()
+    assert world.sim.sent == ["a"]  # c waits for the cancel's commit: were it to fail, b goes first
+    world.commit()
     world.reply()
     assert world.sim.sent == ["a", "c"]
     assert world.eng.pending_count == 0

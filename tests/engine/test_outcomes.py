@@ -394,3 +394,47 @@ def test_a_call_whose_worker_died_before_the_failed_commit_is_retried_as_a_crash
     world.commit()
     assert b.value == "B"
     assert world.saved_state() == ["b"]
+
+
+def test_an_outcome_whose_commit_failed_is_not_counted(world: World) -> None:
+    """Found by the model test (test_model.py, its completed_count checks).
+    a's outcome is lost with its commit (its caller hears STORAGE_FULL, and
+    the journal has it pending: it runs again after a restart), so a is not
+    completed: neither the engine nor the journal may count it, and the
+    journal must read the same before and after its agent row is written."""
+    a = world.invoke("a")
+    world.commit()
+    world.ready()
+    world.reply()
+    world.fail_commit()
+    assert a.code == Code.STORAGE_FULL
+    assert world.eng.completed_count == 0
+    world.die()  # stopped: it holds a state the journal lost
+    b = world.invoke("b")
+    world.commit()
+    world.ready()  # a new worker, from the saved state
+    world.reply()
+    world.commit()
+    assert b.answered and world.eng.completed_count == 1
+    assert world.store.agent_row(world.default)["completed_count"] == 1  # rolled forward over b
+    world.store.flush_later()
+    assert world.store.agent_row(world.default)["completed_count"] == 1  # written: the same
+    assert world.saved_state() == ["b"]
+
+
+def test_a_failure_whose_commit_failed_is_not_counted(world: World) -> None:
+    run_one(world, "a")
+    world.commit()
+    world.invoke("b")
+    world.commit()
+    world.raise_()
+    world.fail_commit()
+    assert world.eng.failed_count == 0
+    world.die()
+    world.invoke("c")
+    world.commit()
+    world.ready()
+    world.raise_()
+    world.commit()
+    row = world.store.agent_row(world.default)
+    assert (row["completed_count"], row["failed_count"]) == (1, 1)
