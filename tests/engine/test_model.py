@@ -528,23 +528,15 @@ class EngineMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sim is not None)
     @rule(pick=PICK)
     def cancel(self, pick: int) -> None:
-        key = self.key(pick, new_ok=False)
-        sim = self.sim
-        if sim is not None and any(i.key == key for i in sim.eng.queue.ahead):
-            event("cancel of a call sent ahead")
-        try:
-            self.world.cancel(key)
-            got = None
-        except GolemError as err:
-            got = err.code
-        self._canceled(key, got)
+        self._cancel(self.key(pick, new_ok=False))
 
     @precondition(lambda self: self.sim is not None and bool(self.m.queue))
     @rule(pick=PICK)
     def cancel_pending(self, pick: int) -> None:
         """A cancel of a pending key (the first ones: those sent ahead, if any)."""
-        m = self.m
-        key = m.queue[pick % len(m.queue)]
+        self._cancel(self.m.queue[pick % len(self.m.queue)])
+
+    def _cancel(self, key: str) -> None:
         sim = self.sim
         if sim is not None and any(i.key == key for i in sim.eng.queue.ahead):
             event("cancel of a call sent ahead")
