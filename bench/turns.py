@@ -23,12 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 import bench.systems as systems
 from bench.client import RawClient, counter_id
 from bench.noise import ForeignCPU
-from bench.schedcpu import schedstat
+from bench.schedcpu import tree_cpu
 
 
 @dataclass(frozen=True)
@@ -60,24 +58,15 @@ def measure(v: Variant, shape: str, calls: int) -> tuple[float, float, float]:
                 c.timed_invokes(names[0], 300)
             else:
                 c.pipeline([names[i % 100] for i in range(5000)], window=1000)
-            root = psutil.Process(server.pid)
-            procs = [root, *root.children(recursive=True)]
-            before = {p.pid: schedstat(p.pid)[0] for p in procs}
+            before = tree_cpu(server.pid)
             t0 = time.perf_counter()
             if shape == "w1":
                 figure = statistics.median(c.timed_invokes(names[0], calls)) * 1e6
             else:
                 c.pipeline([names[i % 100] for i in range(calls)], window=1000)
                 figure = calls / (time.perf_counter() - t0)
-            spent = {}
-            for p in procs:
-                try:
-                    spent[p.pid] = schedstat(p.pid)[0] - before[p.pid]
-                except psutil.NoSuchProcess:
-                    spent[p.pid] = 0.0
-        daemon = spent[server.pid] / calls * 1e6
-        workers = sum(s for pid, s in spent.items() if pid != server.pid) / calls * 1e6
-        return figure, daemon, workers
+            daemon, workers = tree_cpu(server.pid, before)
+        return figure, daemon / calls * 1e6, workers / calls * 1e6
     finally:
         server.stop()
 

@@ -40,11 +40,10 @@ def cancel(eng: AgentEngine, key: str) -> None:
     # Out of the queue now, so that it cannot start; canceled, forgotten and
     # its callers told once that write commits (the caller of cancel awaits
     # the same commit). If the commit fails, it was never canceled.
+    eng.queue.remove(inv)
     if inv.status == S.SCHEDULED:
-        eng.queue.remove(inv)
         eng.arm_schedule()
     else:
-        eng.queue.remove(inv)
         eng.cancels_pending.add(inv)  # nothing after it goes first meanwhile
     eng.kick()  # those sent after it go again (once the cancel commits)
     eng.store.on_commit(lambda err: _canceled(eng, inv, err))

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Sized
 from typing import NoReturn
 
-from golemd.model.errors import GolemError
+from golemd.faults import commit_fails
+from golemd.model.errors import Code, GolemError
 from golemd.perf import cork
 from golemd.storage.base import Cancellable, CommitCallback, LoopHooks
 
@@ -61,7 +62,6 @@ class GroupCommit:
         self._lazy_since = 0  # clock_ns of the oldest on_commit_idle not yet committed
         self._flush_timer: Cancellable | None = None
         self._deferred: dict[str, Callable[[], None]] = {}
-        self._telling = False  # the commit being made has callers to tell (golemd.faults)
         self._later: dict[str, Callable[[], None]] = {}
         self._later_timer: Cancellable | None = None
         # The hooks, kept as plain attributes: they are read on every
@@ -268,8 +268,11 @@ class GroupCommit:
             except GolemError as err:
                 error = err
         callbacks, self._callbacks = self._callbacks, []
-        self._telling = bool(callbacks)
         if self._in_txn:
+            if error is None and callbacks and commit_fails():
+                # GOLEMD_FAIL_COMMIT (golemd.faults): a commit someone waits on
+                # fails as on a full disk, through the store's own rollback.
+                error = GolemError(Code.STORAGE_FULL, "the journal cannot be written: disk full (GOLEMD_FAIL_COMMIT)")
             timer = self._commit_timer
             if timer is None:
                 error = self._end_transaction(error)

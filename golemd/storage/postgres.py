@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
 from golemd.storage.base import OplogEntry, Store
@@ -229,8 +228,6 @@ class PostgresStore(ColumnWrites, RollForward, DurableRows, GroupCommit):
     # -- committing (the scheduling is GroupCommit's) --------------------------
 
     def _end_transaction(self, error: GolemError | None) -> GolemError | None:
-        if error is None and self._telling and commit_fails():
-            error = GolemError(Code.STORAGE_FULL, "the journal cannot be written: disk full (GOLEMD_FAIL_COMMIT)")
         if error is None:
             try:
                 if self.fence is not None:

@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from golemd.faults import commit_fails
 from golemd.model.errors import Code, GolemError
 from golemd.storage import oplog
 from golemd.storage.base import OplogEntry
@@ -235,8 +234,6 @@ class SqliteStore(ColumnWrites, RollForward, DurableRows, GroupCommit):
         try:
             if error is not None:
                 raise sqlite3.OperationalError(str(error))
-            if self._telling and commit_fails():
-                raise sqlite3.OperationalError("database or disk is full (GOLEMD_FAIL_COMMIT)")
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             error = error or _storage_error(exc)

@@ -123,6 +123,9 @@ class Model:
     failed_saved: bool = False  # ...and failure (what a restart reads)
     txn_held: bool | None = None  # what the open transaction writes of them
     txn_failed: bool = False
+    # A worker being stopped holds calls sent ahead: nothing starts before it
+    # is reaped (they go back to the head of the queue then, and run first).
+    reap_first: bool = False
 
     def ok_outcomes(self) -> int:
         """Completed invocations, committed or in the open transaction (the engine's completed_count)."""
@@ -156,7 +159,7 @@ class Model:
         in its place), but for `sent`: the call the worker had been sent
         ahead, which it starts on its own once it has replied."""
         if (self.running is None and not self.held and not self.failed and not self.deleted
-                and self.queue and self.queue[0] in self.journaled
+                and not self.reap_first and self.queue and self.queue[0] in self.journaled
                 and (not self.canceling or self.queue[0] == sent)):
             self.begin(self.queue.pop(0))
 
@@ -217,6 +220,12 @@ class Model:
         """A worker is dead and reaped (or none could be started). `mine`: the
         running invocation ran, or was to run, on it; `start_death`: it died by
         itself before it was built."""
+        waited, self.reap_first = self.reap_first, False
+        self._died(mine, start_death, protocol_error, policy)
+        if waited:
+            self.kick()
+
+    def _died(self, mine: bool, start_death: bool, protocol_error: bool, policy: Policy) -> None:
         if start_death:
             self.start_deaths += 1
         if self.running is None:
@@ -645,6 +654,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.world.resume()
         m.txn_held = False
         m.held = False
+        # Calls sent ahead to the worker being stopped (the other checks hold
+        # the engine's list of them to what was sent) wait for its death.
+        sim = self.sim
+        m.reap_first = m.running is None and sim is not None and bool(sim.eng.queue.ahead)
         m.kick()
         self.after()
 

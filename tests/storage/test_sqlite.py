@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from golemd.model.errors import Code, GolemError
-from golemd.storage import schema, sqlite
+from golemd.storage import commits, schema, sqlite
 from golemd.storage.base import LoopHooks
 from golemd.storage.schema import SCHEMA_VERSION
 from golemd.storage.sqlite import SqliteStore
@@ -347,7 +347,7 @@ def test_a_commit_that_fails_rolls_back_and_files_the_batch_again(store, path, s
     the callers told STORAGE_FULL, and the batch filed in it is filed again."""
     store.attach(FakeLoop().hooks())
     fails = iter([True])
-    monkeypatch.setattr(sqlite, "commit_fails", lambda: next(fails, False))
+    monkeypatch.setattr(commits, "commit_fails", lambda: next(fails, False))
     told = Told()
     store.hold()
     for i in range(3):  # the third files a batch
