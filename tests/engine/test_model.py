@@ -595,6 +595,7 @@ class EngineMachine(RuleBasedStateMachine):
             m.end_run()
             m.queue.insert(0, key)
             m.kick()  # at once, unless a cancel is uncommitted
+            self.after()  # if it did, it runs on this worker again
 
     def _canceled(self, key: str, got: Code | None) -> None:
         """What the model says of cancel(key), which answered `got`."""
@@ -651,13 +652,16 @@ class EngineMachine(RuleBasedStateMachine):
     @rule()
     def resume(self) -> None:
         m = self.m
+        sim = self.sim
+        # Calls sent ahead to the worker being stopped (the other checks hold
+        # the engine's list of them to what was sent) wait for its death.
+        # Read before the resume: after it, a warm worker may have been sent
+        # the next ones already.
+        held_ahead = sim is not None and bool(sim.eng.queue.ahead)
         self.world.resume()
         m.txn_held = False
         m.held = False
-        # Calls sent ahead to the worker being stopped (the other checks hold
-        # the engine's list of them to what was sent) wait for its death.
-        sim = self.sim
-        m.reap_first = m.running is None and sim is not None and bool(sim.eng.queue.ahead)
+        m.reap_first = m.running is None and held_ahead
         m.kick()
         self.after()
 
@@ -801,7 +805,17 @@ class EngineMachine(RuleBasedStateMachine):
             commit()
         for sim, m in self.models.items():
             w, was_stopped, stops = before[sim]
-            if not m.commit_failed() or m.deleted or w is None or w.lost:
+            if not m.commit_failed() or m.deleted:
+                continue
+            new = sim.worker
+            if (w is None or w.lost) and new is not None and new is not w and m.running is not None:
+                # A cancel undone by the failure started its key on a new worker
+                # (the last one was dead), which the failed outcome then stopped:
+                # the snapshot it was spawned with may be the one the journal lost.
+                assert new.stopped is not None, "a worker spawned with an unsaved state was left running"
+                m.run_on, m.discard = new, m.discard or "unsaved"
+                continue
+            if w is None or w.lost:
                 continue
             # Its worker holds a state the journal lost: it must be stopped, and
             # what it runs there must run again from the saved state (a reply
