@@ -282,6 +282,10 @@ class AgentRun(AgentState):
             self.completed_count -= 1
         else:
             self.failed_count -= 1
+            # A failure's commit writes the agent's row, so the committed row
+            # has the last error the journal knows (a later one lost with it too).
+            row = None if self.deleted else self.store.agent_row(self.name)
+            self.last_error = row.get("last_error") if row is not None else None
 
     def drop_unsaved_state(self) -> None:
         """An outcome could not be committed, so the worker holds a state the

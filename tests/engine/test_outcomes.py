@@ -438,3 +438,26 @@ def test_a_failure_whose_commit_failed_is_not_counted(world: World) -> None:
     world.commit()
     row = world.store.agent_row(world.default)
     assert (row["completed_count"], row["failed_count"]) == (1, 1)
+
+
+def test_a_failure_whose_commit_failed_leaves_the_last_error_as_committed(world: World) -> None:
+    """Its error is no outcome either: the agent's last_error is the one the
+    journal holds, before and after a restart."""
+    world.invoke("a")
+    world.commit()
+    world.ready()
+    world.raise_("KeyError", "'x'")
+    world.commit()
+    world.invoke("b")
+    world.commit()
+    world.raise_("ValueError", "lost")
+    world.fail_commit()
+    assert world.eng.last_error == "INVOCATION_FAILED: KeyError: 'x'"
+    world.die()
+    world.invoke("c")
+    world.commit()
+    world.ready()
+    world.reply()
+    world.commit()
+    world.store.flush_later()
+    assert world.store.agent_row(world.default)["last_error"] == "INVOCATION_FAILED: KeyError: 'x'"
