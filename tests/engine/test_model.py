@@ -810,10 +810,12 @@ class EngineMachine(RuleBasedStateMachine):
             new = sim.worker
             if (w is None or w.lost) and new is not None and new is not w and m.running is not None:
                 # A cancel undone by the failure started its key on a new worker
-                # (the last one was dead), which the failed outcome then stopped:
-                # the snapshot it was spawned with may be the one the journal lost.
-                assert new.stopped is not None, "a worker spawned with an unsaved state was left running"
-                m.run_on, m.discard = new, m.discard or "unsaved"
+                # (the last one was dead). Spawned before the failed outcome
+                # read the saved state back, it is stopped (its snapshot may be
+                # the one the journal lost) and the run does not count; spawned
+                # after, it runs from the saved state.
+                if new.stopped is not None:
+                    m.run_on, m.discard = new, m.discard or "unsaved"
                 continue
             if w is None or w.lost:
                 continue
