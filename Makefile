@@ -16,13 +16,16 @@ run: $(BIN)/.installed
 	$(BIN)/golemd --app examples/agents.py --http 127.0.0.1:7070
 
 # The integration suite runs a second time with its daemons on PostgreSQL
-# (tests/pg.py: skipped without PostgreSQL's server, failed under CI). Side by
-# side (tests/run.py) is faster but made a timing test flaky under load.
+# (tests/pg.py: skipped without PostgreSQL's server, failed under CI). Each
+# run spreads its tests over TEST_WORKERS processes (pytest-xdist): most of a
+# test is waiting on daemons, workers and sockets. TEST_WORKERS=0 runs them
+# in this one process.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict golemd/model golemd/engine golemd/wire golemctl
-	$(BIN)/pytest
-	GOLEMD_TEST_STORE=postgresql $(BIN)/pytest tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+	GOLEMD_TEST_STORE=postgresql $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal tests/integration
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

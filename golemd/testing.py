@@ -89,8 +89,10 @@ class CrashCaseFailed(AssertionError):
 class _Daemon:
     """golemd in a subprocess, ready when it says READY=1 on a notify socket."""
 
-    def __init__(self, apps: Sequence[str], state_dir: str, env: dict[str, str], args: Sequence[str]) -> None:
-        self.sock_path = os.path.join(state_dir, "golemd.sock")
+    def __init__(self, apps: Sequence[str], state_dir: str, env: dict[str, str], args: Sequence[str],
+                 sock_dir: str | None = None) -> None:
+        self.sock_dir = sock_dir or state_dir
+        self.sock_path = os.path.join(self.sock_dir, "golemd.sock")
         self.state_dir = state_dir
         self.apps = apps
         self.env = env
@@ -99,7 +101,7 @@ class _Daemon:
         self.log_path = os.path.join(state_dir, "golemd.out")
 
     def start(self, extra_env: dict[str, str], timeout: float = 30.0) -> None:
-        notify_path = os.path.join(self.state_dir, f"notify-{uuid.uuid4().hex[:8]}")
+        notify_path = os.path.join(self.sock_dir, f"notify-{uuid.uuid4().hex[:8]}")
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(notify_path)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLEMD_", "NOTIFY_", "LISTEN_"))}
@@ -149,18 +151,26 @@ class _Daemon:
                 self.proc.wait(10)
 
 
+_SHORT_ENOUGH = 80  # leaves room for "/notify-12345678" and a margin under 107
+
+
 @contextmanager
 def _fresh(apps: Sequence[str], env: dict[str, str], args: Sequence[str], base: str | None,
            store: Callable[[], str] | None) -> Iterator[_Daemon]:
     state_dir = tempfile.mkdtemp(prefix="golemd-crash-", dir=base)
+    # A Unix socket's path holds 107 bytes at most: under a deep base (pytest's
+    # under xdist) the state stays there and the sockets go to a short directory.
+    sock_dir = tempfile.mkdtemp(prefix="golemd-") if len(state_dir) > _SHORT_ENOUGH else None
     if store is not None:
         args = [*args, "--store", store()]
-    daemon = _Daemon(apps, state_dir, env, args)
+    daemon = _Daemon(apps, state_dir, env, args, sock_dir)
     try:
         yield daemon
     finally:
         daemon.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+        if sock_dir is not None:
+            shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def _passes(client: Any) -> dict[str, int]:
