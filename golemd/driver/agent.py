@@ -223,7 +223,7 @@ class Agent:
         cancel, the worker drops those it has not started once the drop is
         written, and what it replied before is read now."""
         eng = self.engine
-        first = eng.queue.ahead[0] if eng.queue.ahead else None
+        first = eng.to_unsend()
         if first is not None and self._drop(first):
             eng.unsend()
             eng.drop_settled(first)

@@ -112,6 +112,15 @@ class AgentRun(AgentState):
         self.drops_pending.discard(inv)
         self.kick()
 
+    def to_unsend(self) -> Invocation | None:
+        """The first call sent ahead, for the driver to take back (drain,
+        reload); None if there is none, or if its worker is being stopped:
+        what that worker was sent comes back when it dies (worker_exited),
+        and its first may be running there already (its predecessor replied
+        while the agent was held), so a drop could not be sure to win."""
+        ahead = self.queue.ahead
+        return ahead[0] if ahead and self.worker is not W.DYING else None
+
     def unsend(self) -> None:
         """What was sent ahead goes back to the queue (the daemon drains, or
         new code is loaded): the driver has asked the worker to drop it."""
@@ -157,8 +166,8 @@ class AgentRun(AgentState):
 
     def replied(self, inv: Invocation, reply: dict[str, Any]) -> None:
         """The worker's reply to `inv`."""
-        if inv is not self.current:
-            return
+        if inv is not self.current or not self._current_sent:
+            return  # not sent to a worker since it began: a stale reply from a dying one
         self._arm(Timer.TIMEOUT, None)
         if inv.discard is not None:
             self.stop_worker(now=True)  # its death decides (worker_exited)

@@ -668,7 +668,7 @@ class Sim:
         """golemd.driver.agent.Agent.unsend (a drain, a reload): what was sent
         ahead is dropped in the worker, then taken back."""
         eng = self.eng
-        first = eng.queue.ahead[0] if eng.queue.ahead else None
+        first = eng.to_unsend()
         if first is not None and self.drop(first):
             eng.unsend()
             eng.drop_settled(first)

@@ -297,6 +297,67 @@ def test_a_reply_racing_an_interrupt_starts_nothing_sent_ahead(b: Batch) -> None
     assert any(isinstance(e, Spawn) for e in b.take()) and b.current() == "c"
 
 
+def test_a_reload_leaves_what_went_ahead_to_a_worker_being_stopped_and_its_late_reply_counts_for_nothing(
+        b: Batch) -> None:
+    """Found by the model test (RacyBatchedEngineMachine): after a reply
+    racing an interrupt the worker runs the next one sent ahead on its own,
+    so a drop of it cannot be sure to win. A reload (or a drain) takes
+    nothing back from a worker being stopped (to_unsend is None): what went
+    ahead comes back when it dies. Before, the call went back to the queue,
+    began on resume waiting for a new worker, and the old worker's reply to
+    it was taken for its outcome, even when that worker held a state a failed
+    commit had lost."""
+    a = b.start("a")
+    b.invoke("b")
+    b.take()
+    control.interrupt(b.eng, recover=False)
+    b.take()
+    b.reply(a)  # written before the SIGTERM landed; the worker goes on with b
+    b.ctx.generation += 1  # new code: as golemd.driver.agent.Agent.unsend does
+    first = b.eng.to_unsend()
+    if first is not None:
+        b.eng.dropping(first)
+        b.eng.polled()
+        b.eng.unsend()
+        b.eng.drop_settled(first)
+    b.take()
+    assert first is None and b.ahead() == ["b"]
+    control.resume(b.eng)
+    b.take()
+    assert b.current() is None and b.ahead() == ["b"]  # it waits for the worker's death
+    bb = b.eng.queue.active["b"]
+    b.eng.replied(bb, {"ok": True, "result": "b", "snapshot": pack(["b"])})  # the old worker's: ignored
+    b.take()
+    assert b.answers["b"] == [] and b.eng.completed_count == 1
+    b.eng.worker_lost()
+    b.eng.worker_exited("killed by SIGTERM")
+    assert any(isinstance(e, Spawn) for e in b.take()) and b.current() == "b"
+
+
+def test_a_reply_to_a_call_not_sent_since_it_began_is_ignored(b: Batch) -> None:
+    """A call that began while its agent's worker was dying waits for a new
+    one (not sent): a reply to it can only be the dying worker's, stale."""
+    a = b.start("a")
+    b.eng.stop_worker(now=False)  # being stopped (idle eviction, reload)
+    b.reply(a)
+    b.invoke("b")
+    b.take()
+    assert b.current() == "b"
+    bb = b.eng.queue.active["b"]
+    b.eng.replied(bb, {"ok": True, "result": "b", "snapshot": pack(["b"])})
+    b.take()
+    assert b.current() == "b" and b.answers["b"] == []
+    b.eng.worker_lost()
+    b.eng.worker_exited("killed by SIGTERM")
+    assert any(isinstance(e, Spawn) for e in b.take())
+    b.eng.worker_spawned()
+    b.eng.worker_ready()
+    assert any(isinstance(e, Send) and e.inv is bb for e in b.take())
+    b.reply(bb)
+    b.store.commit()
+    assert b.answers["b"] == [("b", None)]
+
+
 def test_a_failed_cancel_goes_again_in_its_place_when_the_worker_answered_the_drop_first(b: Batch) -> None:
     """Found by the model test (BatchedEngineMachine). The worker's
     `dropped` answers come before the cancel's commit: nothing may be sent
