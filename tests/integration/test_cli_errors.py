@@ -29,23 +29,31 @@ def _popen(sock: str, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
 
 
-def _read_until(stream: IO[str], text: str, timeout: float = 30.0) -> list[str]:
-    """golemctl's stderr, line by line, up to the line holding `text`; an
-    AssertionError if it has not come within `timeout` seconds."""
+def _read_until(stream: IO[str], text: str, timeout: float = 30.0) -> tuple[list[str], str]:
+    """golemctl's stderr, line by line, up to the line holding `text`, and
+    what was read after it; an AssertionError if it has not come within
+    `timeout` seconds."""
     import select
 
+    # From the file descriptor, not the buffered stream: a readline() may
+    # take in the next lines too, and select() would then wait for more.
+    fd = stream.fileno()
     lines: list[str] = []
+    pending = ""
     deadline = time.monotonic() + timeout
     while True:
+        while "\n" in pending:
+            line, pending = pending.split("\n", 1)
+            lines.append(line + "\n")
+            if text in line:
+                return lines, pending
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([stream], [], [], left)[0]:
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise AssertionError(f"{text!r} did not come within {timeout:g}s; got {lines}")
-        line = stream.readline()
-        if not line:
-            raise AssertionError(f"{text!r} never came; got {lines}")
-        lines.append(line)
-        if text in line:
-            return lines
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise AssertionError(f"{text!r} never came; got {lines + [pending]}")
+        pending += chunk.decode()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run golemctl as another user")
@@ -70,9 +78,10 @@ def test_daemon_gone_mid_call_names_the_key_and_the_command_that_gets_the_outcom
         agent = 'SlowAgent("lost")'
         p = _popen(d.socket, "agent", "invoke", "-i", "k-lost", agent, "work", "3", '"lost"')
         assert p.stderr is not None
-        _read_until(p.stderr, "lost: working for 3")  # the agent runs it now
+        _lines, rest = _read_until(p.stderr, "lost: working for 3")  # the agent runs it now
         d.kill9()
         out, err = p.communicate(timeout=30)
+        err = rest + err
         assert p.returncode == 3, err
         assert out == ""
         assert "DAEMON_UNREACHABLE" in err and "closed the connection before answering" in err
@@ -104,12 +113,13 @@ def test_awaited_invoke_on_an_interrupted_agent_says_it_waits_for_resume(daemon:
     assert c.ok("interrupt", agent=agent)["agent"]["status"] == "Interrupted"
     p = _popen(daemon.socket, "agent", "invoke", agent, "work", "0", '"h"')
     assert p.stderr is not None
-    lines = _read_until(p.stderr, "is interrupted")
+    lines, rest = _read_until(p.stderr, "is interrupted")
     assert lines[-1] == (f"{agent} is interrupted: this invocation waits in its queue until "
                          f"`golemctl agent resume '{agent}'`\n")
     assert p.poll() is None  # still waiting
     c.ok("resume", agent=agent)
     out, err = p.communicate(timeout=30)
+    err = rest + err
     assert p.returncode == 0, err
     assert out == "'h'\n" and "is interrupted" not in err  # said once
     c.close()
