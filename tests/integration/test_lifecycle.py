@@ -110,36 +110,45 @@ def test_a_burst_over_the_budget_is_trimmed_when_it_ends():
         c.close()
 
 
-def test_the_template_keeps_one_spare_worker_ready():
+def test_the_template_keeps_spare_workers_ready():
     """A new agent's worker is a spare forked ahead of need; the template
-    forks the next one after handing it over. A spare is neither an agent's
-    worker nor an orphan to kill, and it goes with the daemon."""
+    forks the next SPARES, in a row, once it has handed over its last one. A
+    spare is neither an agent's worker nor an orphan to kill, and it goes
+    with the daemon."""
+    from golemd.host.zygote import SPARES
     from tests.helpers import daemon_process
 
+    assert SPARES > 1
     with running() as d:
         c = d.conn()
         (template,) = daemon_process(d).children()
-        names = [f'CounterAgent("spare{i}")' for i in range(3)]
+        names = [f'CounterAgent("spare{i}")' for i in range(SPARES + 1)]
 
         def others() -> set[int]:
-            workers = {c.meta(a)["pid"] for a in names if c.meta(a)["pid"] is not None}
+            workers = {c.meta(a).get("pid") for a in names} - {None}
             return {p.pid for p in template.children()} - workers
 
-        wait_for(lambda: len(template.children()) == 1, 10, what="the first spare")
-        first = template.children()[0].pid
-        assert c.ok("invoke", agent=names[0], method="increment")["result"] == 1
-        assert c.meta(names[0])["pid"] == first  # the spare became the worker
-        for a in names[1:]:
+        wait_for(lambda: len(template.children()) == SPARES, 10, what="the first spares")
+        first = {p.pid for p in template.children()}
+        for a in names[:SPARES - 1]:
             assert c.ok("invoke", agent=a, method="increment")["result"] == 1
-        wait_for(lambda: len(others()) == 1, 10, what="a new spare after the hand-overs")
-        spare = others().pop()
-        assert spare != first and psutil_alive(spare)
+        assert {c.meta(a)["pid"] for a in names[:SPARES - 1]} < first  # spares became the workers
+        assert len(others()) == 1 and others() < first  # none forked while one is left
+        assert c.ok("invoke", agent=names[SPARES - 1], method="increment")["result"] == 1
+        assert {c.meta(a)["pid"] for a in names[:SPARES]} == first
+        wait_for(lambda: len(others()) == SPARES, 10, what="new spares after the last hand-over")
+        batch = others()
+        assert not batch & first and all(psutil_alive(p) for p in batch)
+        assert c.ok("invoke", agent=names[SPARES], method="increment")["result"] == 1
+        assert c.meta(names[SPARES])["pid"] in batch
+        spares = others()
+        assert len(spares) == SPARES - 1
         for a in names:
             c.ok("delete", agent=a)
-        # The workers' deaths make the template sweep its children: the spare stays.
-        wait_for(lambda: {p.pid for p in template.children()} == {spare}, 10, what="only the spare left")
+        # The workers' deaths make the template sweep its children: the spares stay.
+        wait_for(lambda: {p.pid for p in template.children()} == spares, 10, what="only the spares left")
         c.close()
-    assert not psutil_alive(spare)
+    assert not any(psutil_alive(p) for p in spares)
 
 
 def psutil_alive(pid: int) -> bool:

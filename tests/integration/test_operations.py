@@ -330,7 +330,7 @@ def test_workers_show_their_agent_id_in_ps(daemon: DaemonProc):
     template = psutil.Process(c.meta('CounterAgent("c1")')["pid"]).parent()
     assert "golemd.host.zygote" in " ".join(template.cmdline())
     want = {'golemd: CounterAgent("c1")', "golemd: dev/EchoAgent()", "golemd: spare worker"}
-    # The spare is forked, and names itself, just after the last spawn was answered.
+    # The spares are forked, and name themselves, just after a spawn was answered.
     wait_for(lambda: {" ".join(p.cmdline()) for p in template.children()} == want, 10,
-             what="the template's children to be the two workers and a spare")
+             what="the template's children to be the two workers and spares")
     c.close()
