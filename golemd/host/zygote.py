@@ -33,7 +33,7 @@ from golemd.wire.codec import pack
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-SPARES = 4  # forked in a row: see fork_spares
+SPARES = 4  # forked in a row while spawns queue up: see fork_spares
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -129,13 +129,14 @@ def fork_spares(count: int, parent: int, types: dict[str, type], close: list[int
 
     A fork is most of a new agent's first call (about 0.8 ms of 2): with a
     spare at hand the template answers a spawn at once, and forks the next
-    spares after it has answered, off the caller's path. They are forked
-    several in a row because the template copies every page it writes after
-    a fork (the children share them): the pages a spawn's handling writes are
-    then copied once per batch, and those a fork itself writes are kept few
-    by plain calls here (socket.socketpair's Python wrapper and an object per
-    spare cost some 30 pages more per fork). Measured on the template alone:
-    143 pages copied per new worker one at a time, 55 in fours."""
+    spares after it has answered, off the caller's path. While spawns queue
+    up it forks several in a row, because it copies every page it writes
+    after a fork (the children share them): the pages a spawn's handling
+    writes are then copied once per batch. Those a fork itself writes are
+    kept few by plain calls here (socket.socketpair's Python wrapper and an
+    object per spare cost some 30 pages more per fork). Pages the template
+    copies per new worker (bench.w4split): 140-144 one at a time with the
+    wrapper, 54-57 in fours."""
     sys.stdout.flush()  # once: nothing is written between these forks
     sys.stderr.flush()
     spares: list[Spare] = []
@@ -218,6 +219,8 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
     own_fds = [sock.fileno(), wake_r, wake_w]
     spares: deque[Spare] = deque(fork_spares(SPARES, me, types, own_fds))
     watched: list[socket.socket | int] = [sock, wake_r]
+    queued = select.poll()  # whether another spawn is waiting already
+    queued.register(sock, select.POLLIN)
     while True:
         try:
             ready, _, _ = select.select(watched, [], [])
@@ -261,7 +264,10 @@ def serve(sock: socket.socket, types: dict[str, type]) -> NoReturn:
             os.close(fd)
         _send(sock, {"op": "spawned", "req": msg["req"], "pid": pid})
         if not spares:
-            spares.extend(fork_spares(SPARES, me, types, own_fds))  # now that this one is answered
+            # Now that this one is answered: several in a row while spawns
+            # queue up (W4's shape), one while they come one at a time, so
+            # that a lone new agent's first call does not run beside four forks.
+            spares.extend(fork_spares(SPARES if queued.poll(0) else 1, me, types, own_fds))
 
 
 def main(argv: list[str]) -> NoReturn:

@@ -111,10 +111,11 @@ def test_a_burst_over_the_budget_is_trimmed_when_it_ends():
 
 
 def test_the_template_keeps_spare_workers_ready():
-    """A new agent's worker is a spare forked ahead of need; the template
-    forks the next SPARES, in a row, once it has handed over its last one. A
-    spare is neither an agent's worker nor an orphan to kill, and it goes
-    with the daemon."""
+    """A new agent's worker is a spare forked ahead of need. The template
+    starts with SPARES of them and forks the next once it has handed over its
+    last: one while spawns come one at a time, SPARES in a row while they
+    queue up. A spare is neither an agent's worker nor an orphan to kill,
+    and it goes with the daemon."""
     from golemd.host.zygote import SPARES
     from tests.helpers import daemon_process
 
@@ -123,9 +124,10 @@ def test_the_template_keeps_spare_workers_ready():
         c = d.conn()
         (template,) = daemon_process(d).children()
         names = [f'CounterAgent("spare{i}")' for i in range(SPARES + 1)]
+        burst = [f'CounterAgent("burst{i}")' for i in range(3 * SPARES)]
 
         def others() -> set[int]:
-            workers = {c.meta(a).get("pid") for a in names} - {None}
+            workers = {c.meta(a).get("pid") for a in names + burst} - {None}
             return {p.pid for p in template.children()} - workers
 
         wait_for(lambda: len(template.children()) == SPARES, 10, what="the first spares")
@@ -136,14 +138,23 @@ def test_the_template_keeps_spare_workers_ready():
         assert len(others()) == 1 and others() < first  # none forked while one is left
         assert c.ok("invoke", agent=names[SPARES - 1], method="increment")["result"] == 1
         assert {c.meta(a)["pid"] for a in names[:SPARES]} == first
-        wait_for(lambda: len(others()) == SPARES, 10, what="new spares after the last hand-over")
-        batch = others()
-        assert not batch & first and all(psutil_alive(p) for p in batch)
+        wait_for(lambda: len(others()) == 1, 10, what="one new spare after the last hand-over")
+        (spare,) = others()
+        assert spare not in first and psutil_alive(spare)
         assert c.ok("invoke", agent=names[SPARES], method="increment")["result"] == 1
-        assert c.meta(names[SPARES])["pid"] in batch
+        assert c.meta(names[SPARES])["pid"] == spare
+
+        # Many new agents at once: each gets a worker of its own, and the
+        # template keeps between one and SPARES spares whatever it batched.
+        for a in burst:
+            c.ok("invoke", agent=a, method="increment", mode="trigger")
+        for a in burst:
+            assert c.ok("invoke", agent=a, method="get")["result"] == 1
+        pids = [c.meta(a)["pid"] for a in names + burst]
+        assert len(set(pids)) == len(pids) and None not in pids
+        wait_for(lambda: 1 <= len(others()) <= SPARES, 10, what="one to SPARES spares after the burst")
         spares = others()
-        assert len(spares) == SPARES - 1
-        for a in names:
+        for a in names + burst:
             c.ok("delete", agent=a)
         # The workers' deaths make the template sweep its children: the spares stay.
         wait_for(lambda: {p.pid for p in template.children()} == spares, 10, what="only the spares left")
