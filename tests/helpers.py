@@ -101,6 +101,17 @@ class RawConn:
         r = self.call("get", agent=agent)
         return r.get("agent") or {}
 
+    def worker_pid(self, agent: str) -> int:
+        """The pid of the agent's worker, once it has one: it is nil while
+        the fork server answers, even when the agent already shows Running."""
+        return int(wait_for(lambda: self.meta(agent).get("pid"), what=f"a worker for {agent}"))
+
+    def fence(self, agent: str, method: str, args: list[Any] | None = None) -> None:
+        """Return once every write the daemon made before this call is
+        committed: a trigger is acknowledged after its enqueue commits, and
+        commits go in order. Before a kill -9 that must find them journaled."""
+        self.ok("invoke", agent=agent, method=method, args=args or [], mode="trigger")
+
     def err(self, op: str, **fields: Any) -> str:
         r = self.call(op, **fields)
         assert "error" in r, r

@@ -78,7 +78,7 @@ def test_reload_takes_back_what_was_sent_ahead(daemon, conn: RawConn):
     a = 'Journal("reload")'
     conn.ok("invoke", agent=a, method="slow_append", args=["slow", 1.0], mode="trigger", idempotency_key="slow")
     wait_for(lambda: (conn.meta(a).get("current_invocation") or {}).get("idempotency_key") == "slow")
-    old_pid = wait_for(lambda: conn.meta(a).get("pid"), what="its process")
+    old_pid = conn.worker_pid(a)
     conn.ok("invoke", agent=a, method="append", args=["after"], mode="trigger", idempotency_key="after")
     conn.ok("reload")
     wait_for(lambda: _idle(conn, a), timeout=15, what="the queue to run")

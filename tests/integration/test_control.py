@@ -132,7 +132,7 @@ def test_interrupt_recover_retries_and_caller_gets_result(daemon, conn: RawConn)
     other = daemon.conn()
     rid = other.send(op="invoke", agent=a, method="slow_append", args=["x", 1.0], idempotency_key="r")
     wait_for(lambda: conn.meta(a).get("status") == "Running")
-    pid = wait_for(lambda: conn.meta(a).get("pid"), what="its process")  # nil while the fork server answers
+    pid = conn.worker_pid(a)
     conn.ok("interrupt", agent=a, recover=True)
     assert other.reply(rid)["result"] == 1
     meta = conn.ok("get", agent=a)["agent"]
@@ -179,7 +179,7 @@ def test_delete_answers_everyone_and_recreates_fresh(daemon, conn: RawConn):
     wait_for(lambda: conn.meta(S).get("status") == "Running")
     pending = other.send(op="invoke", agent=S, method="work", args=[1, "p"], idempotency_key="p")
     wait_for(lambda: conn.meta(S).get("pending_invocation_count") == 1)
-    pid = wait_for(lambda: conn.meta(S).get("pid"), what="its process")  # nil while the fork server answers
+    pid = conn.worker_pid(S)
     last = conn.ok("delete", agent=S)["agent"]
     assert last["agent_id"] == S
     codes = {other.reply(running)["error"]["code"], other.reply(pending)["error"]["code"]}

@@ -147,11 +147,9 @@ def test_a_promise_completed_around_a_restart(d, c, tmp_path, when):
         c.ok("invoke", agent='Shop("other")', method="complete", args=[pid, "early"])
     if when == "during":
         # The ledger's line is written inside the step, before the step and the
-        # wait are journaled: wait for the wait, then for a commit after it (a
-        # trigger is acknowledged once its enqueue is committed, and commits go
-        # in order), so that the kill finds the agent parked.
+        # wait are journaled: the kill must find the agent parked.
         wait_for(lambda: c.meta(SHOP).get("waiting_for") == {"promise": pid}, what="the wait")
-        c.ok("invoke", agent='Shop("fence")', method="orders_made", mode="trigger")
+        c.fence('Shop("fence")', "orders_made")
     if when == "after":
         d.stop()
     else:

@@ -252,11 +252,8 @@ def test_a_callee_recovered_after_a_restart_stays_in_its_callers_trace(tmp_path:
             return made[0] if made else None
 
         pid = wait_for(promise_made, what="the callee's promise")
-        wait_for(lambda: (conn.ok("get", agent='Shop("callee")').get("agent") or {}).get("waiting_for"),
-                 what="the callee to wait")
-        # Commits are serial: once a later enqueue is acknowledged, the callee's wait is journaled too.
-        conn.ok("invoke", agent='Inventory("fence")', method="count", args=["x"], mode="trigger",
-                idempotency_key="fence")
+        wait_for(lambda: conn.meta('Shop("callee")').get("waiting_for"), what="the callee to wait")
+        conn.fence('Inventory("fence")', "count", ["x"])
         conn.close()
         # Both wait (the caller on its call, the callee on its promise) when the daemon dies.
         killed = time.time()
